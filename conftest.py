@@ -17,7 +17,8 @@ from harness import runtimes
 from harness.cases import CALIBRATIONS, PRECISIONS, CaseError, Item, expand, load_all
 from harness.pipeline import Harness, Settings
 from harness.report import Recorder
-from harness.runtimes import RuntimeConfig
+from harness.runtimes import RuntimeConfig, RuntimeUnavailable
+from harness.weights import default_cache_dir
 
 ROOT = Path(__file__).resolve().parent
 HARNESS = pytest.StashKey[Harness]()
@@ -67,11 +68,7 @@ def _settings(config: pytest.Config) -> Settings:
     else:
         limit = option.eval_limit if option.eval_limit is not None else int(config.getini("segconform_eval_limit"))
         eval_limit = None if limit == 0 else limit
-    cache_dir = option.cache_dir or _env_path("SEGCONFORM_CACHE_DIR")
-    if cache_dir is None:
-        import platformdirs
-
-        cache_dir = Path(platformdirs.user_cache_dir("segconform"))
+    cache_dir = option.cache_dir or default_cache_dir()
     data_root = option.data_root or _env_path("SEGCONFORM_DATA_ROOT")
     if data_root is not None and not data_root.is_dir():
         raise pytest.UsageError(f"--data-root {data_root}: not a folder")
@@ -121,11 +118,18 @@ def _marks(item: Item, check: str) -> list[pytest.MarkDecorator]:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "item" not in metafunc.fixturenames:
-        return
     items = metafunc.config.stash[ITEMS]
-    check = metafunc.function.__name__
-    metafunc.parametrize("item", [pytest.param(i, id=i.id, marks=_marks(i, check)) for i in items])
+    if "item" in metafunc.fixturenames:
+        check = metafunc.function.__name__
+        metafunc.parametrize("item", [pytest.param(i, id=i.id, marks=_marks(i, check)) for i in items])
+    elif "model" in metafunc.fixturenames:
+        # Per-model checks (architecture size): one parameter per model that has a PyTorch architecture.
+        models = {i.model.name: i for i in items if i.model.architecture}
+        metafunc.parametrize(
+            "model",
+            [pytest.param(i.model, id=name, marks=[getattr(pytest.mark, i.family.family), getattr(pytest.mark, name)])
+             for name, i in models.items()],
+        )
 
 
 @pytest.fixture(scope="session")
@@ -144,6 +148,10 @@ def runnable(item: Item, harness: Harness) -> Item:
     reason = harness.unavailable_reason(item)
     if reason:
         pytest.skip(reason)
+    try:
+        harness.session(item)
+    except RuntimeUnavailable as error:  # e.g. no compiled VACC model or vamp outputs for this item
+        pytest.skip(f"runtime {item.runtime}: {error}")
     return item
 
 
@@ -160,6 +168,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
+    if HARNESS in session.config.stash:
+        session.config.stash[HARNESS].close()
     recorder = session.config.stash.get(RECORDER, None)
     if recorder is None or not recorder.rows:
         return

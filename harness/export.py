@@ -56,26 +56,36 @@ def export_onnx(
     probe = _probe(sample, input_shape)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module,
-            (probe,),
-            str(target),
-            input_names=["input"],
-            output_names=["output"],
-            opset_version=opset,
-            dynamic_axes={
-                "input": {0: "batch", 2: "height", 3: "width"},
-                "output": {0: "batch", 2: "out_height", 3: "out_width"},
-            },
-            dynamo=False,
-        )
+        try:
+            torch.onnx.export(
+                module,
+                (probe,),
+                str(target),
+                input_names=["input"],
+                output_names=["output"],
+                opset_version=opset,
+                dynamic_axes={
+                    "input": {0: "batch", 2: "height", 3: "width"},
+                    "output": {0: "batch", 2: "out_height", 3: "out_width"},
+                },
+                dynamo=False,
+            )
+            exporter = f"torch.onnx {torch.__version__} (TorchScript-based, dynamic batch/height/width)"
+        except Exception as error:  # e.g. adaptive pooling over sizes it cannot split evenly (PSPNet, ICNet at 320)
+            torch.onnx.export(module, (probe,), str(target), input_names=["input"], output_names=["output"],
+                              opset_version=opset, dynamo=True)
+            exporter = (f"torch.onnx {torch.__version__} (torch.export-based, static shape; the TorchScript exporter "
+                        f"failed: {str(error).splitlines()[0][:160]})")
         expected = module(probe).numpy()
     session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
     actual = session.run(None, {"input": probe.numpy()})[0]
     difference = float(np.max(np.abs(actual - expected)))
     if not difference <= EXPORT_TOLERANCE:
         raise ValueError(f"{target.name}: ONNX export differs from PyTorch by {difference:.3g} (> {EXPORT_TOLERANCE})")
-    return {"exporter": f"torch.onnx {torch.__version__} (TorchScript-based)", "export_max_abs_diff": difference}
+    import onnx
+
+    opset_used = next(o.version for o in onnx.load(str(target), load_external_data=False).opset_import if o.domain in ("", "ai.onnx"))
+    return {"exporter": exporter, "opset_used": opset_used, "export_max_abs_diff": difference}
 
 
 def export_torchscript(

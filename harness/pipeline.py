@@ -161,6 +161,7 @@ class Harness:
         return None
 
     def session(self, item: Item) -> Session:
+        """The loaded session of ``item``; raises :class:`RuntimeUnavailable` when its runtime lacks this model."""
         if item.id not in self._sessions:
             runtime = self.runtime(item.runtime)
             artifact = None
@@ -170,6 +171,14 @@ class Harness:
                 artifact = self.builder.torchscript(item.model)
             self._sessions[item.id] = runtime.load(artifact, item)
         return self._sessions[item.id]
+
+    def close(self) -> None:
+        """Release every session that holds a device or files (the VACC stream must be shut down)."""
+        for session in self._sessions.values():
+            close = getattr(session, "close", None)
+            if callable(close):
+                close()
+        self._sessions.clear()
 
     # ----------------------------------------------------------------- running
 

@@ -53,6 +53,7 @@ class Recorder:
         self.rows: dict[tuple[str, str], Row] = {}
         self.artifacts: dict[str, dict[str, Any]] = {}
         self.outcomes: dict[str, dict[str, str]] = {}
+        self.architectures: dict[str, dict[str, Any]] = {}
 
     def outcome(self, item_id: str, check: str, outcome: str) -> None:
         """The pytest outcome of one check of one item; shown on every row of that item."""
@@ -101,15 +102,15 @@ class Recorder:
     # ----------------------------------------------------------------- writing
 
     def write(self) -> list[Path]:
-        if not self.rows:
+        if not self.rows and not self.architectures:
             return []
         self.report_dir.mkdir(parents=True, exist_ok=True)
         rows = sorted(self.rows.values(), key=lambda r: (r.family, r.model, r.dataset, r.precision, r.runtime))
         for row in rows:
             row.outcomes = dict(self.outcomes.get(row.item, {}))
-        payload = {"rows": [row.__dict__ for row in rows], "artifacts": self.artifacts}
+        payload = {"rows": [row.__dict__ for row in rows], "architectures": self.architectures}
         json_path = _atomic_write(self.report_dir / "summary.json", json.dumps(payload, indent=2, default=_json_default))
-        md_path = _atomic_write(self.report_dir / "summary.md", render_markdown(rows))
+        md_path = _atomic_write(self.report_dir / "summary.md", render_markdown(rows, self.architectures))
         return [md_path, json_path]
 
 
@@ -147,7 +148,20 @@ def _metric_cell(row: Row, metric: str) -> str:
     return f"{_fmt(measured)} (doc {documented:g}, {'+' if delta >= 0 else ''}{delta:.3f}{'' if better else ' ▼'})"
 
 
-def render_markdown(rows: list[Row]) -> str:
+def render_architectures(architectures: dict[str, dict[str, Any]]) -> list[str]:
+    """Parameter and FLOP counts of each PyTorch reference beside the seed's figures."""
+    if not architectures:
+        return []
+    lines = ["## Architectures (PyTorch references)", "",
+             "| model | architecture | weights | params M | seed params M | GFLOPs (mult-add = 2) | GMACs | seed FLOPs(G) | note |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, a in sorted(architectures.items()):
+        lines.append(f"| {name} | {a['architecture']} | {a['weights']} | {a['params_m']:.3f} | {a.get('seed_params_m', '-')} | "
+                     f"{a['gflops']:.3f} | {a['gflops'] / 2:.3f} | {a.get('seed_flops_g', '-')} | {a.get('note') or ''} |")
+    return [*lines, ""]
+
+
+def render_markdown(rows: list[Row], architectures: dict[str, dict[str, Any]] | None = None) -> str:
     lines = [
         "# segconform summary",
         "",
@@ -183,4 +197,5 @@ def render_markdown(rows: list[Row]) -> str:
             if notes:
                 lines += ["", *[f"- {n}" for n in notes]]
             lines.append("")
+    lines += render_architectures(architectures or {})
     return "\n".join(lines) + "\n"

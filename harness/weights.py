@@ -45,6 +45,16 @@ class WeightSource:
         return self.kind != "seeded"
 
 
+def default_cache_dir() -> Path:
+    """SEGCONFORM_CACHE_DIR, else the platform's user cache folder for segconform."""
+    configured = os.environ.get("SEGCONFORM_CACHE_DIR")
+    if configured:
+        return Path(configured).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("segconform"))
+
+
 def seed_for(model_name: str) -> int:
     """A stable per-model seed, so seeded weights are the same on every machine and run."""
     return zlib.crc32(model_name.encode("utf-8"))

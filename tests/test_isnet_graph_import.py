@@ -3,8 +3,9 @@
 The structural tests export a randomly initialised ISNet whose batch-norms carry non-trivial
 statistics (the exporter folds them into the convolutions and drops the parameter names, as in
 the published graph), shuffle the node list, and check that the import reproduces the network.
-The comparison with the real isnet-general-use graph runs only when ``SEGCONFORM_ISNET_ONNX``
-names it and ``SEGCONFORM_DATA_ROOT`` holds ``ecssd-300/images/0001.jpg``.
+The comparison with the real isnet-general-use graph runs when the graph is in the weight cache
+(``python -m harness fetch``; or ``SEGCONFORM_ISNET_ONNX`` names it) and ``SEGCONFORM_DATA_ROOT``
+holds ``ecssd-300/images/0001.jpg``.
 """
 
 from __future__ import annotations
@@ -176,10 +177,14 @@ def _isnet_input(image_path: Path) -> np.ndarray:
 
 @pytest.mark.slow
 def test_real_graph_is_reproduced() -> None:
-    graph_path = os.environ.get("SEGCONFORM_ISNET_ONNX")
+    from harness.weights import NpmWeights, default_cache_dir
+
+    cached = NpmWeights(default_cache_dir()).folder / "models_medium.onnx"
+    graph_path = os.environ.get("SEGCONFORM_ISNET_ONNX") or (str(cached) if cached.is_file() else None)
     data_root = os.environ.get("SEGCONFORM_DATA_ROOT")
     if not graph_path:
-        pytest.skip("SEGCONFORM_ISNET_ONNX is not set (path of isnet-general-use's medium.onnx)")
+        pytest.skip(f"isnet-general-use's medium.onnx is not in {cached.parent} (run `python -m harness fetch`) "
+                    "and SEGCONFORM_ISNET_ONNX is not set")
     if not data_root:
         pytest.skip("SEGCONFORM_DATA_ROOT is not set (folder holding ecssd-300/images)")
     ort = pytest.importorskip("onnxruntime")

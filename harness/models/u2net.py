@@ -60,7 +60,7 @@ class RSU(nn.Module):
         self.height = height
         self.pooled = not dilated
         if dilated:
-            dilations = [1] * (height - 1) + [2]
+            dilations = [2**level for level in range(height)]
         else:
             dilations = [1] * (height - 1) + [2]
 
