@@ -53,6 +53,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--full", action="store_true", help="evaluate every image of every dataset")
     group.addoption("--calibration-samples", type=int, default=None,
                     help="images for static int8 calibration (default 50, like the VACC compiler's sampler)")
+    group.addoption("--localise-builds", type=int, default=8,
+                    help="builds fault localisation may spend on a failing fp16/int8 item (0: do not localise)")
     group.addoption("--vacc-models", type=Path, default=None, help="folder of vamc-compiled models for --runtime vacc")
     group.addoption("--vacc-device", type=int, default=0, help="VACC device id")
     group.addoption("--vamp-outputs", type=Path, default=None, help="folder of vamp npz outputs for --runtime vamp")
@@ -80,6 +82,7 @@ def _settings(config: pytest.Config) -> Settings:
         report_dir=option.report_dir or ROOT / "reports",
         eval_limit=eval_limit,
         calibration_samples=option.calibration_samples or int(config.getini("segconform_calibration_samples")),
+        localise_builds=option.localise_builds,
         update_golden=option.update_golden,
         runtime_config=RuntimeConfig(
             threads=option.threads,
@@ -122,11 +125,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "item" in metafunc.fixturenames:
         check = metafunc.function.__name__
         metafunc.parametrize("item", [pytest.param(i, id=i.id, marks=_marks(i, check)) for i in items])
-    elif "model" in metafunc.fixturenames:
+    elif "case_model" in metafunc.fixturenames:
         # Per-model checks (architecture size): one parameter per model that has a PyTorch architecture.
         models = {i.model.name: i for i in items if i.model.architecture}
         metafunc.parametrize(
-            "model",
+            "case_model",
             [pytest.param(i.model, id=name, marks=[getattr(pytest.mark, i.family.family), getattr(pytest.mark, name)])
              for name, i in models.items()],
         )

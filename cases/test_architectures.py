@@ -16,10 +16,11 @@ from harness.report import Recorder
 PARAMS_TOLERANCE = 0.02
 
 
-def test_architecture(model: Model, harness: Harness, recorder: Recorder) -> None:
+def test_architecture(case_model: Model, harness: Harness, recorder: Recorder) -> None:
     from harness import models
     from harness.models.profile import count_flops, count_params
 
+    model = case_model
     if model.architecture not in models.names():
         pytest.skip(f"{model.name}: architecture {model.architecture!r} is not implemented yet")
     network = models.build(model.architecture)

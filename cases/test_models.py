@@ -17,15 +17,30 @@ from harness.pipeline import Harness, RunResult
 from harness.report import Recorder
 
 #: fp32 against its own source (PyTorch eager or the graph as shipped): float reassociation only.
-SOURCE_BUDGET = Budget(mae=1e-4, max_abs=5e-3, why="the same fp32 network; only float summation order may differ")
+SOURCE_BUDGET = Budget(mae=1e-4, mae_worst=1e-4, max_abs=5e-3,
+                       why="the same fp32 network; only float summation order may differ")
 #: The fp32 reference against its golden masks: 8-bit storage plus CPU-kernel differences between machines.
-GOLDEN_FP32_BUDGET = Budget(mae=3e-3, max_abs=0.05, why="8-bit golden storage and cross-machine float differences")
+GOLDEN_FP32_BUDGET = Budget(mae=3e-3, mae_worst=3e-3, max_abs=0.05,
+                            why="8-bit golden storage and cross-machine float differences")
+#: Seeded (untrained) weights: activations have no trained structure and min-max normalisation stretches the
+#: near-flat maps, so quantisation error reads several times larger than on trained weights. Measured here on the
+#: synthetic and real sets: int8 mean MAE up to 0.10 (MODNet kl_divergence), fp16 up to 0.0052 (MODNet). These still
+#: catch a broken build (a wrong scale or a dropped node moves a map by far more).
+SEEDED_BUDGETS = {
+    "fp16": Budget(mae=0.01, mae_worst=0.03, max_abs=0.25, why="seeded weights (see SEEDED_BUDGETS)"),
+    "int8": Budget(mae=0.15, mae_worst=0.3, max_abs=1.0, why="seeded weights (see SEEDED_BUDGETS)"),
+    "int8_dynamic": Budget(mae=0.15, mae_worst=0.3, max_abs=1.0, why="seeded weights (see SEEDED_BUDGETS)"),
+}
 
 
-def _budget(item: Item) -> Budget:
+def _budget(item: Item, harness: Harness) -> Budget:
     if item.variant.precision == "fp32":
         return SOURCE_BUDGET
-    return item.model.budgets[item.variant.precision]
+    budget = item.model.budgets[item.variant.precision]
+    if harness.runtime(item.runtime).artifact_kind != "none" and not harness.builder.weights(item.model).trained:
+        seeded = SEEDED_BUDGETS[item.variant.precision]
+        return seeded if seeded.mae > budget.mae else budget
+    return budget
 
 
 def _is_reference(item: Item) -> bool:
@@ -52,16 +67,16 @@ def _heat_map(difference: np.ndarray) -> np.ndarray:
     return cv2.applyColorMap(scaled, cv2.COLORMAP_JET)
 
 
-def _compare(candidate: RunResult, reference: RunResult, budget: Budget) -> tuple[dict[str, float], list[str], str | None]:
-    """Per-image conformance of ``candidate`` against ``reference``; returns stats, violations and the worst stem."""
-    maes, maxes, violations = {}, {}, []
-    for stem, map_ in candidate.maps.items():
-        if stem not in reference.maps:
-            continue
-        mae, max_abs = metrics.conformance(map_, reference.maps[stem])
-        maes[stem], maxes[stem] = mae, max_abs
-        if mae > budget.mae or max_abs > budget.max_abs:
-            violations.append(f"{stem}: MAE {mae:.4g} (budget {budget.mae}), max|d| {max_abs:.4g} (budget {budget.max_abs})")
+def _compare(candidate: dict[str, np.ndarray], reference: dict[str, np.ndarray], budget: Budget,
+             slack: float = 0.0) -> tuple[dict[str, float], list[str], str | None]:
+    """Conformance of ``candidate`` maps against ``reference`` maps; returns stats, violations and the worst stem.
+
+    ``slack`` widens every bound (8-bit storage of golden masks).
+    """
+    maes, maxes = {}, {}
+    for stem, map_ in candidate.items():
+        if stem in reference:
+            maes[stem], maxes[stem] = metrics.conformance(map_, reference[stem])
     if not maes:
         return {}, ["no image was run by both"], None
     worst = max(maes, key=maes.get)
@@ -71,25 +86,52 @@ def _compare(candidate: RunResult, reference: RunResult, budget: Budget) -> tupl
         "mae_worst": maes[worst],
         "max_abs_worst": float(max(maxes.values())),
     }
+    violations = []
+    if stats["mae_mean"] > budget.mae + slack:
+        violations.append(f"mean per-image MAE {stats['mae_mean']:.4g} > budget {budget.mae}")
+    if stats["mae_worst"] > budget.mae_worst + slack:
+        violations.append(f"worst image {worst}: MAE {stats['mae_worst']:.4g} > budget {budget.mae_worst}")
+    over = [stem for stem, value in maxes.items() if value > budget.max_abs + slack]
+    if over:
+        violations.append(f"{len(over)} images with max|d| > {budget.max_abs} (worst {stats['max_abs_worst']:.4g}: "
+                          f"{', '.join(over[:5])})")
     return stats, violations, worst
+
+
+def _localise(harness: Harness, recorder: Recorder, item: Item, dataset: Dataset) -> list[str]:
+    """For a failing fp16 / static int8 build: which nodes kept in fp32 make it conform (bisection)."""
+    from harness.fault_localisation import LOCALISABLE, localise
+
+    builds = harness.settings.localise_builds
+    if builds <= 0 or item.variant.precision not in LOCALISABLE or item.model.prebuilt.get(item.variant.precision):
+        return []
+    if harness.runtime(item.runtime).artifact_kind != "onnx":
+        return []
+    result = localise(harness, item, dataset, max_builds=builds, budget=_budget(item, harness))
+    recorder.note(item, dataset.name, "fault localisation: " + " ".join(result.summary().split()))
+    return [result.summary()]
 
 
 def test_conformance(item: Item, runnable: Item, harness: Harness, recorder: Recorder) -> None:
     """Same inputs, same outputs within the budget: fp32 against its source, every other item against fp32."""
-    budget = _budget(item)
+    budget = _budget(item, harness)
     failures = []
     for dataset in harness.datasets_for(item.model):
         candidate = harness.run(item, dataset)
         reference = harness.run_source(item, dataset) if _is_reference(item) else harness.run(item.reference, dataset)
-        stats, violations, worst = _compare(candidate, reference, budget)
+        stats, violations, worst = _compare(candidate.maps, reference.maps, budget)
         row = recorder.row(item, dataset.name)
         row.conformance = stats
         row.weights = harness.builder.weights(item.model).label
         against = "its source" if _is_reference(item) else item.reference.id
+        executed = getattr(harness.session(item), "execution_precision", None)
+        if executed:
+            recorder.note(item, dataset.name, f"executed: {executed}")
         if violations:
             strip = _strip(recorder, item, dataset, worst, reference.maps[worst], candidate.maps[worst], "conformance")
-            failures.append(f"{dataset.name}: {len(violations)} of {stats.get('images', 0)} images outside the "
-                            f"{item.variant.label} budget against {against} ({budget.why}); worst: {violations[0]}; strip: {strip}")
+            failures.append(f"{dataset.name} ({stats.get('images', 0)} images): outside the {item.variant.label} budget "
+                            f"against {against} ({budget.why}): {'; '.join(violations)}; strip: {strip}")
+            failures.extend(_localise(harness, recorder, item, dataset))
         if item.variant.precision == "fp16" and stats:
             artifact = harness.builder.onnx(item.model, item.variant) if harness.runtime(item.runtime).artifact_kind == "onnx" else None
             if artifact is not None and artifact.manifest.get("fp16_compute_ops", 0) == 0:
@@ -110,7 +152,7 @@ def test_regression(item: Item, runnable: Item, harness: Harness, recorder: Reco
         if harness.settings.update_golden and _is_reference(item):
             stems = [s.stem for s in dataset.limited(harness.settings.golden_limit) if s.stem in run.maps]
             images = {s.stem: dataset.image(s) for s in dataset.samples if s.stem in stems}
-            folder = harness.golden.write(item.model.name, dataset.name, {s: run.maps[s] for s in stems}, images,
+            harness.golden.write(item.model.name, dataset.name, {s: run.maps[s] for s in stems}, images,
                                           {"weights": weights, "made_by": item.id})
             row.regression = {"status": f"written ({len(stems)})"}
             continue
@@ -123,26 +165,23 @@ def test_regression(item: Item, runnable: Item, harness: Harness, recorder: Reco
             skipped.append(f"{dataset.name}: golden made with '{golden.meta.get('weights')}', now '{weights}'")
             row.regression = {"status": "other weights"}
             continue
-        budget = GOLDEN_FP32_BUDGET if item.variant.precision == "fp32" else _budget(item)
-        compared, violations, unmatched = 0, [], []
+        budget = GOLDEN_FP32_BUDGET if item.variant.precision == "fp32" else _budget(item, harness)
+        expected, unmatched = {}, []
         for sample in dataset.samples:
             if sample.stem not in golden.stems() or sample.stem not in run.maps:
                 continue
-            if not golden.matches_image(sample.stem, dataset.image(sample)):
+            if golden.matches_image(sample.stem, dataset.image(sample)):
+                expected[sample.stem] = golden.map(sample.stem)
+            else:
                 unmatched.append(sample.stem)
-                continue
-            expected = golden.map(sample.stem)
-            mae, max_abs = metrics.conformance(run.maps[sample.stem], expected)
-            compared += 1
-            if mae > budget.mae + QUANTISATION or max_abs > budget.max_abs + QUANTISATION:
-                strip = _strip(recorder, item, dataset, sample.stem, expected, run.maps[sample.stem], "golden")
-                violations.append(f"{sample.stem}: MAE {mae:.4g}, max|d| {max_abs:.4g} (budget {budget.mae}/{budget.max_abs}); strip: {strip}")
         if unmatched:
             recorder.note(item, dataset.name, f"golden not compared for {len(unmatched)} images that differ from the golden's inputs")
-        row.regression = {"status": f"{compared - len(violations)}/{compared} ok", "compared": compared}
-        if violations:
-            failures.append(f"{dataset.name}: " + "; ".join(violations))
-        if compared == 0 and not unmatched:
+        stats, violations, worst = _compare({s: run.maps[s] for s in expected}, expected, budget, QUANTISATION)
+        row.regression = {"status": f"{'fail' if violations else 'ok'} ({len(expected)} images)", **stats}
+        if violations and worst is not None:
+            strip = _strip(recorder, item, dataset, worst, expected[worst], run.maps[worst], "golden")
+            failures.append(f"{dataset.name}: {'; '.join(violations)} (budget: {budget.why}); strip: {strip}")
+        elif not expected and not unmatched:
             failures.append(f"{dataset.name}: none of the golden images were run")
     assert not failures, "\n".join(failures)
     if skipped and not harness.settings.update_golden:
@@ -182,7 +221,7 @@ def test_accuracy(item: Item, runnable: Item, harness: Harness, recorder: Record
         measured = accumulator.results()
         row = recorder.row(item, dataset.name)
         row.metrics, row.images, row.weights = measured, len(run.maps), source.label
-        row.latency_ms.setdefault("pipeline", 1000 * run.mean_seconds)
+        row.latency_ms.setdefault("runtime (eval run)", 1000 * run.mean_seconds)
         for problem in run.problems:
             recorder.note(item, dataset.name, problem)
         if dataset.resized_masks:
@@ -238,3 +277,32 @@ def test_latency(item: Item, runnable: Item, harness: Harness, recorder: Recorde
     if stats is not None:
         row = recorder.row(item, SYNTHETIC)
         row.latency_ms["runtime"] = 1000 * stats.stats.mean
+
+
+def test_pipeline_latency(item: Item, runnable: Item, harness: Harness, recorder: Recorder, benchmark) -> None:
+    """Latency of one image through the whole pipeline (decode cache, preprocess, runtime, postprocess).
+
+    Compared with ``test_latency`` it measures what the harness adds over the bare runtime.
+    """
+    from harness import recipes
+    from harness.datasets import synthetic
+    from harness.runtimes import RunInput
+
+    session = harness.session(item)
+    dataset = synthetic(1)
+    image = dataset.image(dataset.samples[0])
+    takes_images = harness.runtime(item.runtime).takes_images
+    preprocess = harness.preprocess(item.model)
+    postprocess = recipes.build_postprocess(item.model.postprocess)
+
+    def one_image() -> np.ndarray:
+        tensor = None if takes_images else preprocess(image)[None]
+        outputs = session.run(RunInput(tensor, [image], [dataset.samples[0].stem]))
+        return postprocess(np.asarray(outputs[0])[0], image.shape[:2])
+
+    benchmark.extra_info.update(item=item.id, precision=item.variant.label, runtime=item.runtime)
+    result = benchmark(one_image)
+    assert result.shape == image.shape[:2] and 0.0 <= float(result.min()) and float(result.max()) <= 1.0
+    stats = getattr(benchmark, "stats", None)
+    if stats is not None:
+        recorder.row(item, SYNTHETIC).latency_ms["pipeline"] = 1000 * stats.stats.mean

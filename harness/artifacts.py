@@ -37,19 +37,17 @@ class BuildError(RuntimeError):
     """An artifact could not be built; the message says which and why."""
 
 
+def code_fingerprint(module: Any) -> str:
+    """Hash of one of our modules' source: editing the code that makes an artifact rebuilds it."""
+    return hashlib.sha256(inspect.getsource(module).encode("utf-8")).hexdigest()[:16]
+
+
 def tool_versions() -> dict[str, str]:
-    """Versions of every tool that shapes the bytes, including our own transform and export code."""
+    """Versions of the tools that shape the bytes of every artifact."""
     import onnx
     import onnxruntime
 
-    from . import export
-
-    ours = inspect.getsource(precisions) + inspect.getsource(export)
-    return {
-        "onnx": onnx.__version__,
-        "onnxruntime": onnxruntime.__version__,
-        "harness_transforms": hashlib.sha256(ours.encode("utf-8")).hexdigest()[:16],
-    }
+    return {"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
 
 
 class ArtifactStore:
@@ -87,9 +85,7 @@ def _architecture_fingerprint(architecture: str) -> str:
     """Hash of the family module's source, so editing an architecture invalidates its exports."""
     from . import models
 
-    module = inspect.getmodule(models.get(architecture).builder)
-    source = inspect.getsource(module) if module else architecture
-    return hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
+    return code_fingerprint(inspect.getmodule(models.get(architecture).builder))
 
 
 class ArtifactBuilder:
@@ -171,9 +167,12 @@ class ArtifactBuilder:
         if model.architecture is not None:
             import torch
 
+            from . import isnet_graph_import
+
             material.update(
                 architecture=model.architecture,
                 architecture_fingerprint=_architecture_fingerprint(model.architecture),
+                weights_import=code_fingerprint(isnet_graph_import) if source.kind == "npm" else None,
                 input_shape=list(model.input_shape),
                 opset=ONNX_OPSET,
                 torch=torch.__version__,
@@ -188,7 +187,10 @@ class ArtifactBuilder:
     # ----------------------------------------------------------------- artifacts
 
     def fp32_onnx(self, model: Model) -> Artifact:
-        material = {**self._reference_material(model), "variant": "fp32", "format": "onnx"}
+        from . import export
+
+        code = export if model.architecture is not None else precisions
+        material = {**self._reference_material(model), "variant": "fp32", "format": "onnx", "code": code_fingerprint(code)}
 
         def build(target: Path) -> dict[str, Any]:
             if model.architecture is None:
@@ -200,7 +202,10 @@ class ArtifactBuilder:
         return self.store.get(material, "model.onnx", build)
 
     def torchscript(self, model: Model) -> Artifact:
-        material = {**self._reference_material(model), "variant": "fp32", "format": "torchscript"}
+        from . import export
+
+        material = {**self._reference_material(model), "variant": "fp32", "format": "torchscript",
+                    "code": code_fingerprint(export)}
 
         def build(target: Path) -> dict[str, Any]:
             from .export import export_torchscript
@@ -210,7 +215,7 @@ class ArtifactBuilder:
         return self.store.get(material, "model.torchscript.pt", build)
 
     def onnx(self, model: Model, variant: Variant, nodes_to_exclude: tuple[str, ...] = ()) -> Artifact:
-        """The ONNX artifact of ``variant``; ``nodes_to_exclude`` keeps those nodes in fp32 (int8 fault search)."""
+        """The ONNX artifact of ``variant``; ``nodes_to_exclude`` keeps those nodes in fp32 (fault localisation)."""
         if variant.precision == "fp32":
             return self.fp32_onnx(model)
         prebuilt = model.prebuilt.get(variant.precision)  # type: ignore[call-overload]
@@ -229,28 +234,36 @@ class ArtifactBuilder:
             "model": model.name,
             "variant": variant.label,
             "reference_key": reference.key,
+            "code": code_fingerprint(precisions),
             **tool_versions(),
         }
         if variant.precision == "fp16":
             import onnxconverter_common
 
-            material["onnxconverter_common"] = onnxconverter_common.__version__
-            return self.store.get(material, "model.onnx", lambda t: precisions.convert_fp16(reference.path, t))
+            material.update(
+                onnxconverter_common=onnxconverter_common.__version__, nodes_to_exclude=sorted(nodes_to_exclude)
+            )
+            return self.store.get(
+                material, "model.onnx", lambda t: precisions.convert_fp16(reference.path, t, nodes_to_exclude)
+            )
         if variant.precision == "int8_dynamic":
             return self.store.get(material, "model.onnx", lambda t: precisions.quantize_int8_dynamic(reference.path, t))
         if variant.precision == "int8" and variant.calibration:
             tensors, names = self.calibration(model, self.calibration_samples)
+            images_hash = hashlib.sha256("\n".join(names).encode()).hexdigest()
             material.update(
                 calibration=variant.calibration,
                 calibration_samples=len(names),
-                calibration_images=hashlib.sha256("\n".join(names).encode()).hexdigest(),
+                calibration_images=images_hash,
                 nodes_to_exclude=sorted(nodes_to_exclude),
             )
+            ranges = self.cache_dir / "calibration" / f"{reference.key}-{variant.calibration}-{images_hash[:16]}.json"
+            ranges.parent.mkdir(parents=True, exist_ok=True)
             return self.store.get(
                 material,
                 "model.onnx",
                 lambda t: precisions.quantize_int8_static(
-                    reference.path, t, variant.calibration or "", tensors, names, nodes_to_exclude
+                    reference.path, t, variant.calibration or "", tensors, names, nodes_to_exclude, ranges
                 ),
             )
         raise BuildError(f"{model.name}: no way to build precision {variant.label}")

@@ -70,11 +70,23 @@ class ResultRow(_Strict):
 
 
 class Budget(_Strict):
-    """Conformance budget of one precision against the fp32 reference, per image."""
+    """Conformance budget of one precision against the fp32 reference on the same images.
+
+    ``mae`` bounds the mean over images of the per-image MAE (what a seed row's dataset-level delta
+    constrains); ``mae_worst`` and ``max_abs`` bound the single worst image, so one outlier is caught
+    without a budget so tight that ordinary edge flips of int8 fail it.
+    """
 
     mae: float = Field(gt=0, le=1)
+    mae_worst: float = Field(gt=0, le=1)
     max_abs: float = Field(gt=0, le=1)
     why: str
+
+    @model_validator(mode="after")
+    def _worst_at_least_mean(self) -> "Budget":
+        if self.mae_worst < self.mae:
+            raise ValueError(f"mae_worst {self.mae_worst} is below the mean budget mae {self.mae}")
+        return self
 
 
 class Documented(_Strict):
@@ -142,12 +154,12 @@ class Model(_Strict):
         names = {d.name for d in self.datasets}
         if self.calibration_dataset not in names:
             raise ValueError(f"calibration_dataset {self.calibration_dataset!r} is not one of datasets {sorted(names)}")
-        for row in self.results:
+        for index, row in enumerate(self.results):
             if row.dataset not in names:
-                raise ValueError(f"result row dataset {row.dataset!r} is not one of datasets {sorted(names)}")
+                raise ValueError(f"results.{index}.dataset {row.dataset!r} is not one of datasets {sorted(names)}")
         for precision in {v.precision for v in self.variants()} - {"fp32"}:
             if precision not in self.budgets:
-                raise ValueError(f"no conformance budget for precision {precision!r}")
+                raise ValueError(f"budgets: no conformance budget for precision {precision!r}")
         labels = {v.label for v in self.variants()}
         for label in self.skip_variants:
             if label not in labels:
@@ -185,11 +197,14 @@ class Family(_Strict):
         duplicates = {n for n in names if names.count(n) > 1}
         if duplicates:
             raise ValueError(f"model names repeated: {sorted(duplicates)}")
-        for model in self.models:
-            for row in model.results:
+        for model_index, model in enumerate(self.models):
+            for row_index, row in enumerate(model.results):
                 untolerated = set(row.metrics) - set(self.tolerance)
                 if untolerated:
-                    raise ValueError(f"{model.name}: metrics {sorted(untolerated)} have no entry in 'tolerance'")
+                    raise ValueError(
+                        f"models.{model_index}.results.{row_index}.metrics ({model.name}): "
+                        f"metrics {sorted(untolerated)} have no entry in 'tolerance'"
+                    )
         return self
 
 

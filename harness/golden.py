@@ -27,7 +27,10 @@ QUANTISATION = 0.5 / 255.0
 
 
 def image_fingerprint(image: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()[:16]
+    """Hash of the decoded pixels and their shape: a different file with the same stem is not compared."""
+    digest = hashlib.sha256(f"{image.shape}{image.dtype}".encode())
+    digest.update(np.ascontiguousarray(image).tobytes())
+    return digest.hexdigest()[:16]
 
 
 @dataclass

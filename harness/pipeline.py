@@ -36,8 +36,9 @@ class Settings:
     eval_limit: int | None
     golden_limit: int = 4
     conformance_limit: int = 4
-    synthetic_count: int = 6
+    synthetic_count: int = 4
     calibration_samples: int = 50
+    localise_builds: int = 8
     update_golden: bool = False
     runtime_config: RuntimeConfig = RuntimeConfig()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,23 +61,25 @@ def upcast_fp16_weights(source: Path, target: Path) -> dict[str, Any]:
             "casts_to_identity": identities}
 
 
-def convert_fp16(source: Path, target: Path) -> dict[str, Any]:
+def convert_fp16(source: Path, target: Path, node_block_list: Sequence[str] = ()) -> dict[str, Any]:
     """fp16 graph with fp32 inputs and outputs, via onnxconverter-common.
 
     The manifest records which ops stayed in fp32 and how many compute ops really run on fp16
     tensors, because a graph that silently computes in fp32 is not an fp16 test.
+    ``node_block_list`` names nodes kept in fp32 (what fault localisation found fp16 cannot carry).
     """
     from onnxconverter_common import __version__ as converter_version
     from onnxconverter_common import float16
 
     model = onnx.load(str(source))
-    converted = float16.convert_float_to_float16(model, keep_io_types=True)
+    converted = float16.convert_float_to_float16(model, keep_io_types=True, node_block_list=list(node_block_list))
     onnx.save(converted, str(target))
     present = Counter(node.op_type for node in model.graph.node)
     kept_fp32 = sorted(op for op in float16.DEFAULT_OP_BLOCK_LIST if op in present)
     return {
         "tool": f"onnxconverter-common {converter_version}",
         "kept_fp32_ops": kept_fp32,
+        "kept_fp32_nodes": list(node_block_list),
         **fp16_compute_share(converted),
     }
 
@@ -100,18 +102,31 @@ def quantize_int8_dynamic(source: Path, target: Path) -> dict[str, Any]:
 
 
 class _TensorReader:
-    """Feeds preprocessed calibration tensors to ONNX Runtime's calibrator one at a time."""
+    """Feeds preprocessed calibration tensors to ONNX Runtime's calibrator, a range at a time.
 
-    def __init__(self, input_name: str, tensors: Iterable[np.ndarray]) -> None:
+    ``set_range`` lets the quantizer collect in strides (``CalibStridedMinMax``), so activations of only
+    a few images are held at once: all 50 images of a 320x320 U2-Net at once would need tens of GB.
+    """
+
+    def __init__(self, input_name: str, tensors: Sequence[np.ndarray]) -> None:
         self._input = input_name
-        self._tensors: Iterator[np.ndarray] = iter(tensors)
+        self._tensors = tensors
+        self._window: Iterator[np.ndarray] = iter(tensors)
+
+    def __len__(self) -> int:
+        return len(self._tensors)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self._window = iter(self._tensors[start_index:end_index])
 
     def get_next(self) -> dict[str, np.ndarray] | None:
-        tensor = next(self._tensors, None)
+        tensor = next(self._window, None)
         return None if tensor is None else {self._input: tensor[None]}
 
-    def rewind(self) -> None:
-        raise NotImplementedError("calibration data is streamed once")
+
+def calibration_stride(count: int, most: int = 2) -> int:
+    """The largest stride <= ``most`` that divides ``count`` (the quantizer needs equal strides)."""
+    return next(stride for stride in range(min(most, count), 0, -1) if count % stride == 0)
 
 
 def quantize_int8_static(
@@ -121,8 +136,13 @@ def quantize_int8_static(
     tensors: Sequence[np.ndarray],
     image_names: Sequence[str],
     nodes_to_exclude: Sequence[str] = (),
+    calibration_cache: Path | None = None,
 ) -> dict[str, Any]:
-    """Static int8, QDQ, per-channel weights, calibrated on ``tensors`` with the compiler-named ``calibration``."""
+    """Static int8, QDQ, per-channel weights, calibrated on ``tensors`` with the compiler-named ``calibration``.
+
+    ``calibration_cache`` holds the computed tensor ranges: excluding nodes does not change which tensors
+    are calibrated, so fault localisation rebuilds from the cache instead of calibrating again.
+    """
     import onnxruntime
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -130,8 +150,9 @@ def quantize_int8_static(
         raise ValueError(f"unknown calibration {calibration!r}; known: {', '.join(CALIBRATION_METHODS)}")
     if not tensors:
         raise ValueError("static int8 needs at least one calibration image")
-    model = onnx.load(str(source))
+    model = onnx.load(str(source), load_external_data=False)
     reader = _TensorReader(model.graph.input[0].name, tensors)
+    stride = calibration_stride(len(tensors))
     quantize_static(
         str(source),
         str(target),
@@ -142,7 +163,8 @@ def quantize_int8_static(
         weight_type=QuantType.QInt8,
         calibrate_method=getattr(CalibrationMethod, CALIBRATION_METHODS[calibration]),
         nodes_to_exclude=list(nodes_to_exclude),
-        extra_options={"CalibMaxIntermediateOutputs": 4},
+        extra_options={"CalibStridedMinMax": stride},
+        calibration_cache_path=str(calibration_cache) if calibration_cache else None,
     )
     return {
         "tool": f"onnxruntime.quantization {onnxruntime.__version__}",
@@ -150,6 +172,7 @@ def quantize_int8_static(
         "calibration": calibration,
         "ort_calibration_method": CALIBRATION_METHODS[calibration],
         "calibration_samples": len(tensors),
+        "calibration_stride": stride,
         "calibration_images_sha256": hashlib.sha256("\n".join(image_names).encode()).hexdigest(),
         "nodes_excluded": list(nodes_to_exclude),
     }

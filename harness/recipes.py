@@ -221,11 +221,11 @@ def _minmax(args: _Args) -> MapFn:
     args.reject_unknown(())
 
     def run(x: np.ndarray) -> np.ndarray:
-        x = x.astype(np.float32)
+        x = x.astype(np.float64)  # a float32 range wider than FLT_MAX would overflow to inf and give NaN
         low, high = float(x.min()), float(x.max())
         if not high > low:
-            return np.zeros_like(x)
-        return (x - low) / np.float32(high - low)
+            return np.zeros(x.shape, np.float32)
+        return ((x - low) / (high - low)).astype(np.float32)
 
     return _as_map_fn(run)
 
@@ -279,8 +279,12 @@ def build_preprocess(ops: Iterable[OpSpec], input_hw: tuple[int, int]) -> ImageF
     def run(image: np.ndarray) -> np.ndarray:
         for step in steps:
             image = step(image)
-        if image.ndim != 3 or image.dtype != np.float32:
-            raise RecipeError(f"preprocessing must end in a CxHxW float32 tensor (add to_chw), got {image.shape}")
+        # An HxWxC image is 3-D too: only the model's (H, W) in the last two axes shows the channels came first.
+        if image.ndim != 3 or image.dtype != np.float32 or image.shape[1:] != tuple(input_hw):
+            raise RecipeError(
+                f"preprocessing must end in a CxHxW float32 tensor with (H, W) = {tuple(input_hw)} "
+                f"(add resize / to_chw), got {image.dtype} {image.shape}"
+            )
         return image
 
     return run

@@ -124,9 +124,14 @@ def _json_default(value: Any) -> Any:
 
 def _atomic_write(path: Path, text: str) -> Path:
     handle, scratch = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(handle, "w", encoding="utf-8") as out:
-        out.write(text)
-    os.replace(scratch, path)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.chmod(scratch, 0o644)  # mkstemp creates 0600; a report is meant to be read by others
+        os.replace(scratch, path)
+    finally:
+        if os.path.exists(scratch):  # the write or the rename failed: the previous file stays, the scratch goes
+            os.unlink(scratch)
     return path
 
 
@@ -161,6 +166,11 @@ def render_architectures(architectures: dict[str, dict[str, Any]]) -> list[str]:
     return [*lines, ""]
 
 
+def _table_line(cells: list[str]) -> str:
+    """One markdown table row; a ``|`` inside a cell (``max|d|``) is escaped so it does not start a new column."""
+    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+
+
 def render_markdown(rows: list[Row], architectures: dict[str, dict[str, Any]] | None = None) -> str:
     lines = [
         "# segconform summary",
@@ -177,7 +187,7 @@ def render_markdown(rows: list[Row], architectures: dict[str, dict[str, Any]] | 
             lines += [f"## {family} on {dataset}", ""]
             header = ["model", "precision", "runtime", "weights", "images", *metrics]
             header += ["accuracy vs doc", "conf. MAE mean/worst", "conf. max|d|", "golden", "latency ms", "checks"]
-            lines.append("| " + " | ".join(header) + " |")
+            lines.append(_table_line(header))
             lines.append("|" + "---|" * len(header))
             for r in subset:
                 cells = [r.model, r.precision, r.runtime, r.weights, str(r.images)]
@@ -192,7 +202,7 @@ def render_markdown(rows: list[Row], architectures: dict[str, dict[str, Any]] | 
                     " / ".join(f"{k} {v:.1f}" for k, v in latency.items()) if latency else "-"
                 )
                 cells.append(", ".join(f"{k}: {v}" for k, v in sorted(r.outcomes.items())) or "-")
-                lines.append("| " + " | ".join(cells) + " |")
+                lines.append(_table_line(cells))
             notes = sorted({f"{r.model} {r.precision}: {n}" for r in subset for n in r.notes})
             if notes:
                 lines += ["", *[f"- {n}" for n in notes]]

@@ -72,12 +72,12 @@ def resolve(model: Model, weights_dir: Path | None, cache_dir: Path) -> WeightSo
     """Pick the weight source for ``model``; raises :class:`WeightsUnavailable` if its npm weights cannot be fetched."""
     checkpoint = model.weights.checkpoint
     if checkpoint:
-        candidate = Path(checkpoint)
-        if not candidate.is_absolute() and weights_dir is not None:
-            candidate = weights_dir / checkpoint
-        if candidate.is_absolute() and candidate.is_file():
+        given = Path(checkpoint)
+        # A relative name is looked up in weights_dir only (which may itself be relative, e.g. `--weights-dir w`).
+        candidate = given if given.is_absolute() else (weights_dir / given if weights_dir is not None else None)
+        if candidate is not None and candidate.is_file():
             return WeightSource("checkpoint", f"checkpoint {candidate.name}", file_sha256(candidate), path=candidate)
-        if Path(checkpoint).is_absolute():
+        if given.is_absolute():
             raise WeightsUnavailable(f"{model.name}: weight file {checkpoint} does not exist")
     if model.weights.npm:
         path = NpmWeights(cache_dir).resource(model.weights.npm)
@@ -176,7 +176,11 @@ def assemble_resources(dist: Path, out: Path) -> list[Path]:
         target = out / (name.strip("/").replace("/", "_") + ".onnx")
         with target.open("wb") as sink:
             for chunk in entry["chunks"]:
-                data = (dist / chunk["hash"]).read_bytes()
+                try:
+                    data = (dist / chunk["hash"]).read_bytes()
+                except OSError as error:
+                    reason = f"cannot read chunk of {name}: {error.strerror}"
+                    raise WeightsUnavailable(f"{dist / chunk['hash']}: {reason}") from error
                 actual = hashlib.sha256(data).hexdigest()
                 if actual != chunk["hash"]:
                     raise WeightsUnavailable(f"{dist / chunk['hash']}: SHA-256 {actual} does not match its name")

@@ -1,0 +1,102 @@
+"""The OpenVINO runtime on a tiny ONNX network: what each precision executes in, measured from the compiled model."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import warnings
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from torch import nn
+
+from harness import precisions
+from harness.cases import Variant
+from harness.runtimes import RunInput, RuntimeConfig, get
+from harness.runtimes.base import Artifact
+from harness.runtimes.openvino import NOT_INSTALLED
+
+
+def test_unavailable_without_openvino(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "openvino", None)  # makes ``import openvino`` raise ImportError
+    assert get("openvino", RuntimeConfig()).available() == (False, NOT_INSTALLED)
+    assert NOT_INSTALLED == "openvino is not installed (pip install .[openvino])"
+
+
+needs_openvino = pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason=NOT_INSTALLED)
+RNG = np.random.default_rng(0)
+IMAGE = RNG.random((1, 3, 16, 16), dtype=np.float32)
+CALIBRATION = [RNG.random((3, 16, 16), dtype=np.float32) for _ in range(3)]
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The fp32 export of a two-conv network and its fp16, static int8 and dynamic int8 builds."""
+    folder = tmp_path_factory.mktemp("openvino")
+    torch.manual_seed(0)
+    layers = [nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 1, 3, padding=1), nn.Sigmoid()]
+    network = nn.Sequential(*layers).eval()
+    paths = {name: folder / f"{name}.onnx" for name in ("fp32", "fp16", "int8", "int8_dynamic")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(network, (torch.from_numpy(IMAGE),), str(paths["fp32"]), input_names=["input"],
+                          output_names=["output"], opset_version=17, dynamo=False)
+    precisions.convert_fp16(paths["fp32"], paths["fp16"])
+    precisions.quantize_int8_static(paths["fp32"], paths["int8"], "max", CALIBRATION, ["a", "b", "c"])
+    precisions.quantize_int8_dynamic(paths["fp32"], paths["int8_dynamic"])
+    return paths
+
+
+def _item(precision: str) -> SimpleNamespace:
+    variant = Variant(precision, "max" if precision == "int8" else None)
+    return SimpleNamespace(variant=variant, id=f"tiny-{precision}-openvino")
+
+
+def _ort(path: Path) -> np.ndarray:
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input": IMAGE})[0]
+
+
+@needs_openvino
+def test_fp32_executes_in_f32_not_the_cpu_default(builds: dict[str, Path]) -> None:
+    session = get("openvino", RuntimeConfig(threads=1)).load(Artifact(builds["fp32"], {}), _item("fp32"))
+    assert session.inference_precision == "f32"
+    assert session.compute_precisions == {"f32": 2}
+    np.testing.assert_allclose(session.run(RunInput(IMAGE, [], ["x"]))[0], _ort(builds["fp32"]), atol=1e-5)
+
+
+@needs_openvino
+def test_static_int8_executes_in_int8(builds: dict[str, Path]) -> None:
+    session = get("openvino", RuntimeConfig()).load(Artifact(builds["int8"], {}), _item("int8"))
+    assert set(session.compute_precisions) <= {"u8", "i8"} and sum(session.compute_precisions.values()) == 2
+    output = session.run(RunInput(IMAGE, [], ["x"]))[0]
+    assert float(np.abs(output - _ort(builds["int8"])).max()) < 0.02  # the same quantized graph
+    assert float(np.abs(output - _ort(builds["fp32"])).max()) > 0  # and not the float one
+
+
+@needs_openvino
+def test_dynamic_int8_runs_and_matches_onnxruntime(builds: dict[str, Path]) -> None:
+    runtime = get("openvino", RuntimeConfig())
+    assert runtime.supports(Variant("int8_dynamic")) == (True, "")
+    session = runtime.load(Artifact(builds["int8_dynamic"], {}), _item("int8_dynamic"))
+    assert sum(session.compute_precisions.values()) == 2
+    np.testing.assert_allclose(session.run(RunInput(IMAGE, [], ["x"]))[0], _ort(builds["int8_dynamic"]), atol=1e-4)
+
+
+@needs_openvino
+def test_fp16_offered_only_where_the_cpu_executes_fp16(builds: dict[str, Path]) -> None:
+    import openvino
+
+    capabilities = [str(c) for c in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")]
+    runtime = get("openvino", RuntimeConfig())
+    ok, reason = runtime.supports(Variant("fp16"))
+    if "FP16" not in capabilities:
+        assert not ok and "no native fp16" in reason
+        with pytest.raises(ValueError, match="no native fp16"):
+            runtime.load(Artifact(builds["fp16"], {}), _item("fp16"))
+    else:
+        session = runtime.load(Artifact(builds["fp16"], {}), _item("fp16"))
+        assert ok and session.inference_precision == "f16" and "f16" in session.compute_precisions

@@ -1,0 +1,69 @@
+"""The torch runtime on a tiny traced network: fp32 is the network itself, fp16 really rounds, int8 is refused."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from harness.cases import Variant
+from harness.runtimes import RunInput, RuntimeConfig, get
+from harness.runtimes.base import Artifact
+
+
+@pytest.fixture(scope="module")
+def traced(tmp_path_factory: pytest.TempPathFactory) -> tuple[nn.Module, Artifact]:
+    torch.manual_seed(0)
+    layers = [nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 1, 3, padding=1), nn.Sigmoid()]
+    network = nn.Sequential(*layers).eval()
+    path = tmp_path_factory.mktemp("torch") / "model.torchscript.pt"
+    torch.jit.trace(network, torch.rand(1, 3, 16, 16)).save(str(path))
+    return network, Artifact(path, {})
+
+
+def _item(precision: str) -> SimpleNamespace:
+    return SimpleNamespace(variant=Variant(precision), id=f"tiny-{precision}-torch")
+
+
+def _batch() -> RunInput:
+    tensor = np.random.default_rng(0).random((1, 3, 16, 16), dtype=np.float32)
+    return RunInput(tensor, [], ["x"])
+
+
+def test_fp32_is_the_network(traced: tuple[nn.Module, Artifact]) -> None:
+    network, artifact = traced
+    outputs = get("torch", RuntimeConfig(threads=1)).load(artifact, _item("fp32")).run(_batch())
+    with torch.no_grad():
+        expected = network(torch.from_numpy(_batch().tensor)).numpy()
+    assert outputs[0].dtype == np.float32
+    np.testing.assert_allclose(outputs[0], expected, atol=1e-6)
+
+
+def test_fp16_runs_in_half_and_returns_float32(traced: tuple[nn.Module, Artifact]) -> None:
+    network, artifact = traced
+    runtime = get("torch", RuntimeConfig())
+    session = runtime.load(artifact, _item("fp16"))
+    half = session.run(_batch())[0]
+    full = runtime.load(artifact, _item("fp32")).run(_batch())[0]
+    assert session.dtype == "float16" and half.dtype == np.float32
+    difference = float(np.abs(half - full).max())
+    assert 0 < difference < 5e-3  # fp16 rounding happened, and only rounding
+    assert next(network.parameters()).dtype == torch.float32  # the fp32 module was not touched
+
+
+@pytest.mark.parametrize("precision", ["int8", "int8_dynamic"])
+def test_int8_is_refused_with_where_it_is_tested(precision: str) -> None:
+    ok, reason = get("torch", RuntimeConfig()).supports(Variant(precision, "max" if precision == "int8" else None))
+    assert not ok and "onnxruntime" in reason and "openvino" in reason
+
+
+def test_load_refuses_int8_and_a_missing_artifact(traced: tuple[nn.Module, Artifact]) -> None:
+    runtime = get("torch", RuntimeConfig())
+    with pytest.raises(ValueError, match="fp32 and fp16 only"):
+        runtime.load(traced[1], _item("int8_dynamic"))
+    with pytest.raises(ValueError, match="TorchScript artifact"):
+        runtime.load(None, _item("fp32"))
+

