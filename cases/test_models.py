@@ -9,12 +9,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness import metrics
+from harness import metrics, recipes
 from harness.cases import LOWER_IS_BETTER, Budget, Item
 from harness.datasets import SYNTHETIC, Dataset
+from harness.datasets import synthetic as synthetic_set
 from harness.golden import QUANTISATION
 from harness.pipeline import Harness, RunResult
 from harness.report import Recorder
+from harness.runtimes import RunInput
 
 #: fp32 against its own source (PyTorch eager or the graph as shipped): float reassociation only.
 SOURCE_BUDGET = Budget(mae=1e-4, mae_worst=1e-4, max_abs=5e-3,
@@ -116,7 +118,7 @@ def test_conformance(item: Item, runnable: Item, harness: Harness, recorder: Rec
     """Same inputs, same outputs within the budget: fp32 against its source, every other item against fp32."""
     budget = _budget(item, harness)
     failures = []
-    for dataset in harness.datasets_for(item.model):
+    for dataset in harness.datasets_for_item(item):
         candidate = harness.run(item, dataset)
         reference = harness.run_source(item, dataset) if _is_reference(item) else harness.run(item.reference, dataset)
         stats, violations, worst = _compare(candidate.maps, reference.maps, budget)
@@ -146,7 +148,7 @@ def test_regression(item: Item, runnable: Item, harness: Harness, recorder: Reco
     """Outputs still match the reviewed golden masks (written only with --update-golden, from fp32)."""
     failures, skipped = [], []
     weights = harness.builder.weights(item.model).label
-    for dataset in harness.datasets_for(item.model):
+    for dataset in harness.datasets_for_item(item):
         run = harness.run(item, dataset)
         row = recorder.row(item, dataset.name)
         if harness.settings.update_golden and _is_reference(item):
@@ -206,12 +208,12 @@ def test_accuracy(item: Item, runnable: Item, harness: Harness, recorder: Record
     """Dataset metrics against the seed's documented values for this precision (fp32's when the seed has none)."""
     source = harness.builder.weights(item.model)
     if not source.trained and harness.runtime(item.runtime).artifact_kind != "none":
-        for dataset in harness.datasets_for(item.model):
+        for dataset in harness.datasets_for_item(item):
             recorder.row(item, dataset.name).comparison = "skipped: seeded weights"
         pytest.skip(f"{item.model.name}: {source.label}: accuracy of untrained weights means nothing; "
                     f"put {item.model.weights.checkpoint or 'the checkpoint'} in --weights-dir")
     failures, not_applicable, compared = [], [], 0
-    for dataset in harness.datasets_for(item.model):
+    for dataset in harness.datasets_for_item(item):
         run = harness.run(item, dataset)
         accumulator = metrics.for_task(item.model.task)
         for sample in dataset.samples:
@@ -258,46 +260,44 @@ def test_accuracy(item: Item, runnable: Item, harness: Harness, recorder: Record
                     " (measured values are in the report)")
 
 
+def _latency_image(item: Item, harness: Harness) -> tuple[np.ndarray, str]:
+    """One image the item's session can run: a synthetic one, unless the runtime only has outputs for some."""
+    if harness.runtime(item.runtime).artifact_kind == "none" and hasattr(harness.session(item), "covers"):
+        pytest.skip(f"runtime {item.runtime} reads stored device outputs: its latency is measured on the device "
+                    "(vamp -m ... -i 1 p 1 -b 1), not here")
+    dataset = synthetic_set(1)
+    return dataset.image(dataset.samples[0]), dataset.samples[0].stem
+
+
 def test_latency(item: Item, runnable: Item, harness: Harness, recorder: Recorder, benchmark) -> None:
     """Latency of one image through the bare runtime session (preprocessing excluded)."""
-    from harness.datasets import synthetic
-    from harness.runtimes import RunInput
-
     session = harness.session(item)
-    dataset = synthetic(1)
-    sample = dataset.samples[0]
-    image = dataset.image(sample)
+    image, stem = _latency_image(item, harness)
     takes_images = harness.runtime(item.runtime).takes_images
     tensor = None if takes_images else harness.preprocess(item.model)(image)[None]
-    batch = RunInput(tensor, [image], [sample.stem])
+    batch = RunInput(tensor, [image], [stem])
     benchmark.extra_info.update(item=item.id, precision=item.variant.label, runtime=item.runtime)
     outputs = benchmark(session.run, batch)
     assert outputs and np.all(np.isfinite(outputs[0]))
     stats = getattr(benchmark, "stats", None)
     if stats is not None:
-        row = recorder.row(item, SYNTHETIC)
-        row.latency_ms["runtime"] = 1000 * stats.stats.mean
+        recorder.row(item, SYNTHETIC).latency_ms["runtime"] = 1000 * stats.stats.mean
 
 
 def test_pipeline_latency(item: Item, runnable: Item, harness: Harness, recorder: Recorder, benchmark) -> None:
-    """Latency of one image through the whole pipeline (decode cache, preprocess, runtime, postprocess).
+    """Latency of one image through the whole pipeline (preprocess, runtime, postprocess).
 
     Compared with ``test_latency`` it measures what the harness adds over the bare runtime.
     """
-    from harness import recipes
-    from harness.datasets import synthetic
-    from harness.runtimes import RunInput
-
     session = harness.session(item)
-    dataset = synthetic(1)
-    image = dataset.image(dataset.samples[0])
+    image, stem = _latency_image(item, harness)
     takes_images = harness.runtime(item.runtime).takes_images
     preprocess = harness.preprocess(item.model)
     postprocess = recipes.build_postprocess(item.model.postprocess)
 
     def one_image() -> np.ndarray:
         tensor = None if takes_images else preprocess(image)[None]
-        outputs = session.run(RunInput(tensor, [image], [dataset.samples[0].stem]))
+        outputs = session.run(RunInput(tensor, [image], [stem]))
         return postprocess(np.asarray(outputs[0])[0], image.shape[:2])
 
     benchmark.extra_info.update(item=item.id, precision=item.variant.label, runtime=item.runtime)

@@ -99,6 +99,13 @@ class Harness:
                 found.append(dataset)
         return found
 
+    def datasets_for_item(self, item: Item) -> list[ds.Dataset]:
+        """The model's datasets that this item's session can serve (vamp outputs exist only for some images)."""
+        covers = getattr(self.session(item), "covers", None)
+        if covers is None:
+            return self.datasets_for(item.model)
+        return [d for d in self.datasets_for(item.model) if any(covers(s.stem) for s in d.samples)]
+
     def missing_dataset_reason(self, name: str) -> str | None:
         return self._missing_datasets.get(name)
 
@@ -220,7 +227,10 @@ class Harness:
         preprocess = self.preprocess(item.model)
         postprocess = recipes.build_postprocess(item.model.postprocess)
         result = RunResult(run_id, dataset.name, {}, {})
+        covers = getattr(session, "covers", lambda stem: True)
         for sample in self.samples_for(item, dataset):
+            if not covers(sample.stem):
+                continue
             try:
                 image = dataset.image(sample)
             except ds.DataError as error:

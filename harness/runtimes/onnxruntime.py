@@ -25,6 +25,9 @@ class OnnxRuntimeSession:
         if threads:
             options.intra_op_num_threads = threads
         options.log_severity_level = 3
+        # Without the arena each session hands its activation memory back after a run: a suite keeps several
+        # 1024x1024 sessions alive at once, and their arenas together would not fit a 24 GB machine.
+        options.enable_cpu_mem_arena = False
         # WeightBiasQuantization would re-quantize a Conv that static int8 deliberately left in fp32
         # (nodes_to_exclude), silently undoing what fault localisation asked for.
         self._session = ort.InferenceSession(

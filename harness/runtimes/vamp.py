@@ -152,6 +152,10 @@ class VampSession:
         self.folder = folder
         self.datalist = datalist
 
+    def covers(self, stem: str) -> bool:
+        """Whether the device produced an output for this image: vamp only ran what ``vamp-inputs`` wrote."""
+        return stem in self.files
+
     def run(self, batch: RunInput) -> list[np.ndarray]:
         """The outputs of ``batch.stems``, concatenated along the batch dimension, ``output_0`` first."""
         if not batch.stems:
