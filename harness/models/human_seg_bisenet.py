@@ -7,8 +7,8 @@ and every resize uses ``align_corners=True`` with a fixed ``scale_factor`` (so t
 a multiple of 32). The attention and fusion 1x1 convolutions carry no bias in the released code
 (an earlier revision had biases; its checkpoints would not load strictly).
 
-This module also hosts the two pieces the other ``human_seg`` heads reuse: :class:`ConvBNReLU`
-(upstream's ``ConvBlock``, children ``conv``/``bn``) and :func:`init_like_upstream`.
+This module also hosts the piece the other ``human_seg`` heads reuse: :class:`ConvBNReLU`
+(upstream's ``ConvBlock``, children ``conv``/``bn``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .human_seg_backbones import resnet18_backbone
+from .human_seg_backbones import init_like_upstream, resnet18_backbone
 from .registry import register
 
 SOURCE = "https://github.com/thuyngch/Human-Segmentation-PyTorch"
@@ -42,22 +42,6 @@ class ConvBNReLU(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return F.relu(self.bn(self.conv(x)))
-
-
-def init_like_upstream(model: nn.Module) -> None:
-    """Kaiming-normal (fan-out) convolutions with zero bias, unit/zero batch norm: upstream's init.
-
-    Seeded, untrained weights then have the activation scale of the official untrained network,
-    which keeps numerical checks on random weights representative.
-    """
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.BatchNorm2d):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
 
 
 def _upsample(x: Tensor, factor: int) -> Tensor:

@@ -18,8 +18,8 @@ from collections import OrderedDict
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .human_seg_backbones import ResNetBackbone, resnet18_backbone
-from .human_seg_bisenet import NUM_CLASSES, SOURCE, ConvBNReLU, init_like_upstream
+from .human_seg_backbones import ResNetBackbone, init_like_upstream, resnet18_backbone
+from .human_seg_bisenet import NUM_CLASSES, SOURCE, ConvBNReLU
 from .registry import register
 
 PYRAMID_BINS = (1, 2, 3, 6)
