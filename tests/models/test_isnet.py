@@ -1,16 +1,13 @@
 """ISNet (``ISNetDIS`` of xuebinqin/DIS, ``IS-Net/models/isnet.py``) against the official definition.
 
 ``tests/data/official_keys/isnet.json`` was dumped from the official ``ISNetDIS(3, 1)``,
-instantiated outside this package with a stub for the unused ``torchvision`` import.
+instantiated outside this package with a stub for the unused ``torchvision`` import (keys, shapes,
+strict loading and parameter count are checked in ``test_official_keys.py``).
 ``isnet-general-use.pth`` is a plain state_dict of that class (no ``module.`` prefix); the
 deployed graph of isnet-general-use is imported by :mod:`harness.isnet_graph_import`.
 """
 
 from __future__ import annotations
-
-import json
-import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,8 +15,7 @@ import torch
 from harness.models import build, get
 from harness.models.isnet import ISNet
 from harness.models.profile import count_flops, count_params
-
-KEYS_FILE = Path(__file__).resolve().parents[1] / "data" / "official_keys" / "isnet.json"
+from official import official_shapes, seeded_official_state
 
 SEED_SHAPE = (1, 3, 320, 320)
 SMALL = (1, 3, 64, 64)
@@ -28,26 +24,6 @@ DOCUMENTED_PARAMS = 44_047_000
 MEASURED_FLOPS = 31_186_252_800
 """``count_flops`` at ``SEED_SHAPE``; the seed documents 34.753 G, 11.4 % more, the same ratio as for
 U^2-Net (whose parameters also match exactly): a counting convention, not a different network."""
-
-
-def seeded_official_state(shapes: dict[str, list[int]]) -> dict[str, torch.Tensor]:
-    """A reproducible, non-degenerate state_dict for the official keys (He-scaled convs, varied batch-norms)."""
-    generator = torch.Generator().manual_seed(2024)
-    state = {}
-    for key in sorted(shapes):
-        shape = shapes[key]
-        if key.endswith("num_batches_tracked"):
-            state[key] = torch.tensor(0)
-        elif key.endswith("running_var"):
-            state[key] = 0.5 + torch.rand(shape, generator=generator)
-        elif key.endswith("weight") and len(shape) == 4:
-            fan_in = shape[1] * shape[2] * shape[3]
-            state[key] = torch.randn(shape, generator=generator) * math.sqrt(2.0 / fan_in)
-        elif key.endswith("bn_s1.weight"):
-            state[key] = 1 + 0.1 * torch.randn(shape, generator=generator)
-        else:
-            state[key] = 0.1 * torch.randn(shape, generator=generator)
-    return state
 
 
 GOLDEN_INPUT_SHAPE = (1, 3, 40, 56)
@@ -72,11 +48,6 @@ def model() -> ISNet:
     return build("isnet")
 
 
-@pytest.fixture(scope="module")
-def official_shapes() -> dict[str, list[int]]:
-    return json.loads(KEYS_FILE.read_text())
-
-
 def test_registered_under_its_family() -> None:
     arch = get("isnet")
     assert arch.family == "isnet"
@@ -85,25 +56,6 @@ def test_registered_under_its_family() -> None:
 
 def test_parameter_count_matches_documented(model: ISNet) -> None:
     assert count_params(model) == pytest.approx(DOCUMENTED_PARAMS, rel=0.02)
-
-
-def test_state_dict_keys_and_shapes_match_official(model: ISNet, official_shapes: dict[str, list[int]]) -> None:
-    ours = {key: list(value.shape) for key, value in model.state_dict().items()}
-    assert set(ours) == set(official_shapes)
-    assert ours == official_shapes
-
-
-def test_official_keyed_state_dict_loads_strictly(official_shapes: dict[str, list[int]]) -> None:
-    generator = torch.Generator().manual_seed(1)
-    state = {
-        key: torch.randint(0, 100, shape, dtype=torch.long, generator=generator)
-        if key.endswith("num_batches_tracked")
-        else torch.rand(shape, generator=generator)
-        for key, shape in official_shapes.items()
-    }
-    target = ISNet()
-    target.load_state_dict(state, strict=True)
-    assert torch.equal(target.state_dict()["conv_in.weight"], state["conv_in.weight"])
 
 
 @pytest.mark.parametrize("shape", [SMALL, (1, 3, 50, 38)], ids=["64x64", "odd-50x38"])
@@ -138,9 +90,9 @@ def test_builder_is_deterministic_under_a_seed() -> None:
     assert all(torch.equal(first[key], second[key]) for key in first)
 
 
-def test_outputs_match_the_official_implementation(official_shapes: dict[str, list[int]]) -> None:
+def test_outputs_match_the_official_implementation() -> None:
     target = build("isnet")
-    target.load_state_dict(seeded_official_state(official_shapes), strict=True)
+    target.load_state_dict(seeded_official_state(official_shapes("isnet")), strict=True)
     with torch.no_grad():
         maps, features = target(golden_input())
     assert [side.double().mean().item() for side in maps] == pytest.approx(OFFICIAL_MAP_MEANS, abs=2e-6)

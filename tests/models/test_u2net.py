@@ -3,23 +3,19 @@
 ``tests/data/official_keys/{u2net,u2netp}.json`` were dumped from the official ``U2NET(3, 1)`` and
 ``U2NETP(3, 1)`` (the repository's current revision, which upsamples to the skip tensor's size;
 the earlier fixed-factor revision has the same keys), instantiated outside this package with a
-stub for the ``torchvision`` import they never use. The published ``u2net.pth``, ``u2netp.pth``
+stub for the ``torchvision`` import they never use (keys, shapes, strict loading and parameter counts are
+checked in ``test_official_keys.py``). The published ``u2net.pth``, ``u2netp.pth``
 and ``u2net_human_seg.pth`` are plain state_dicts: no ``module.`` prefix.
 """
 
 from __future__ import annotations
-
-import json
-import math
-from pathlib import Path
 
 import pytest
 import torch
 
 from harness.models import build, get
 from harness.models.profile import count_flops, count_params
-
-KEYS_DIR = Path(__file__).resolve().parents[1] / "data" / "official_keys"
+from official import official_shapes, seeded_official_state
 
 SEED_SHAPE = (1, 3, 320, 320)
 SMALL = (1, 3, 64, 64)
@@ -49,26 +45,6 @@ convolutions only), not a different network.
 """
 
 
-def seeded_official_state(shapes: dict[str, list[int]]) -> dict[str, torch.Tensor]:
-    """A reproducible, non-degenerate state_dict for the official keys (He-scaled convs, varied batch-norms)."""
-    generator = torch.Generator().manual_seed(2024)
-    state = {}
-    for key in sorted(shapes):
-        shape = shapes[key]
-        if key.endswith("num_batches_tracked"):
-            state[key] = torch.tensor(0)
-        elif key.endswith("running_var"):
-            state[key] = 0.5 + torch.rand(shape, generator=generator)
-        elif key.endswith("weight") and len(shape) == 4:
-            fan_in = shape[1] * shape[2] * shape[3]
-            state[key] = torch.randn(shape, generator=generator) * math.sqrt(2.0 / fan_in)
-        elif key.endswith("bn_s1.weight"):
-            state[key] = 1 + 0.1 * torch.randn(shape, generator=generator)
-        else:
-            state[key] = 0.1 * torch.randn(shape, generator=generator)
-    return state
-
-
 GOLDEN_INPUT_SHAPE = (1, 3, 40, 56)
 """Not a multiple of 32, so ceil-mode pooling and resize-to-skip-size upsampling are exercised."""
 GOLDEN_PIXELS = [(0, 0), (13, 27), (39, 55), (20, 3)]
@@ -89,11 +65,6 @@ def model(name: str) -> torch.nn.Module:
     return build(name)
 
 
-@pytest.fixture(scope="module")
-def official_shapes(name: str) -> dict[str, list[int]]:
-    return json.loads((KEYS_DIR / f"{name}.json").read_text())
-
-
 def test_registered_under_its_family(name: str) -> None:
     arch = get(name)
     assert arch.family == "u2net"
@@ -102,26 +73,6 @@ def test_registered_under_its_family(name: str) -> None:
 
 def test_parameter_count_matches_documented(name: str, model: torch.nn.Module) -> None:
     assert count_params(model) == pytest.approx(DOCUMENTED_PARAMS[name], rel=0.02)
-
-
-def test_state_dict_keys_and_shapes_match_official(model: torch.nn.Module, official_shapes: dict) -> None:
-    ours = {key: list(value.shape) for key, value in model.state_dict().items()}
-    assert set(ours) == set(official_shapes)
-    assert ours == official_shapes
-
-
-def test_official_keyed_state_dict_loads_strictly(name: str, official_shapes: dict) -> None:
-    generator = torch.Generator().manual_seed(1)
-    state = {
-        key: torch.randint(0, 100, shape, dtype=torch.long, generator=generator)
-        if key.endswith("num_batches_tracked")
-        else torch.rand(shape, generator=generator)
-        for key, shape in official_shapes.items()
-    }
-    target = build(name)
-    target.load_state_dict(state, strict=True)
-    key = "stage4d.rebnconv2d.conv_s1.weight"
-    assert torch.equal(target.state_dict()[key], state[key])
 
 
 @pytest.mark.parametrize("shape", [SMALL, (1, 3, 50, 38)], ids=["64x64", "odd-50x38"])
@@ -149,9 +100,9 @@ def test_builder_is_deterministic_under_a_seed(name: str) -> None:
     assert all(torch.equal(first[key], second[key]) for key in first)
 
 
-def test_outputs_match_the_official_implementation(name: str, official_shapes: dict) -> None:
+def test_outputs_match_the_official_implementation(name: str) -> None:
     target = build(name)
-    target.load_state_dict(seeded_official_state(official_shapes), strict=True)
+    target.load_state_dict(seeded_official_state(official_shapes(name)), strict=True)
     with torch.no_grad():
         outputs = target(golden_input())
     expected = OFFICIAL_OUTPUTS[name]
