@@ -14,7 +14,7 @@ from harness.cases import LOWER_IS_BETTER, Budget, Item
 from harness.datasets import SYNTHETIC, Dataset
 from harness.datasets import synthetic as synthetic_set
 from harness.golden import QUANTISATION
-from harness.pipeline import Harness, RunResult
+from harness.pipeline import Harness
 from harness.report import Recorder
 from harness.runtimes import RunInput
 

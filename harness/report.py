@@ -51,7 +51,6 @@ class Recorder:
     def __init__(self, report_dir: Path) -> None:
         self.report_dir = report_dir
         self.rows: dict[tuple[str, str], Row] = {}
-        self.artifacts: dict[str, dict[str, Any]] = {}
         self.outcomes: dict[str, dict[str, str]] = {}
         self.architectures: dict[str, dict[str, Any]] = {}
 
