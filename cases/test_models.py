@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from harness import metrics, recipes
-from harness.cases import LOWER_IS_BETTER, Budget, Item
+from harness.cases import LOWER_IS_BETTER, Budget, Item, ResultRow
 from harness.datasets import SYNTHETIC, Dataset
 from harness.datasets import synthetic as synthetic_set
 from harness.golden import QUANTISATION
@@ -124,6 +124,7 @@ def test_conformance(item: Item, runnable: Item, harness: Harness, recorder: Rec
         stats, violations, worst = _compare(candidate.maps, reference.maps, budget)
         row = recorder.row(item, dataset.name)
         row.conformance = stats
+        row.images = max(row.images, len(candidate.maps))
         row.weights = harness.builder.weights(item.model).label
         against = "its source" if _is_reference(item) else item.reference.id
         executed = getattr(harness.session(item), "execution_precision", None)
@@ -204,12 +205,21 @@ def _judge(item: Item, measured: dict[str, float], documented: dict[str, float])
     return shortfalls
 
 
+def _documented_row(item: Item, dataset: str) -> ResultRow | None:
+    """The seed's row for this precision on ``dataset`` (summary table first), else its fp32 row."""
+    rows = item.model.documented_rows(item.variant, dataset) or item.model.documented_rows(item.reference.variant, dataset)
+    return rows[0] if rows else None
+
+
 def test_accuracy(item: Item, runnable: Item, harness: Harness, recorder: Recorder) -> None:
     """Dataset metrics against the seed's documented values for this precision (fp32's when the seed has none)."""
     source = harness.builder.weights(item.model)
     if not source.trained and harness.runtime(item.runtime).artifact_kind != "none":
         for dataset in harness.datasets_for_item(item):
-            recorder.row(item, dataset.name).comparison = "skipped: seeded weights"
+            row = recorder.row(item, dataset.name)
+            row.comparison = "skipped: seeded weights"
+            documented = _documented_row(item, dataset.name)
+            row.documented = dict(documented.metrics) if documented else {}
         pytest.skip(f"{item.model.name}: {source.label}: accuracy of untrained weights means nothing; "
                     f"put {item.model.weights.checkpoint or 'the checkpoint'} in --weights-dir")
     failures, not_applicable, compared = [], [], 0
@@ -234,12 +244,10 @@ def test_accuracy(item: Item, runnable: Item, harness: Harness, recorder: Record
         spec = next(d for d in item.model.datasets if d.name == dataset.name)
         if spec.ground_truth == "pseudo":
             recorder.note(item, dataset.name, "ground truth is machine-made pseudo ground truth")
-        rows = item.model.documented_rows(item.variant, dataset.name)
-        rows = rows or item.model.documented_rows(item.reference.variant, dataset.name)
-        if not rows:
+        documented = _documented_row(item, dataset.name)
+        if documented is None:
             row.comparison = "no documented values"
             continue
-        documented = rows[0]
         row.documented = dict(documented.metrics)
         row.documented_source = f"{documented.precision} {documented.calibration or ''} ({documented.runtime}, {documented.table})"
         if item.model.documented_shape and item.model.documented_shape != item.model.input_shape:
