@@ -127,9 +127,12 @@ def test_conformance(item: Item, runnable: Item, harness: Harness, recorder: Rec
         row.images = max(row.images, len(candidate.maps))
         row.weights = harness.builder.weights(item.model).label
         against = "its source" if _is_reference(item) else item.reference.id
-        executed = getattr(harness.session(item), "execution_precision", None)
+        session = harness.session(item)
+        executed = getattr(session, "execution_precision", None)
         if executed:
             recorder.note(item, dataset.name, f"executed: {executed}")
+        for finding in getattr(session, "findings", ()):  # the device's vdsp preprocessing vs the case's recipe
+            recorder.note(item, dataset.name, f"vdsp disagrees with the case: {finding}")
         if violations:
             strip = _strip(recorder, item, dataset, worst, reference.maps[worst], candidate.maps[worst], "conformance")
             failures.append(f"{dataset.name} ({stats.get('images', 0)} images): outside the {item.variant.label} budget "
