@@ -82,10 +82,19 @@ class ArtifactStore:
 
 
 def _architecture_fingerprint(architecture: str) -> str:
-    """Hash of the family module's source, so editing an architecture invalidates its exports."""
+    """Hash of the family module and every model module it may import (ISNet reuses U2-Net's blocks).
+
+    Hashing the whole models package is the simple rule that cannot miss a dependency; a change
+    anywhere in it re-exports every model, which costs seconds each.
+    """
     from . import models
 
-    return code_fingerprint(inspect.getmodule(models.get(architecture).builder))
+    models.get(architecture)  # an unknown name fails here, with the registered ones listed
+    folder = Path(inspect.getfile(models)).parent
+    digest = hashlib.sha256()
+    for path in sorted(folder.glob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 class ArtifactBuilder:
