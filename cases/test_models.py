@@ -1,4 +1,4 @@
-"""The four checks every item gets: conformance, regression, accuracy and latency.
+"""The checks every item gets: conformance, regression, accuracy, and runtime and pipeline latency.
 
 Parametrised by conftest.py over all items of cases/*.yaml; each check records what it measured
 into the report, whatever its outcome.
@@ -43,6 +43,13 @@ def _budget(item: Item, harness: Harness) -> Budget:
         seeded = SEEDED_BUDGETS[item.variant.precision]
         return seeded if seeded.mae > budget.mae else budget
     return budget
+
+
+def _weights_label(item: Item, harness: Harness) -> str:
+    """What the report says the weights are: a device runtime runs its own compiled model."""
+    if harness.runtime(item.runtime).artifact_kind == "none":
+        return f"compiled model on {item.runtime}"
+    return harness.builder.weights(item.model).label
 
 
 def _is_reference(item: Item) -> bool:
@@ -125,7 +132,7 @@ def test_conformance(item: Item, runnable: Item, harness: Harness, recorder: Rec
         row = recorder.row(item, dataset.name)
         row.conformance = stats
         row.images = max(row.images, len(candidate.maps))
-        row.weights = harness.builder.weights(item.model).label
+        row.weights = _weights_label(item, harness)
         against = "its source" if _is_reference(item) else item.reference.id
         session = harness.session(item)
         executed = getattr(session, "execution_precision", None)
@@ -133,7 +140,9 @@ def test_conformance(item: Item, runnable: Item, harness: Harness, recorder: Rec
             recorder.note(item, dataset.name, f"executed: {executed}")
         for finding in getattr(session, "findings", ()):  # the device's vdsp preprocessing vs the case's recipe
             recorder.note(item, dataset.name, f"vdsp disagrees with the case: {finding}")
-        if violations:
+        if violations and worst is None:
+            failures.append(f"{dataset.name}: {violations[0]}")
+        elif violations:
             strip = _strip(recorder, item, dataset, worst, reference.maps[worst], candidate.maps[worst], "conformance")
             failures.append(f"{dataset.name} ({stats.get('images', 0)} images): outside the {item.variant.label} budget "
                             f"against {against} ({budget.why}): {'; '.join(violations)}; strip: {strip}")
@@ -151,7 +160,7 @@ def test_conformance(item: Item, runnable: Item, harness: Harness, recorder: Rec
 def test_regression(item: Item, runnable: Item, harness: Harness, recorder: Recorder) -> None:
     """Outputs still match the reviewed golden masks (written only with --update-golden, from fp32)."""
     failures, skipped = [], []
-    weights = harness.builder.weights(item.model).label
+    weights = _weights_label(item, harness)
     for dataset in harness.datasets_for_item(item):
         run = harness.run(item, dataset)
         row = recorder.row(item, dataset.name)
@@ -159,7 +168,7 @@ def test_regression(item: Item, runnable: Item, harness: Harness, recorder: Reco
             stems = [s.stem for s in dataset.limited(harness.settings.golden_limit) if s.stem in run.maps]
             images = {s.stem: dataset.image(s) for s in dataset.samples if s.stem in stems}
             harness.golden.write(item.model.name, dataset.name, {s: run.maps[s] for s in stems}, images,
-                                          {"weights": weights, "made_by": item.id})
+                                 {"weights": weights, "made_by": item.id})
             row.regression = {"status": f"written ({len(stems)})"}
             continue
         golden = harness.golden.load(item.model.name, dataset.name)
@@ -167,7 +176,8 @@ def test_regression(item: Item, runnable: Item, harness: Harness, recorder: Reco
             failures.append(f"{dataset.name}: no golden masks at {harness.golden.folder(item.model.name, dataset.name)}; "
                             "review the fp32 outputs and create them with --update-golden")
             continue
-        if golden.meta.get("weights") != weights:
+        device = harness.runtime(item.runtime).artifact_kind == "none"  # its weights are whatever was compiled
+        if not device and golden.meta.get("weights") != weights:
             skipped.append(f"{dataset.name}: golden made with '{golden.meta.get('weights')}', now '{weights}'")
             row.regression = {"status": "other weights"}
             continue
@@ -235,7 +245,7 @@ def test_accuracy(item: Item, runnable: Item, harness: Harness, recorder: Record
                 accumulator.add(run.maps[sample.stem], dataset.mask(sample, image.shape[:2]))
         measured = accumulator.results()
         row = recorder.row(item, dataset.name)
-        row.metrics, row.images, row.weights = measured, len(run.maps), source.label
+        row.metrics, row.images, row.weights = measured, len(run.maps), _weights_label(item, harness)
         row.latency_ms.setdefault("runtime (eval run)", 1000 * run.mean_seconds)
         for problem in run.problems:
             recorder.note(item, dataset.name, problem)
