@@ -8,6 +8,7 @@ The prediction is always the first output a session returns.
 
 from __future__ import annotations
 
+import importlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +88,16 @@ class Runtime(Protocol):
     def load(self, artifact: Artifact | None, item: "Item") -> Session:
         """Load the model of ``item`` (``artifact`` is what ``artifact_kind`` asked for) into a session."""
         ...
+
+
+def importable(module: str, install_hint: str = "") -> tuple[bool, str]:
+    """``available()``'s answer for a runtime that needs only a Python module: (True, "") or the reason."""
+    try:
+        importlib.import_module(module)
+    except ImportError as error:
+        hint = f"; {install_hint}" if install_hint else ""
+        return False, f"{module} is not installed ({error}){hint}"
+    return True, ""
 
 
 class RuntimeUnavailable(RuntimeError):

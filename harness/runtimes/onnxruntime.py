@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 import numpy as np
 
-from .base import Artifact, RunInput, RuntimeConfig, RuntimeUnavailable
+from .base import Artifact, RunInput, RuntimeConfig, RuntimeUnavailable, importable
 
 if TYPE_CHECKING:
     from ..cases import Item, Variant
@@ -51,11 +51,7 @@ class OnnxRuntime:
         self.threads = config.threads
 
     def available(self) -> tuple[bool, str]:
-        try:
-            import onnxruntime  # noqa: F401
-        except ImportError as error:
-            return False, f"onnxruntime is not installed ({error})"
-        return True, ""
+        return importable("onnxruntime")
 
     def supports(self, variant: "Variant") -> tuple[bool, str]:
         return True, ""

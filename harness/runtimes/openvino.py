@@ -17,12 +17,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
-from .base import Artifact, RunInput, RuntimeConfig, RuntimeUnavailable
+from .base import Artifact, RunInput, RuntimeConfig, RuntimeUnavailable, importable
 
 if TYPE_CHECKING:
     from ..cases import Item, Variant
-
-NOT_INSTALLED = "openvino is not installed (pip install .[openvino])"
 
 #: Layer types of OpenVINO's CPU runtime graph that carry the arithmetic whose precision matters.
 COMPUTE_LAYERS = frozenset({"Convolution", "Deconvolution", "FullyConnected", "MatMul"})
@@ -97,11 +95,7 @@ class OpenVinoRuntime:
         self.threads = config.threads
 
     def available(self) -> tuple[bool, str]:
-        try:
-            import openvino  # noqa: F401
-        except ImportError:
-            return False, NOT_INSTALLED
-        return True, ""
+        return importable("openvino", "pip install .[openvino]")
 
     def supports(self, variant: "Variant") -> tuple[bool, str]:
         if variant.precision not in HINTS:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
-from .base import Artifact, RunInput, RuntimeConfig, RuntimeUnavailable
+from .base import Artifact, RunInput, RuntimeConfig, RuntimeUnavailable, importable
 
 if TYPE_CHECKING:
     from ..cases import Item, Variant
@@ -57,11 +57,7 @@ class TorchRuntime:
         self.threads = config.threads
 
     def available(self) -> tuple[bool, str]:
-        try:
-            import torch  # noqa: F401
-        except ImportError as error:
-            return False, f"torch is not installed ({error})"
-        return True, ""
+        return importable("torch")
 
     def supports(self, variant: "Variant") -> tuple[bool, str]:
         if variant.precision in DTYPES:

@@ -18,16 +18,17 @@ from harness import precisions
 from harness.cases import Variant
 from harness.runtimes import RunInput, RuntimeConfig, get
 from harness.runtimes.base import Artifact
-from harness.runtimes.openvino import NOT_INSTALLED
 
 
 def test_unavailable_without_openvino(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "openvino", None)  # makes ``import openvino`` raise ImportError
-    assert get("openvino", RuntimeConfig()).available() == (False, NOT_INSTALLED)
-    assert NOT_INSTALLED == "openvino is not installed (pip install .[openvino])"
+    ok, reason = get("openvino", RuntimeConfig()).available()
+    assert not ok
+    assert reason.startswith("openvino is not installed") and reason.endswith("; pip install .[openvino]")
 
 
-needs_openvino = pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason=NOT_INSTALLED)
+needs_openvino = pytest.mark.skipif(importlib.util.find_spec("openvino") is None,
+                                    reason="openvino is not installed (pip install .[openvino])")
 RNG = np.random.default_rng(0)
 IMAGE = RNG.random((1, 3, 16, 16), dtype=np.float32)
 CALIBRATION = [RNG.random((3, 16, 16), dtype=np.float32) for _ in range(3)]
