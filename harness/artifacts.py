@@ -9,6 +9,7 @@ leaves a half-written artifact behind.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
@@ -37,8 +38,12 @@ class BuildError(RuntimeError):
     """An artifact could not be built; the message says which and why."""
 
 
+@functools.cache
 def code_fingerprint(module: Any) -> str:
-    """Hash of one of our modules' source: editing the code that makes an artifact rebuilds it."""
+    """Hash of one of our modules' source: editing the code that makes an artifact rebuilds it.
+
+    Cached: every artifact lookup asks for it, and the source cannot change within one process.
+    """
     return hashlib.sha256(inspect.getsource(module).encode("utf-8")).hexdigest()[:16]
 
 
@@ -81,6 +86,18 @@ class ArtifactStore:
         return Artifact.from_dir(folder, filename)
 
 
+@functools.cache
+def _models_package_fingerprint() -> str:
+    """Hash of every module of the models package, read once per process."""
+    from . import models
+
+    folder = Path(inspect.getfile(models)).parent
+    digest = hashlib.sha256()
+    for path in sorted(folder.glob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def _architecture_fingerprint(architecture: str) -> str:
     """Hash of the family module and every model module it may import (ISNet reuses U2-Net's blocks).
 
@@ -90,11 +107,7 @@ def _architecture_fingerprint(architecture: str) -> str:
     from . import models
 
     models.get(architecture)  # an unknown name fails here, with the registered ones listed
-    folder = Path(inspect.getfile(models)).parent
-    digest = hashlib.sha256()
-    for path in sorted(folder.glob("*.py")):
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+    return _models_package_fingerprint()
 
 
 class ArtifactBuilder:
