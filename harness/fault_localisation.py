@@ -13,29 +13,33 @@ must stay in fp32; that node is added to the culprits and the search repeats on 
 before it until the culprits alone conform. One culprit costs about log2(candidates) + 1 builds.
 
 The core, :func:`bisect`, takes two callables (``build(excluded) -> path`` and
-``score(path) -> Stats``) so it can be tested on a hand-made graph; :func:`localise` wires it to
-the harness: builds through ``ArtifactBuilder.onnx(model, variant, nodes_to_exclude=...)``, runs
-on the item's runtime.
+``score(path) -> Comparison``) so it can be tested on a hand-made graph; :func:`localise` wires it to
+the harness: builds through ``ArtifactBuilder.onnx(..., nodes_to_exclude=...)``, runs each build on
+the item's runtime through the one pipeline, and judges it with the same :class:`Comparison` and
+budget as the item's conformance check.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import onnx
 
-from . import metrics, recipes
 from .cases import Budget
-from .runtimes.base import Artifact, RunInput
+from .judgement import Comparison, conformance_budget
+from .runtimes.base import Artifact
 
 if TYPE_CHECKING:
     from .cases import Item
     from .datasets import Dataset
-    from .pipeline import Harness
+    from .suite import Suite
+
+log = logging.getLogger("segconform.fault_localisation")
 
 #: int8 candidates: ops ONNX Runtime's QDQ quantizer quantizes that compute new values. Layout ops
 #: (Reshape, Slice, ...) and removable activations (Relu, Clip) only pass their input's
@@ -50,39 +54,15 @@ LOCALISABLE = ("int8", "fp16")
 
 
 @dataclass(frozen=True)
-class Stats:
-    """Conformance of one build on the scored images: per-image MAE (mean and worst) and worst max |d|."""
-
-    images: int
-    mae_mean: float
-    mae_worst: float
-    max_abs_worst: float
-
-    @classmethod
-    def of(cls, per_image: Mapping[str, tuple[float, float]]) -> "Stats":
-        """From ``stem -> (mae, max_abs)``."""
-        if not per_image:
-            raise ValueError("no image was scored")
-        maes = [mae for mae, _ in per_image.values()]
-        return cls(len(maes), float(np.mean(maes)), float(max(maes)), float(max(m for _, m in per_image.values())))
-
-    def within(self, budget: Budget) -> bool:
-        """Inside the budget the way a conformance check judges it (a NaN never is)."""
-        return (self.mae_mean <= budget.mae and self.mae_worst <= budget.mae_worst
-                and self.max_abs_worst <= budget.max_abs)
-
-    def __str__(self) -> str:
-        return (f"MAE mean {self.mae_mean:.4g}, worst {self.mae_worst:.4g}; max|d| {self.max_abs_worst:.4g} "
-                f"({self.images} images)")
-
-
-@dataclass(frozen=True)
 class Step:
     """One build of the search: how many nodes it kept in fp32, what it scored, whether that conforms."""
 
     excluded: int
-    stats: Stats
-    conforms: bool
+    comparison: Comparison
+
+    @property
+    def conforms(self) -> bool:
+        return self.comparison.passed
 
 
 @dataclass
@@ -94,21 +74,25 @@ class Localisation:
     """
 
     label: str
-    budget: Budget
     candidates: int
-    before: Stats
+    before: Comparison
     culprits: tuple[str, ...] = ()
-    after: Stats | None = None
+    after: Comparison | None = None
     builds: int = 0
     max_builds: int = 0
     capped: bool = False
     note: str = ""
+    seconds: float = 0.0
     steps: list[Step] = field(default_factory=list)
+
+    @property
+    def budget(self) -> Budget:
+        return self.before.budget
 
     @property
     def conforms(self) -> bool:
         """Whether the build with the culprits in fp32 was measured inside the budget."""
-        return self.after is not None and self.after.within(self.budget)
+        return self.after is not None and self.after.passed
 
     def summary(self) -> str:
         lines = [f"fault localisation of {self.label}: budget MAE mean {self.budget.mae:g}, worst "
@@ -138,9 +122,9 @@ class _Unfixable(Exception):
 class _Search:
     """Builds and scores exclusion sets, each set at most once, up to ``max_builds``."""
 
-    def __init__(self, build: Callable[[tuple[str, ...]], Path], score: Callable[[Path], Stats],
-                 budget: Budget, max_builds: int) -> None:
-        self._build, self._score, self._budget, self._max = build, score, budget, max_builds
+    def __init__(self, build: Callable[[tuple[str, ...]], Path], score: Callable[[Path], Comparison],
+                 max_builds: int) -> None:
+        self._build, self._score, self._max = build, score, max_builds
         self.seen: dict[frozenset[str], Step] = {}
         self.trail: list[Step] = []
 
@@ -149,8 +133,9 @@ class _Search:
         if key not in self.seen:
             if len(self.trail) >= self._max:
                 raise _Capped
-            stats = self._score(self._build(tuple(sorted(key))))
-            step = Step(len(key), stats, stats.within(self._budget))
+            step = Step(len(key), self._score(self._build(tuple(sorted(key)))))
+            log.info("fault localisation build %d/%d: %d nodes in fp32 -> %s", len(self.trail) + 1, self._max,
+                     len(key), step.comparison)
             self.seen[key] = step
             self.trail.append(step)
         return self.seen[key].conforms
@@ -163,27 +148,27 @@ class _Search:
 def bisect(
     candidates: Sequence[str],
     build: Callable[[tuple[str, ...]], Path],
-    score: Callable[[Path], Stats],
-    budget: Budget,
-    before: Stats,
+    score: Callable[[Path], Comparison],
+    before: Comparison,
     max_builds: int = 8,
     label: str = "",
 ) -> Localisation:
     """The nodes of ``candidates`` (topological order) to keep in fp32 so that ``score(build(excluded))`` conforms.
 
-    ``before`` is the score of the build that excludes nothing (the failing artifact, already
-    built; it is not counted). ``max_builds`` caps the builds this search makes.
+    ``before`` is the comparison of the build that excludes nothing (the failing artifact, already
+    built; it is not counted) and carries the budget. ``max_builds`` caps the builds this search makes.
     """
     if len(set(candidates)) != len(candidates) or not all(candidates):
         raise ValueError("candidate node names must be unique and non-empty (the builds exclude nodes by name)")
-    result = Localisation(label, budget, len(candidates), before, max_builds=max_builds)
-    if before.within(budget):
+    started = time.perf_counter()
+    result = Localisation(label, len(candidates), before, max_builds=max_builds)
+    if before.passed:
         result.note = "already within budget: nothing to localise"
         return result
     if not candidates:
         result.note = "the graph has no candidate nodes for this precision"
         return result
-    search = _Search(build, score, budget, max_builds)
+    search = _Search(build, score, max_builds)
     order = {name: index for index, name in enumerate(candidates)}
     found: list[str] = []
     try:
@@ -200,8 +185,9 @@ def bisect(
                        "comes from elsewhere (graph input/output casts or quantization, ops outside the candidates)")
     result.culprits = tuple(sorted(found, key=order.__getitem__))
     if found:
-        result.after = search.seen[frozenset(found)].stats
+        result.after = search.seen[frozenset(found)].comparison
     result.builds, result.steps = len(search.trail), search.trail
+    result.seconds = time.perf_counter() - started
     return result
 
 
@@ -248,70 +234,50 @@ def candidate_nodes(model: onnx.ModelProto, precision: str) -> list[str]:
             and any(output in floats for output in node.output)]
 
 
-def localise(
-    harness: "Harness", item: "Item", dataset: "Dataset", max_builds: int = 8, images: int = 3,
-    budget: Budget | None = None,
-) -> Localisation:
+def localise(suite: "Suite", item: "Item", dataset: "Dataset", max_builds: int = 8, images: int = 3) -> Localisation:
     """Which nodes of ``item`` (fp16 or static int8, on an ONNX runtime) to keep in fp32 so that it conforms.
 
-    Scores each build on the ``images`` images of ``dataset`` that conform worst, against the
-    fp32 reference maps, with the item's budget; builds through the harness's artifact cache.
+    Scores each build on the ``images`` images of ``dataset`` that conform worst, against the fp32
+    reference maps, with the item's own conformance budget; builds through the artifact cache.
     """
     precision = item.variant.precision
     if precision not in LOCALISABLE:
         raise ValueError(f"{item.id}: fault localisation rebuilds {' or '.join(LOCALISABLE)} artifacts, "
                          f"not {item.variant.label}")
-    runtime = harness.runtime(item.runtime)
-    if runtime.artifact_kind != "onnx":
+    runtime = suite.sessions.runtime(item.runtime)
+    if runtime.artifact != "onnx":
         raise ValueError(f"{item.id}: runtime {item.runtime} does not load ONNX builds; localise on onnxruntime")
     if item.model.prebuilt.get(precision) is not None:
         raise ValueError(f"{item.id}: the {precision} model is shipped prebuilt, there is nothing to rebuild")
-    budget = budget or item.model.budgets[precision]
-    reference = harness.run(item.reference, dataset).maps
-    current = harness.run(item, dataset).maps
-    per_image = {stem: metrics.conformance(current[stem], reference[stem]) for stem in current if stem in reference}
-    worst = sorted(per_image, key=lambda stem: _excess(per_image[stem], budget), reverse=True)[:images]
+    budget = conformance_budget(item, "fp32", suite.trained(item))
+    reference = suite.run(item.reference, dataset).maps
+    current = Comparison.of(suite.run(item, dataset).maps, reference, budget)
+    worst = sorted(current.per_image, key=lambda stem: _excess(current.per_image[stem], budget), reverse=True)[:images]
     if not worst:
         raise ValueError(f"{item.id}: no image of {dataset.name} was run by both the item and its reference")
-    scorer = _Scorer(harness, item, dataset, worst, {stem: reference[stem] for stem in worst})
+    samples = [s for s in dataset.samples if s.stem in worst]
+    pipeline = suite.pipeline(item.model)
+    takes_images = runtime.takes_images
 
     def build(excluded: tuple[str, ...]) -> Path:
-        return harness.builder.onnx(item.model, item.variant, nodes_to_exclude=excluded).path
+        return suite.builder.onnx(item.model, item.variant, item.int8_scheme, nodes_to_exclude=excluded).path
 
-    graph = onnx.load(str(harness.builder.fp32_onnx(item.model).path), load_external_data=False)
-    return bisect(candidate_nodes(graph, precision), build, scorer, budget, Stats.of({s: per_image[s] for s in worst}),
-                  max_builds, f"{item.id} on {dataset.name}")
+    def score(path: Path) -> Comparison:
+        session = runtime.load(item, Artifact(path, {}))
+        try:
+            run = pipeline.run(f"{item.id} candidate", session, takes_images, dataset, samples)
+        except ValueError:  # a NaN or constant output: this build is as far outside the budget as it gets
+            return Comparison(budget, {stem: (float("inf"), float("inf")) for stem in worst})
+        finally:
+            session.close()
+        return Comparison.of(run.maps, reference, budget)
+
+    graph = onnx.load(str(suite.builder.fp32_onnx(item.model).path), load_external_data=False)
+    before = Comparison(budget, {stem: current.per_image[stem] for stem in worst})
+    return bisect(candidate_nodes(graph, precision), build, score, before, max_builds, f"{item.id} on {dataset.name}")
 
 
 def _excess(stats: tuple[float, float], budget: Budget) -> float:
     """How far past its budget an image is (the larger of the two ratios): the worst images come first."""
     mae, max_abs = stats
     return max(mae / budget.mae_worst, max_abs / budget.max_abs)
-
-
-class _Scorer:
-    """Runs one candidate build on the chosen images through the item's runtime and compares with fp32."""
-
-    def __init__(self, harness: "Harness", item: "Item", dataset: "Dataset", stems: list[str],
-                 reference: dict[str, np.ndarray]) -> None:
-        self._runtime = harness.runtime(item.runtime)
-        self._item = item
-        self._reference = reference
-        self._postprocess = recipes.build_postprocess(item.model.postprocess)
-        preprocess = harness.preprocess(item.model)
-        samples = {s.stem: s for s in dataset.samples}
-        self._inputs = {}
-        for stem in stems:
-            image = dataset.image(samples[stem])
-            self._inputs[stem] = (image, preprocess(image)[None])
-
-    def __call__(self, path: Path) -> Stats:
-        session = self._runtime.load(Artifact(path, {}), self._item)
-        per_image = {}
-        for stem, (image, tensor) in self._inputs.items():
-            raw = np.asarray(session.run(RunInput(tensor, [image], [stem]))[0])[0]
-            if not np.all(np.isfinite(raw)):
-                per_image[stem] = (float("inf"), float("inf"))
-                continue
-            per_image[stem] = metrics.conformance(self._postprocess(raw, image.shape[:2]), self._reference[stem])
-        return Stats.of(per_image)

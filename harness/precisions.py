@@ -8,6 +8,8 @@ fp32, calibration method and sample count, quantizer version), so a report can s
 from __future__ import annotations
 
 import hashlib
+import logging
+import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -16,6 +18,10 @@ from typing import Any
 import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
+
+from .cases import Int8Scheme
+
+log = logging.getLogger("segconform.precisions")
 
 #: The compiler's calibration names mapped to ONNX Runtime's calibration methods.
 CALIBRATION_METHODS = {"max": "MinMax", "kl_divergence": "Entropy", "percentile": "Percentile"}
@@ -102,16 +108,20 @@ def quantize_int8_dynamic(source: Path, target: Path) -> dict[str, Any]:
 
 
 class _TensorReader:
-    """Feeds preprocessed calibration tensors to ONNX Runtime's calibrator, a range at a time.
+    """Feeds preprocessed calibration tensors to ONNX Runtime's calibrator, a range at a time, logging progress.
 
-    ``set_range`` lets the quantizer collect in strides (``CalibStridedMinMax``), so activations of only
-    a few images are held at once: all 50 images of a 320x320 U2-Net at once would need tens of GB.
+    ``set_range`` lets the quantizer collect in strides (``CalibStridedMinMax``, honoured by every
+    calibrator), so activations of only a few images are held at once: all 50 images of a 320x320 U2-Net
+    at once would need tens of GB.
     """
 
-    def __init__(self, input_name: str, tensors: Sequence[np.ndarray]) -> None:
+    def __init__(self, input_name: str, tensors: Sequence[np.ndarray], label: str = "") -> None:
         self._input = input_name
         self._tensors = tensors
         self._window: Iterator[np.ndarray] = iter(tensors)
+        self._label = label
+        self._done = 0
+        self._started = time.perf_counter()
 
     def __len__(self) -> int:
         return len(self._tensors)
@@ -121,12 +131,22 @@ class _TensorReader:
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         tensor = next(self._window, None)
-        return None if tensor is None else {self._input: tensor[None]}
+        if tensor is None:
+            return None
+        self._done += 1
+        if self._done == len(self._tensors) or self._done % 10 == 0:
+            log.info("%s calibration: %d/%d images (%.0f s)", self._label, self._done, len(self._tensors),
+                     time.perf_counter() - self._started)
+        return {self._input: tensor[None]}
 
 
 def calibration_stride(count: int, most: int = 2) -> int:
     """The largest stride <= ``most`` that divides ``count`` (the quantizer needs equal strides)."""
     return next(stride for stride in range(min(most, count), 0, -1) if count % stride == 0)
+
+
+#: Scheme type names -> ONNX Runtime QuantType member names.
+QUANT_TYPES = {"u8": "QUInt8", "s8": "QInt8"}
 
 
 def quantize_int8_static(
@@ -135,10 +155,12 @@ def quantize_int8_static(
     calibration: str,
     tensors: Sequence[np.ndarray],
     image_names: Sequence[str],
+    scheme: Int8Scheme = Int8Scheme(),
     nodes_to_exclude: Sequence[str] = (),
     calibration_cache: Path | None = None,
+    label: str = "",
 ) -> dict[str, Any]:
-    """Static int8, QDQ, per-channel weights, calibrated on ``tensors`` with the compiler-named ``calibration``.
+    """Static int8, QDQ in ``scheme``'s types, calibrated on ``tensors`` with the compiler-named ``calibration``.
 
     ``calibration_cache`` holds the computed tensor ranges: excluding nodes does not change which tensors
     are calibrated, so fault localisation rebuilds from the cache instead of calibrating again.
@@ -151,16 +173,18 @@ def quantize_int8_static(
     if not tensors:
         raise ValueError("static int8 needs at least one calibration image")
     model = onnx.load(str(source), load_external_data=False)
-    reader = _TensorReader(model.graph.input[0].name, tensors)
+    reader = _TensorReader(model.graph.input[0].name, tensors, f"{label} int8 {calibration}".strip())
     stride = calibration_stride(len(tensors))
+    cached = calibration_cache is not None and calibration_cache.is_file()
     quantize_static(
         str(source),
         str(target),
         reader,
         quant_format=QuantFormat.QDQ,
-        per_channel=True,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
+        per_channel=scheme.per_channel,
+        reduce_range=scheme.reduce_range,
+        activation_type=getattr(QuantType, QUANT_TYPES[scheme.activations]),
+        weight_type=getattr(QuantType, QUANT_TYPES[scheme.weights]),
         calibrate_method=getattr(CalibrationMethod, CALIBRATION_METHODS[calibration]),
         nodes_to_exclude=list(nodes_to_exclude),
         extra_options={"CalibStridedMinMax": stride},
@@ -168,7 +192,9 @@ def quantize_int8_static(
     )
     return {
         "tool": f"onnxruntime.quantization {onnxruntime.__version__}",
-        "method": "static QDQ, per-channel weights",
+        "method": "static " + scheme.label,
+        "scheme": scheme.model_dump(exclude={"note"}),
+        "calibration_ranges": "reused from cache" if cached else "computed",
         "calibration": calibration,
         "ort_calibration_method": CALIBRATION_METHODS[calibration],
         "calibration_samples": len(tensors),

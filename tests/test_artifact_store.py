@@ -26,7 +26,8 @@ class Builder:
 
 
 def _entries(root: Path) -> list[str]:
-    return sorted(p.name for p in root.iterdir()) if root.exists() else []
+    """The store's artifacts and leftovers, without its lock files (``.locks/``, kept between builds by design)."""
+    return sorted(p.name for p in root.iterdir() if p.name != ".locks") if root.exists() else []
 
 
 def test_same_material_builds_once(tmp_path):
@@ -89,3 +90,29 @@ def test_a_folder_missing_its_file_is_rebuilt(tmp_path):
     rebuilt = store.get(MATERIAL, "model.onnx", build)
     assert build.calls == 2 and rebuilt.path.read_bytes() == b"model bytes"
     assert len(_entries(tmp_path)) == 1
+
+
+def _build_in_another_process(root: str, marker: str) -> str:
+    """One worker's view: build MATERIAL slowly, counting builds in ``marker`` (a file appended to per build)."""
+    import time
+
+    def slow(target: Path) -> dict[str, str]:
+        with open(marker, "a", encoding="utf-8") as out:
+            out.write("built\n")
+        time.sleep(0.5)  # long enough for the other worker to arrive while this one builds
+        target.write_bytes(b"model bytes")
+        return {"fact": "built"}
+
+    return str(ArtifactStore(Path(root)).get(MATERIAL, "model.onnx", slow).path)
+
+
+def test_two_processes_building_the_same_artifact_build_it_once(tmp_path):
+    import multiprocessing
+
+    marker = tmp_path / "builds.txt"
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(2) as pool:
+        paths = pool.starmap(_build_in_another_process, [(str(tmp_path / "store"), str(marker))] * 2)
+    assert paths[0] == paths[1] and Path(paths[0]).read_bytes() == b"model bytes"
+    assert marker.read_text(encoding="utf-8").count("built") == 1
+    assert len(_entries(tmp_path / "store")) == 1  # no scratch or stale folder left by the waiting process

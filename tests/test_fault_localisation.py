@@ -21,7 +21,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from harness import precisions
 from harness.cases import Budget
-from harness.fault_localisation import Stats, bisect, candidate_nodes
+from harness.fault_localisation import bisect, candidate_nodes
+from harness.judgement import Comparison
 
 BUDGET = Budget(mae=0.01, mae_worst=0.01, max_abs=0.1, why="test budget")
 #: Per precision: healthy int8 of this graph stays near MAE 0.002 / max|d| 0.06, healthy fp16 near 1e-4 / 3e-4.
@@ -85,28 +86,29 @@ def _localise(tmp_path: Path, kind: str, max_builds: int = 8):
         target = tmp_path / f"{kind}-{len(built)}.onnx"
         built.append(excluded)
         if kind == "int8":
-            precisions.quantize_int8_static(source, target, "max", calibration, ["c0", "c1", "c2"], excluded)
+            precisions.quantize_int8_static(source, target, "max", calibration, ["c0", "c1", "c2"],
+                                            nodes_to_exclude=excluded)
         else:
             precisions.convert_fp16(source, target, excluded)
         return target
 
-    def score(path: Path) -> Stats:
+    def score(path: Path) -> Comparison:
         outputs = _run(path, images)
-        return Stats.of({str(i): (float(np.abs(o - r).mean()), float(np.abs(o - r).max()))
-                         for i, (o, r) in enumerate(zip(outputs, reference))})
+        return Comparison.of({str(i): o for i, o in enumerate(outputs)}, {str(i): r for i, r in enumerate(reference)},
+                             BUDGETS[kind])
 
     before = score(build(()))
-    result = bisect(candidate_nodes(model, kind), build, score, BUDGETS[kind], before, max_builds, f"hostile {kind}")
+    result = bisect(candidate_nodes(model, kind), build, score, before, max_builds, f"hostile {kind}")
     return result, before, built
 
 
 @pytest.mark.parametrize("kind", ["int8", "fp16"])
 def test_bisection_names_the_hostile_conv_and_excluding_it_conforms(tmp_path: Path, kind: str) -> None:
     result, before, built = _localise(tmp_path, kind)
-    assert not before.within(BUDGETS[kind]), f"the hostile {kind} build should fail: {before}"
+    assert not before.passed, f"the hostile {kind} build should fail: {before}"
     assert result.culprits == ("conv2",)
-    assert result.after is not None and result.after.within(BUDGETS[kind]) and result.conforms
-    assert result.after.mae_worst < before.mae_worst / 5
+    assert result.after is not None and result.after.passed and result.conforms
+    assert result.after.stats["mae_worst"] < before.stats["mae_worst"] / 5
     assert result.builds == len(built) - 1  # the baseline build is not counted
     assert result.builds <= 4 and not result.capped
     summary = result.summary()
@@ -132,21 +134,25 @@ def _fake(culprits: set[str]):
     def build(excluded: tuple[str, ...]) -> Path:
         return Path(",".join(excluded) or "-")
 
-    def score(path: Path) -> Stats:
-        missing = len(culprits - set(path.name.split(",")))
-        return Stats(2, 0.05 * missing, 0.05 * missing, 0.05 * missing)
+    def score(path: Path) -> Comparison:
+        return _scored(len(culprits - set(path.name.split(","))))
 
     return build, score
 
 
-def _before(culprits: set[str]) -> Stats:
-    return Stats(2, 0.05 * len(culprits), 0.05 * len(culprits), 0.05 * len(culprits))
+def _scored(missing: int) -> Comparison:
+    """Two images, each 0.05 MAE (and max|d|) off per culprit left in the build."""
+    return Comparison(BUDGET, {"a": (0.05 * missing, 0.05 * missing), "b": (0.05 * missing, 0.05 * missing)})
+
+
+def _before(culprits: set[str]) -> Comparison:
+    return _scored(len(culprits))
 
 
 @pytest.mark.parametrize("culprits", [{"n0"}, {"n15"}, {"n3", "n11"}, {"n5", "n6", "n14"}])
 def test_bisection_finds_exactly_the_culprits(culprits: set[str]) -> None:
     build, score = _fake(culprits)
-    result = bisect(NAMES, build, score, BUDGET, _before(culprits), max_builds=30)
+    result = bisect(NAMES, build, score, _before(culprits), max_builds=30)
     assert set(result.culprits) == culprits and result.conforms and not result.capped
     assert list(result.culprits) == sorted(culprits, key=NAMES.index)
     assert result.builds <= len(culprits) * 5 + 1  # log2(16) + 1 per culprit, plus the unverified full set once
@@ -155,7 +161,7 @@ def test_bisection_finds_exactly_the_culprits(culprits: set[str]) -> None:
 def test_cap_stops_the_search_and_says_so() -> None:
     culprits = {"n3", "n11"}
     build, score = _fake(culprits)
-    result = bisect(NAMES, build, score, BUDGET, _before(culprits), max_builds=2)
+    result = bisect(NAMES, build, score, _before(culprits), max_builds=2)
     assert result.capped and result.builds == 2
     assert culprits <= set(result.culprits) or not result.culprits
     assert "cap of 2 reached" in result.summary()
@@ -163,15 +169,15 @@ def test_cap_stops_the_search_and_says_so() -> None:
 
 def test_nothing_to_do_when_already_conforming() -> None:
     build, score = _fake(set())
-    result = bisect(NAMES, build, score, BUDGET, _before(set()))
+    result = bisect(NAMES, build, score, _before(set()))
     assert result.builds == 0 and result.culprits == () and "already within budget" in result.note
 
 
 def test_unfixable_when_excluding_everything_still_fails() -> None:
-    def score(path: Path) -> Stats:
-        return Stats(1, 0.5, 0.5, 0.5)
+    def score(path: Path) -> Comparison:
+        return Comparison(BUDGET, {"a": (0.5, 0.5)})
 
-    result = bisect(NAMES, lambda excluded: Path("x"), score, BUDGET, Stats(1, 0.5, 0.5, 0.5))
+    result = bisect(NAMES, lambda excluded: Path("x"), score, Comparison(BUDGET, {"a": (0.5, 0.5)}))
     assert not result.conforms and result.culprits == tuple(NAMES)
     assert "still fails the budget" in result.note
 
@@ -179,4 +185,4 @@ def test_unfixable_when_excluding_everything_still_fails() -> None:
 def test_names_must_be_unique_and_present() -> None:
     build, score = _fake({"a"})
     with pytest.raises(ValueError, match="unique and non-empty"):
-        bisect(["a", ""], build, score, BUDGET, _before({"a"}))
+        bisect(["a", ""], build, score, _before({"a"}))

@@ -108,3 +108,92 @@ def test_a_missing_golden_png_is_reported_by_path(tmp_path):
     (folder / "a.png").unlink()
     with pytest.raises(FileNotFoundError, match=r"a\.png"):
         GoldenStore(tmp_path).load("m", "d").map("a")
+
+
+# --------------------------------------------------------------------------- the regeneration policy
+
+from harness.golden import Regeneration  # noqa: E402
+
+
+def _reference(maps, images, weights="w1"):
+    calls = []
+
+    def reference():
+        calls.append(1)
+        return maps, images, {"weights": weights, "made_by": "m-fp32-onnxruntime"}
+
+    return reference, calls
+
+
+@pytest.mark.parametrize("mode, state, fails, written", [(None, "missing", True, False),
+                                                         ("failing", "created", True, True),
+                                                         ("all", "written", False, True)])
+def test_a_missing_set(tmp_path, mode, state, fails, written):
+    maps, images = _maps(["a", "b"])
+    reference, _ = _reference(maps, images)
+    settled = Regeneration(GoldenStore(tmp_path), mode).settle("m", "d", "w1", reference)
+    assert (settled.state, settled.fails) == (state, fails)
+    assert (GoldenStore(tmp_path).load("m", "d") is not None) is written
+
+
+@pytest.mark.parametrize("mode, state, fails, rewritten", [(None, "differs", True, False),
+                                                           ("failing", "rewritten", True, True),
+                                                           ("all", "written", False, True)])
+def test_a_set_the_reference_no_longer_matches(tmp_path, mode, state, fails, rewritten):
+    store = GoldenStore(tmp_path)
+    maps, images = _maps(["a", "b"])
+    store.write("m", "d", maps, images, {"weights": "w1"})
+    changed = {stem: np.clip(m + 0.1, 0, 1) for stem, m in maps.items()}
+    reference, _ = _reference(changed, images)
+    settled = Regeneration(store, mode).settle("m", "d", "w1", reference)
+    assert (settled.state, settled.fails) == (state, fails)
+    now = store.load("m", "d").map("a")
+    assert bool(np.abs(now - changed["a"]).max() <= HALF_LEVEL + 1e-7) == rewritten
+    obtained = sorted(p.name for p in (tmp_path / "m" / "d").glob("*.obtained.png"))
+    assert obtained == ([] if rewritten else ["a.obtained.png", "b.obtained.png"])  # beside the expected, for review
+
+
+def test_a_matching_set_is_left_alone_and_its_stale_obtained_maps_go(tmp_path):
+    store = GoldenStore(tmp_path)
+    maps, images = _maps(["a"])
+    store.write("m", "d", maps, images, {"weights": "w1"})
+    store.write_obtained("m", "d", maps)
+    before = (tmp_path / "m" / "d" / "a.png").stat().st_mtime_ns
+    settled = Regeneration(store, "failing").settle("m", "d", "w1", _reference(maps, images)[0])
+    assert settled.state == "matches" and not settled.fails
+    assert (tmp_path / "m" / "d" / "a.png").stat().st_mtime_ns == before
+    assert not list((tmp_path / "m" / "d").glob("*.obtained.png"))
+
+
+def test_a_set_of_other_weights_is_skipped_unless_regenerating(tmp_path):
+    store = GoldenStore(tmp_path)
+    maps, images = _maps(["a"])
+    store.write("m", "d", maps, images, {"weights": "seeded"})
+    assert Regeneration(store, None).settle("m", "d", "w1", _reference(maps, images)[0]).state == "other-weights"
+    assert Regeneration(store, "failing").settle("m", "d", "w1", _reference(maps, images)[0]).state == "rewritten"
+    assert store.load("m", "d").meta["weights"] == "w1"
+
+
+def test_each_set_is_settled_once_per_session_whichever_item_asks_first(tmp_path):
+    maps, images = _maps(["a"])
+    reference, calls = _reference(maps, images)
+    policy = Regeneration(GoldenStore(tmp_path), "failing")
+    first = policy.settle("m", "d", "w1", reference)
+    second = policy.settle("m", "d", "w1", reference)
+    assert first is second and first.state == "created" and len(calls) == 1
+
+
+def test_a_crash_between_the_two_renames_is_repaired_on_load(tmp_path):
+    store = GoldenStore(tmp_path)
+    maps, images = _maps(["a"])
+    target = store.write("m", "d", maps, images, {"version": 1})
+    retired = tmp_path / "m" / ".d-old-x"
+    retired.mkdir()
+    target.rename(retired / "set")  # as if the process died after retiring the old set
+    assert store.load("m", "d").meta["version"] == 1
+    assert not retired.exists()
+
+
+def test_an_unknown_mode_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="'some'"):
+        Regeneration(GoldenStore(tmp_path), "some")

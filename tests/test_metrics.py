@@ -1,25 +1,18 @@
-"""Metrics (:mod:`harness.metrics`) against hand computations and an independent F-measure curve."""
+"""Metrics (:mod:`harness.metrics`) against hand computations and an independent F-measure curve, and the
+per-image scores every interval is computed from."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from harness.metrics import (
-    MattingMetrics,
-    SaliencyMetrics,
-    SegmentationMetrics,
-    conformance,
-    for_task,
-    miou,
-    to_uint8,
-)
+from harness.metrics import Scorer, conformance, miou, to_uint8
 
 SALIENCY_KEYS = {"mae", "max_f", "avg_f", "adp_f", "sm", "max_em", "avg_em", "adp_em", "wfm"}
 
 
 def _saliency(pairs) -> dict[str, float]:
-    metrics = SaliencyMetrics()
+    metrics = Scorer("saliency")
     for prediction, truth in pairs:
         metrics.add(np.asarray(prediction, np.float32), np.asarray(truth, np.float32))
     return metrics.results()
@@ -129,7 +122,7 @@ def test_miou_counts_a_class_present_in_only_one_side_as_zero():
 
 
 def test_segmentation_miou_uses_one_dataset_wide_confusion():
-    metrics = SegmentationMetrics()
+    metrics = Scorer("segmentation")
     # image 1: truth fg [1, 1, 0, 0], prediction (>= 0.5) fg [1, 0, 0, 0]
     metrics.add(np.array([0.9, 0.2, 0.4, 0.0]), np.array([1.0, 1.0, 0.0, 0.0]))
     # image 2: truth fg [0, 0], prediction fg [1, 1] (0.5 counts as foreground)
@@ -139,7 +132,7 @@ def test_segmentation_miou_uses_one_dataset_wide_confusion():
 
 
 def test_segmentation_miou_of_all_background_everywhere_is_one():
-    metrics = SegmentationMetrics()
+    metrics = Scorer("segmentation")
     metrics.add(np.zeros((3, 3)), np.zeros((3, 3)))
     assert metrics.results()["miou"] == 1.0
 
@@ -148,7 +141,7 @@ def test_segmentation_miou_of_all_background_everywhere_is_one():
 
 
 def test_matting_mse_and_mad_are_means_of_per_image_means():
-    metrics = MattingMetrics()
+    metrics = Scorer("matting")
     metrics.add(np.array([[0.5, 0.9]]), np.array([[0.0, 1.0]]))  # squared 0.25, 0.01; absolute 0.5, 0.1
     metrics.add(np.array([[0.8]]), np.array([[1.0]]))  # squared 0.04; absolute 0.2
     results = metrics.results()
@@ -158,12 +151,53 @@ def test_matting_mse_and_mad_are_means_of_per_image_means():
     assert results["miou"] == pytest.approx((2 / 3 + 0.0) / 2)
 
 
-def test_for_task_gives_the_seed_table_metric_names():
-    assert isinstance(for_task("saliency"), SaliencyMetrics)
-    assert isinstance(for_task("segmentation"), SegmentationMetrics)
-    assert isinstance(for_task("matting"), MattingMetrics)
+def test_each_task_gives_the_seed_table_metric_names():
+    rng = np.random.default_rng(0)
+    names = {}
+    for task in ("saliency", "segmentation", "matting"):
+        scorer = Scorer(task)
+        scorer.add(rng.random((6, 5)), (rng.random((6, 5)) > 0.5).astype(np.float32))
+        names[task] = set(scorer.results())
+    assert names == {"saliency": SALIENCY_KEYS, "segmentation": {"miou"}, "matting": {"mse", "mad", "miou"}}
     with pytest.raises(ValueError, match="depth"):
-        for_task("depth")
+        Scorer("depth")
+
+
+def _random_scores(task: str, images: int = 7):
+    rng = np.random.default_rng(11)
+    scorer = Scorer(task)
+    for index in range(images):
+        truth = (rng.random((12, 10)) > 0.6).astype(np.float32)
+        scorer.add(np.clip(truth * 0.7 + rng.random((12, 10)) * 0.4, 0, 1), truth, f"s{index}")
+    return scorer.scores()
+
+
+@pytest.mark.parametrize("task", ["saliency", "segmentation", "matting"])
+def test_a_resample_weighted_by_counts_equals_the_metric_of_the_repeated_images(task):
+    scores = _random_scores(task)
+    counts = np.array([[2, 0, 1, 0, 3, 1, 0]], np.float64)
+    repeated = [s for s, c in zip(scores.stems, counts[0]) for _ in range(int(c))]
+    weighted = {m: float(v[0]) for m, v in scores.weighted(counts).items()}
+    # the same images listed as often as the resample drew them, scored the plain way
+    assert weighted == pytest.approx(scores.subset(repeated).results(), abs=1e-12)
+
+
+def test_per_image_values_average_to_the_metric_where_it_is_a_mean():
+    scores = _random_scores("saliency")
+    results = scores.results()
+    for metric in ("mae", "avg_f", "adp_f", "sm", "avg_em", "adp_em", "wfm"):
+        assert scores.per_image(metric).mean() == pytest.approx(results[metric], abs=1e-12)
+    assert scores.per_image("max_f") is None  # the max of a mean curve is no mean of per-image values
+
+
+def test_two_class_miou_rows_agree_with_the_confusion_matrix_miou():
+    from harness.metrics import _miou_rows
+
+    rng = np.random.default_rng(2)
+    rows = rng.integers(0, 20, (50, 4)).astype(np.float64)
+    rows[0] = (5, 0, 0, 0)  # no foreground anywhere
+    for row, value in zip(rows, _miou_rows(rows)):
+        assert value == pytest.approx(miou(row.reshape(2, 2)))
 
 
 def test_conformance_is_mean_and_max_absolute_difference():

@@ -1,23 +1,35 @@
-"""The Runtime protocol: every backend (ONNX Runtime, torch, OpenVINO, VACC, vamp files) looks the same to the harness.
+"""The runtime contract: every backend (ONNX Runtime, torch, OpenVINO, the VACC device, vamp files) looks alike.
+
+:class:`Runtime` owns the guards and the lifecycle, in the spirit of Polygraphy's runner base: the
+public :meth:`Runtime.load` checks that the runtime is available here, that it supports the item's
+precision and that it was handed the artifact it declared (or none, when it brings its own compiled
+model), and only then calls the subclass's :meth:`Runtime._load`. :class:`Session` likewise owns
+``run`` (refused after ``close``) and gives real defaults for ``covers``, ``notes`` and ``close``, so
+callers never probe a session with ``getattr``. A new runtime is one module in this package (or a
+third-party module registered under the entry-point group ``segconform.runtimes``) that subclasses
+:class:`Runtime` and writes only its own logic.
 
 A runtime either takes model-ready tensors (``takes_images = False``: the host ran the case's
-preprocessing) or decoded images at their original size (``takes_images = True``: the VACC
-device resizes and normalises itself from its vdsp JSON). The harness feeds each the right kind.
-The prediction is always the first output a session returns.
+preprocessing) or decoded images at their original size (``takes_images = True``: the VACC device
+resizes and normalises itself from its vdsp JSON). The prediction is always the first output.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Sequence
 
 import numpy as np
 
 if TYPE_CHECKING:
     from ..cases import Item, Variant
+
+ArtifactKind = Literal["onnx", "torchscript"]
 
 
 @dataclass(frozen=True)
@@ -47,58 +59,145 @@ class RunInput:
     stems: Sequence[str]
 
 
-class Session(Protocol):
-    """A loaded model, ready to run batches."""
-
-    def run(self, batch: RunInput) -> list[np.ndarray]:
-        """Outputs with the batch dimension first; element 0 is the prediction."""
-        ...
-
-
 @dataclass(frozen=True)
 class RuntimeConfig:
     """Command-line settings some runtimes need; each runtime reads only its own."""
 
     threads: int | None = None
+    ort_providers: tuple[str, ...] = ()
+    ort_optimization: str = "all"
     vacc_device: int = 0
     vacc_models: Path | None = None
     vamp_outputs: Path | None = None
 
 
-class Runtime(Protocol):
-    """A backend the harness can load artifacts into.
+class RuntimeUnavailable(RuntimeError):
+    """A runtime that cannot serve this item here (not installed, no compiled model, ...); carries the reason."""
 
-    ``artifact_kind`` says what the harness must build for it: an ONNX file of the item's
-    precision, the fp32 TorchScript module, or nothing (the VACC device and vamp bring their own
-    compiled model or outputs, located from the item and the :class:`RuntimeConfig`).
+
+class SessionClosed(RuntimeError):
+    """``run`` on a session that was closed."""
+
+
+class Session(ABC):
+    """A loaded model, ready to run batches. Subclasses write :meth:`_run` and, if they hold resources, :meth:`_close`."""
+
+    #: What actually executed (an ONNX Runtime execution provider, ``CPU``, the device); shown in every row.
+    provider: str = ""
+    #: False when ``run`` serves stored outputs (vamp files): its time is file reading, not the model's latency,
+    #: which is then measured on the device itself (``vamp -m ... -i 1 p 1 -b 1``).
+    live: bool = True
+
+    _closed: bool = False
+
+    def run(self, batch: RunInput) -> list[np.ndarray]:
+        """Outputs with the batch dimension first; element 0 is the prediction."""
+        if self._closed:
+            raise SessionClosed(f"{type(self).__name__}: run() after close()")
+        return self._run(batch)
+
+    @abstractmethod
+    def _run(self, batch: RunInput) -> list[np.ndarray]: ...
+
+    def covers(self, stem: str) -> bool:
+        """Whether this session can produce an output for image ``stem`` (stored device outputs cover only some)."""
+        return True
+
+    def notes(self) -> list[str]:
+        """Facts a report should show beside the item's row (what precision executed, vdsp disagreements)."""
+        return []
+
+    def settings(self) -> dict[str, Any]:
+        """The settings this session runs with (threads, optimisation level, ...), recorded in every row."""
+        return {}
+
+    @property
+    def deployed(self) -> "Session":
+        """The session as it is deployed, which latency measures; ``self`` unless this session computes the exact
+        arithmetic of a build whose deployed kernels depend on the CPU (static int8 on ONNX Runtime)."""
+        return self
+
+    def close(self) -> None:
+        """Release what the session holds (and its deployed twin); safe to call twice."""
+        if not self._closed:
+            self._closed = True
+            self._close()
+            if self.deployed is not self:
+                self.deployed.close()
+
+    def _close(self) -> None:
+        return None
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+
+class Runtime(ABC):
+    """A backend the harness can load an item's model into.
+
+    ``artifact`` declares what the harness must build for it: an ONNX file of the item's precision,
+    the fp32 TorchScript module, or nothing (``None``: the runtime brings its own compiled model or
+    outputs, located from the item and the :class:`RuntimeConfig`, as the VACC device and vamp do).
     """
 
     name: ClassVar[str]
-    takes_images: ClassVar[bool]
-    artifact_kind: ClassVar[Literal["onnx", "torchscript", "none"]]
+    takes_images: ClassVar[bool] = False
+    artifact: ClassVar[ArtifactKind | None] = "onnx"
 
-    def available(self) -> tuple[bool, str]:
-        """(True, "") when usable here, else (False, a reason a user can act on)."""
-        ...
+    def __init__(self, config: RuntimeConfig) -> None:
+        self.config = config
 
-    def supports(self, variant: "Variant") -> tuple[bool, str]:
-        """Whether this runtime can run ``variant`` at all, with the reason when it cannot."""
-        ...
+    @property
+    def brings_own_model(self) -> bool:
+        """Whether the runtime runs a model compiled elsewhere (its weights are whatever was compiled)."""
+        return self.artifact is None
 
-    def load(self, artifact: Artifact | None, item: "Item") -> Session:
-        """Load the model of ``item`` (``artifact`` is what ``artifact_kind`` asked for) into a session."""
-        ...
+    # ----------------------------------------------------------------- public: guards and lifecycle
+
+    @functools.cached_property
+    def unavailable(self) -> str | None:
+        """Why this runtime cannot be used here (not installed, not configured), or None. Asked once."""
+        return self._unavailable()
+
+    def unsupported(self, variant: "Variant") -> str | None:
+        """Why this runtime cannot run ``variant`` at all, or None."""
+        return self.unavailable or self._unsupported(variant)
+
+    def load(self, item: "Item", artifact: Artifact | None = None) -> Session:
+        """The item's model in a session; raises :class:`RuntimeUnavailable` with the reason when it cannot be."""
+        reason = self.unsupported(item.variant)
+        if reason:
+            raise RuntimeUnavailable(f"runtime {self.name}: {reason}")
+        if self.artifact is not None and artifact is None:
+            raise ValueError(f"{item.id}: runtime {self.name} needs the {self.artifact} artifact of the item")
+        if self.artifact is None and artifact is not None:
+            raise ValueError(f"{item.id}: runtime {self.name} brings its own compiled model; it takes no artifact")
+        return self._load(item, artifact)
+
+    def describe(self) -> dict[str, Any]:
+        """Name and version of what this runtime runs on, for run records."""
+        return {"runtime": self.name}
+
+    # ----------------------------------------------------------------- what a subclass writes
+
+    def _unavailable(self) -> str | None:
+        return None
+
+    def _unsupported(self, variant: "Variant") -> str | None:
+        return None
+
+    @abstractmethod
+    def _load(self, item: "Item", artifact: Artifact | None) -> Session: ...
 
 
-def importable(module: str, install_hint: str = "") -> tuple[bool, str]:
-    """``available()``'s answer for a runtime that needs only a Python module: (True, "") or the reason."""
+def importable(module: str, install_hint: str = "") -> str | None:
+    """``_unavailable()``'s answer for a runtime that needs only a Python module: None, or the reason."""
     try:
         importlib.import_module(module)
     except ImportError as error:
         hint = f"; {install_hint}" if install_hint else ""
-        return False, f"{module} is not installed ({error}){hint}"
-    return True, ""
-
-
-class RuntimeUnavailable(RuntimeError):
-    """Raised when a runtime that reported itself unavailable is used anyway; carries the reason."""
+        return f"{module} is not installed ({error}){hint}"
+    return None

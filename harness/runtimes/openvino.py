@@ -13,11 +13,11 @@ Each session reports what actually executed, read from the compiled model's runt
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .base import Artifact, RunInput, RuntimeConfig, RuntimeUnavailable, importable
+from .base import Artifact, RunInput, Runtime, Session, importable
 
 if TYPE_CHECKING:
     from ..cases import Item, Variant
@@ -44,7 +44,7 @@ def cpu_capabilities() -> list[str]:
     return [str(c) for c in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")]
 
 
-class OpenVinoSession:
+class OpenVinoSession(Session):
     """A model compiled for the CPU, plus what it executes in.
 
     ``inference_precision``: the precision the plugin compiled for (after any fallback).
@@ -61,6 +61,8 @@ class OpenVinoSession:
             config["INFERENCE_NUM_THREADS"] = threads
         self._compiled = core.compile_model(core.read_model(str(artifact.path)), "CPU", config)
         self._request = self._compiled.create_infer_request()
+        self._threads = threads
+        self.provider = "CPU (OpenVINO)"
         self.inference_precision = _text(self._compiled.get_property("INFERENCE_PRECISION_HINT"))
         self.compute_precisions = self._executed()
 
@@ -78,7 +80,13 @@ class OpenVinoSession:
         layers = ", ".join(f"{p} x{n}" for p, n in sorted(self.compute_precisions.items(), key=lambda kv: -kv[1]))
         return f"{layers or 'no compute layers'} (inference precision {self.inference_precision})"
 
-    def run(self, batch: RunInput) -> list[np.ndarray]:
+    def notes(self) -> list[str]:
+        return [f"executed: {self.execution_precision}"]
+
+    def settings(self) -> dict[str, Any]:
+        return {"inference_precision": self.inference_precision, "threads": self._threads or "plugin default"}
+
+    def _run(self, batch: RunInput) -> list[np.ndarray]:
         if batch.tensor is None:
             raise ValueError("openvino needs a preprocessed tensor")
         results = self._request.infer({0: batch.tensor})
@@ -86,44 +94,34 @@ class OpenVinoSession:
         return [np.array(results[output]) for output in self._compiled.outputs]
 
 
-class OpenVinoRuntime:
-    name: ClassVar[str] = "openvino"
-    takes_images: ClassVar[bool] = False
-    artifact_kind: ClassVar[Literal["onnx"]] = "onnx"
+class OpenVinoRuntime(Runtime):
+    name = "openvino"
+    artifact = "onnx"
 
-    def __init__(self, config: RuntimeConfig) -> None:
-        self.threads = config.threads
-
-    def available(self) -> tuple[bool, str]:
+    def _unavailable(self) -> str | None:
         return importable("openvino", "pip install .[openvino]")
 
-    def supports(self, variant: "Variant") -> tuple[bool, str]:
+    def _unsupported(self, variant: "Variant") -> str | None:
         if variant.precision not in HINTS:
-            return False, f"no OpenVINO execution precision for {variant.label}"
+            return f"no OpenVINO execution precision for {variant.label}"
         if variant.precision == "fp16":
-            ok, reason = self.available()
-            if not ok:
-                return False, reason
             capabilities = cpu_capabilities()
             if "FP16" not in capabilities:
-                return False, ("this CPU has no native fp16 for OpenVINO (OPTIMIZATION_CAPABILITIES: "
-                               f"{', '.join(capabilities)}): its CPU plugin would convolve the fp16 graph in f32 "
-                               "(or bf16), which is not an fp16 test; fp16 is tested on --runtime torch and "
-                               "onnxruntime")
-        return True, ""
+                return ("this CPU has no native fp16 for OpenVINO (OPTIMIZATION_CAPABILITIES: "
+                        f"{', '.join(capabilities)}): its CPU plugin would convolve the fp16 graph in f32 "
+                        "(or bf16), which is not an fp16 test; fp16 is tested on --runtime torch and onnxruntime")
+        return None
 
-    def load(self, artifact: Artifact | None, item: "Item") -> OpenVinoSession:
-        ok, reason = self.available()
-        if not ok:
-            raise RuntimeUnavailable(reason)
-        supported, why = self.supports(item.variant)
-        if not supported:
-            raise ValueError(f"{item.id}: {why}")
-        if artifact is None:
-            raise ValueError(f"{item.id}: openvino needs an ONNX artifact")
+    def _load(self, item: "Item", artifact: Artifact | None) -> OpenVinoSession:
+        assert artifact is not None
         hint = HINTS[item.variant.precision]
-        session = OpenVinoSession(artifact, hint, self.threads)
+        session = OpenVinoSession(artifact, hint, self.config.threads)
         if session.inference_precision != hint:
             raise RuntimeError(f"{item.id}: OpenVINO compiled for {session.inference_precision}, not the {hint} "
                                f"this precision needs; the results would not test {item.variant.label}")
         return session
+
+    def describe(self) -> dict[str, Any]:
+        import openvino as ov
+
+        return {"runtime": self.name, "version": ov.__version__}

@@ -7,11 +7,11 @@ ConvInteger), so they are tested on the runtimes that load ONNX, not here.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .base import Artifact, RunInput, RuntimeConfig, RuntimeUnavailable, importable
+from .base import Artifact, RunInput, Runtime, Session, importable
 
 if TYPE_CHECKING:
     from ..cases import Item, Variant
@@ -31,14 +31,17 @@ def _to_numpy(output: Any) -> list[np.ndarray]:
     raise TypeError(f"the module returned {type(output).__name__}, not tensors")
 
 
-class TorchSession:
+class TorchSession(Session):
     """A TorchScript module in eval mode, in the dtype of the item's precision."""
 
-    def __init__(self, module: Any, dtype: str) -> None:
+    provider = "CPU (PyTorch)"
+
+    def __init__(self, module: Any, dtype: str, threads: int) -> None:
         self._module = module
         self.dtype = dtype
+        self._threads = threads
 
-    def run(self, batch: RunInput) -> list[np.ndarray]:
+    def _run(self, batch: RunInput) -> list[np.ndarray]:
         import torch
 
         if batch.tensor is None:
@@ -47,39 +50,39 @@ class TorchSession:
         with torch.inference_mode():
             return _to_numpy(self._module(tensor))
 
+    def notes(self) -> list[str]:
+        return [f"executed: torch {self.dtype}"]
 
-class TorchRuntime:
-    name: ClassVar[str] = "torch"
-    takes_images: ClassVar[bool] = False
-    artifact_kind: ClassVar[Literal["torchscript"]] = "torchscript"
+    def settings(self) -> dict[str, Any]:
+        return {"threads": self._threads, "dtype": self.dtype}
 
-    def __init__(self, config: RuntimeConfig) -> None:
-        self.threads = config.threads
 
-    def available(self) -> tuple[bool, str]:
+class TorchRuntime(Runtime):
+    name = "torch"
+    artifact = "torchscript"
+
+    def _unavailable(self) -> str | None:
         return importable("torch")
 
-    def supports(self, variant: "Variant") -> tuple[bool, str]:
+    def _unsupported(self, variant: "Variant") -> str | None:
         if variant.precision in DTYPES:
-            return True, ""
-        return False, (f"{variant.label} is an ONNX graph transform (QDQ / ConvInteger); the torch runtime runs "
-                       "fp32 and fp16 only, int8 is tested on --runtime onnxruntime and --runtime openvino")
+            return None
+        return (f"{variant.label} is an ONNX graph transform (QDQ / ConvInteger); the torch runtime runs "
+                "fp32 and fp16 only, int8 is tested on --runtime onnxruntime and --runtime openvino")
 
-    def load(self, artifact: Artifact | None, item: "Item") -> TorchSession:
-        ok, reason = self.available()
-        if not ok:
-            raise RuntimeUnavailable(reason)
-        supported, why = self.supports(item.variant)
-        if not supported:
-            raise ValueError(f"{item.id}: {why}")
-        if artifact is None:
-            raise ValueError(f"{item.id}: the torch runtime needs the fp32 TorchScript artifact")
+    def _load(self, item: "Item", artifact: Artifact | None) -> TorchSession:
         import torch
 
-        if self.threads:
-            torch.set_num_threads(self.threads)  # process-wide: torch has no per-module thread setting
+        assert artifact is not None
+        if self.config.threads:
+            torch.set_num_threads(self.config.threads)  # process-wide: torch has no per-module thread setting
         module = torch.jit.load(str(artifact.path), map_location="cpu").eval()
         dtype = DTYPES[item.variant.precision]
         if dtype == "float16":
             module = module.half()
-        return TorchSession(module, dtype)
+        return TorchSession(module, dtype, torch.get_num_threads())
+
+    def describe(self) -> dict[str, Any]:
+        import torch
+
+        return {"runtime": self.name, "version": torch.__version__}

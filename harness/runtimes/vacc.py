@@ -24,13 +24,13 @@ import importlib
 import tempfile
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .. import vdsp
 from ..vamc import PRECISIONS, VamcError, artifact_name, check_variant
-from .base import Artifact, RunInput, RuntimeConfig, RuntimeUnavailable
+from .base import Artifact, RunInput, Runtime, RuntimeUnavailable, Session
 
 if TYPE_CHECKING:
     from ..cases import Item, Model, Variant
@@ -47,13 +47,13 @@ def _import_vsx() -> ModuleType:
     return importlib.import_module("vaststreamx")
 
 
-class VaccSession:
+class VaccSession(Session):
     """One model on one device: a stream of the vdsp fusion op followed by the model, run one image at a time."""
 
     def __init__(self, vsx: ModuleType, prefix: Path, vdsp_json: Path, model: "Model", device_id: int) -> None:
         self._vsx = vsx
         self._device_id = device_id
-        self._closed = False
+        self.provider = f"VACC device {device_id}"
         #: How the vdsp file's preprocessing differs from the case's recipe (empty: they agree).
         self.findings = vdsp.check(vdsp.load(vdsp_json), model)
         if vsx.set_device(device_id) != 0:
@@ -71,10 +71,8 @@ class VaccSession:
         self._stream.register_operator_output(self._model_op)
         self._stream.build()
 
-    def run(self, batch: RunInput) -> list[np.ndarray]:
+    def _run(self, batch: RunInput) -> list[np.ndarray]:
         """Each image through the device; outputs stacked along a new batch dimension, prediction first."""
-        if self._closed:
-            raise VaccError("run() on a closed VACC session")
         if not batch.images:
             raise ValueError("the VACC runtime needs the decoded images of the batch (RunInput.images)")
         per_image = [self._run_one(image) for image in batch.images]
@@ -88,53 +86,44 @@ class VaccSession:
         out = self._stream.run_sync([device_image])
         return [vsx.as_numpy(tensor)[0].astype(np.float32) for tensor in out[0]]
 
-    def close(self) -> None:
-        """Stop the stream (no more input, then wait for what is in flight); safe to call twice."""
-        if self._closed:
-            return
-        self._closed = True
+    def notes(self) -> list[str]:
+        return [f"vdsp disagrees with the case: {finding}" for finding in self.findings]
+
+    def settings(self) -> dict[str, Any]:
+        return {"device": self._device_id}
+
+    def _close(self) -> None:
+        """Stop the stream: no more input, then wait for what is in flight."""
         self._stream.close_input()
         self._stream.wait_until_done()
 
-    def __enter__(self) -> "VaccSession":
-        return self
 
-    def __exit__(self, *exc_info: Any) -> None:
-        self.close()
+class VaccRuntime(Runtime):
+    name = "vacc"
+    takes_images = True
+    artifact = None
 
-
-class VaccRuntime:
-    name: ClassVar[str] = "vacc"
-    takes_images: ClassVar[bool] = True
-    artifact_kind: ClassVar[Literal["none"]] = "none"
-
-    def __init__(self, config: RuntimeConfig) -> None:
-        self.device_id = config.vacc_device
-        self.models = config.vacc_models
-
-    def available(self) -> tuple[bool, str]:
+    def _unavailable(self) -> str | None:
         try:
             _import_vsx()
         except ImportError as error:
-            return False, f"vaststreamx is not installed ({error})"
-        if self.models is None:
-            return False, "--vacc-models is not given: point it at the vamc workspace holding <name>/mod"
-        if not self.models.is_dir():
-            return False, f"--vacc-models {self.models} is not a folder"
-        return True, ""
+            return f"vaststreamx is not installed ({error})"
+        if self.config.vacc_models is None:
+            return "--vacc-models is not given: point it at the vamc workspace holding <name>/mod"
+        if not self.config.vacc_models.is_dir():
+            return f"--vacc-models {self.config.vacc_models} is not a folder"
+        return None
 
-    def supports(self, variant: "Variant") -> tuple[bool, str]:
+    def _unsupported(self, variant: "Variant") -> str | None:
         try:
             check_variant(variant)
         except VamcError as error:
-            return False, f"the VACC device runs models vamc builds ({'/'.join(PRECISIONS)}): {error}"
-        return True, ""
+            return f"the VACC device runs models vamc builds ({'/'.join(PRECISIONS)}): {error}"
+        return None
 
-    def load(self, artifact: Artifact | None, item: "Item") -> VaccSession:
-        ok, reason = self.available()
-        if not ok or self.models is None:
-            raise RuntimeUnavailable(reason)
-        folder = self.models / artifact_name(item.model.name, item.variant)
+    def _load(self, item: "Item", artifact: Artifact | None) -> VaccSession:
+        assert self.config.vacc_models is not None
+        folder = self.config.vacc_models / artifact_name(item.model.name, item.variant)
         if not any(folder.glob(f"{MODEL_PREFIX}.*")):
             raise RuntimeUnavailable(
                 f"{item.id}: no compiled model {folder / MODEL_PREFIX}; build it from "
@@ -142,7 +131,7 @@ class VaccRuntime:
                 + (f" --calibration {item.variant.calibration}" if item.variant.calibration else "")
                 + "`"
             )
-        return _open(_import_vsx(), folder, item.model, self.device_id)
+        return _open(_import_vsx(), folder, item.model, self.config.vacc_device)
 
 
 def _open(vsx: ModuleType, folder: Path, model: "Model", device_id: int) -> VaccSession:

@@ -30,14 +30,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from ..vamc import PRECISIONS, VamcError, artifact_name, check_variant
 from ..vdsp import rgb_planar
-from .base import Artifact, RunInput, RuntimeConfig, RuntimeUnavailable
+from .base import Artifact, RunInput, Runtime, RuntimeUnavailable, Session
 
 if TYPE_CHECKING:
     from ..cases import Item, Variant
@@ -144,10 +144,13 @@ def match_outputs(stems: list[str], outputs: list[Path], folder: Path, datalist:
     return dict(zip(stems, outputs))
 
 
-class VampSession:
+class VampSession(Session):
     """A folder of one item's vamp outputs, served per requested stem as if the device had just run."""
 
+    live = False
+
     def __init__(self, files: dict[str, Path], folder: Path, datalist: Path) -> None:
+        self.provider = f"vamp outputs {folder}"
         self.files = files
         self.folder = folder
         self.datalist = datalist
@@ -156,7 +159,7 @@ class VampSession:
         """Whether the device produced an output for this image: vamp only ran what ``vamp-inputs`` wrote."""
         return stem in self.files
 
-    def run(self, batch: RunInput) -> list[np.ndarray]:
+    def _run(self, batch: RunInput) -> list[np.ndarray]:
         """The outputs of ``batch.stems``, concatenated along the batch dimension, ``output_0`` first."""
         if not batch.stems:
             raise ValueError("the vamp runtime finds outputs by image stem: RunInput.stems is empty")
@@ -183,39 +186,36 @@ class VampSession:
         return [array.astype(np.float32) for array in arrays]
 
 
-class VampRuntime:
-    name: ClassVar[str] = "vamp"
-    takes_images: ClassVar[bool] = True
-    artifact_kind: ClassVar[Literal["none"]] = "none"
+class VampRuntime(Runtime):
+    name = "vamp"
+    takes_images = True
+    artifact = None
 
-    def __init__(self, config: RuntimeConfig) -> None:
-        self.outputs = config.vamp_outputs
+    def _unavailable(self) -> str | None:
+        outputs = self.config.vamp_outputs
+        if outputs is None:
+            return "--vamp-outputs is not given: point it at the folder holding <name>/ per item"
+        if not outputs.is_dir():
+            return f"--vamp-outputs {outputs} is not a folder"
+        return None
 
-    def available(self) -> tuple[bool, str]:
-        if self.outputs is None:
-            return False, "--vamp-outputs is not given: point it at the folder holding <name>/ per item"
-        if not self.outputs.is_dir():
-            return False, f"--vamp-outputs {self.outputs} is not a folder"
-        return True, ""
-
-    def supports(self, variant: "Variant") -> tuple[bool, str]:
+    def _unsupported(self, variant: "Variant") -> str | None:
         try:
             check_variant(variant)
         except VamcError as error:
-            return False, f"vamp runs models vamc builds ({'/'.join(PRECISIONS)}): {error}"
-        return True, ""
+            return f"vamp runs models vamc builds ({'/'.join(PRECISIONS)}): {error}"
+        return None
 
-    def load(self, artifact: Artifact | None, item: "Item") -> VampSession:
-        ok, reason = self.available()
-        if not ok or self.outputs is None:
-            raise RuntimeUnavailable(reason)
-        folder = self.outputs / artifact_name(item.model.name, item.variant)
+    def _load(self, item: "Item", artifact: Artifact | None) -> VampSession:
+        root = self.config.vamp_outputs
+        assert root is not None
+        folder = root / artifact_name(item.model.name, item.variant)
         outputs = sorted(folder.glob("*.npz"))
         if not outputs:
             raise RuntimeUnavailable(f"{item.id}: no vamp outputs in {folder}")
-        datalist = next((p for p in (folder / DATALIST, self.outputs / DATALIST) if p.is_file()), None)
+        datalist = next((p for p in (folder / DATALIST, root / DATALIST) if p.is_file()), None)
         if datalist is None:
-            raise VampError(f"{folder}: no {DATALIST} here or in {self.outputs}: outputs cannot be matched to inputs")
+            raise VampError(f"{folder}: no {DATALIST} here or in {root}: outputs cannot be matched to inputs")
         files = match_outputs(read_datalist(datalist), outputs, folder, datalist)
         return VampSession(files, folder, datalist)
 

@@ -16,14 +16,13 @@ from torch import nn
 
 from harness import precisions
 from harness.cases import Variant
-from harness.runtimes import RunInput, RuntimeConfig, get
+from harness.runtimes import RunInput, RuntimeConfig, RuntimeUnavailable, get
 from harness.runtimes.base import Artifact
 
 
 def test_unavailable_without_openvino(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "openvino", None)  # makes ``import openvino`` raise ImportError
-    ok, reason = get("openvino", RuntimeConfig()).available()
-    assert not ok
+    reason = get("openvino", RuntimeConfig()).unavailable
     assert reason.startswith("openvino is not installed") and reason.endswith("; pip install .[openvino]")
 
 
@@ -63,7 +62,7 @@ def _ort(path: Path) -> np.ndarray:
 
 @needs_openvino
 def test_fp32_executes_in_f32_not_the_cpu_default(builds: dict[str, Path]) -> None:
-    session = get("openvino", RuntimeConfig(threads=1)).load(Artifact(builds["fp32"], {}), _item("fp32"))
+    session = get("openvino", RuntimeConfig(threads=1)).load(_item("fp32"), Artifact(builds["fp32"], {}))
     assert session.inference_precision == "f32"
     assert session.compute_precisions == {"f32": 2}
     np.testing.assert_allclose(session.run(RunInput(IMAGE, [], ["x"]))[0], _ort(builds["fp32"]), atol=1e-5)
@@ -71,7 +70,7 @@ def test_fp32_executes_in_f32_not_the_cpu_default(builds: dict[str, Path]) -> No
 
 @needs_openvino
 def test_static_int8_executes_in_int8(builds: dict[str, Path]) -> None:
-    session = get("openvino", RuntimeConfig()).load(Artifact(builds["int8"], {}), _item("int8"))
+    session = get("openvino", RuntimeConfig()).load(_item("int8"), Artifact(builds["int8"], {}))
     assert set(session.compute_precisions) <= {"u8", "i8"} and sum(session.compute_precisions.values()) == 2
     output = session.run(RunInput(IMAGE, [], ["x"]))[0]
     assert float(np.abs(output - _ort(builds["int8"])).max()) < 0.02  # the same quantized graph
@@ -81,8 +80,8 @@ def test_static_int8_executes_in_int8(builds: dict[str, Path]) -> None:
 @needs_openvino
 def test_dynamic_int8_runs_and_matches_onnxruntime(builds: dict[str, Path]) -> None:
     runtime = get("openvino", RuntimeConfig())
-    assert runtime.supports(Variant("int8_dynamic")) == (True, "")
-    session = runtime.load(Artifact(builds["int8_dynamic"], {}), _item("int8_dynamic"))
+    assert runtime.unsupported(Variant("int8_dynamic")) is None
+    session = runtime.load(_item("int8_dynamic"), Artifact(builds["int8_dynamic"], {}))
     assert sum(session.compute_precisions.values()) == 2
     np.testing.assert_allclose(session.run(RunInput(IMAGE, [], ["x"]))[0], _ort(builds["int8_dynamic"]), atol=1e-4)
 
@@ -93,11 +92,12 @@ def test_fp16_offered_only_where_the_cpu_executes_fp16(builds: dict[str, Path]) 
 
     capabilities = [str(c) for c in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")]
     runtime = get("openvino", RuntimeConfig())
-    ok, reason = runtime.supports(Variant("fp16"))
+    reason = runtime.unsupported(Variant("fp16"))
+    ok = reason is None
     if "FP16" not in capabilities:
         assert not ok and "no native fp16" in reason
-        with pytest.raises(ValueError, match="no native fp16"):
-            runtime.load(Artifact(builds["fp16"], {}), _item("fp16"))
+        with pytest.raises(RuntimeUnavailable, match="no native fp16"):
+            runtime.load(_item("fp16"), Artifact(builds["fp16"], {}))
     else:
-        session = runtime.load(Artifact(builds["fp16"], {}), _item("fp16"))
+        session = runtime.load(_item("fp16"), Artifact(builds["fp16"], {}))
         assert ok and session.inference_precision == "f16" and "f16" in session.compute_precisions

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from harness.cases import Variant
-from harness.runtimes import RunInput, RuntimeConfig, get
+from harness.runtimes import RunInput, RuntimeConfig, RuntimeUnavailable, get
 from harness.runtimes.base import Artifact
 
 
@@ -35,7 +35,7 @@ def _batch() -> RunInput:
 
 def test_fp32_is_the_network(traced: tuple[nn.Module, Artifact]) -> None:
     network, artifact = traced
-    outputs = get("torch", RuntimeConfig(threads=1)).load(artifact, _item("fp32")).run(_batch())
+    outputs = get("torch", RuntimeConfig(threads=1)).load(_item("fp32"), artifact).run(_batch())
     with torch.no_grad():
         expected = network(torch.from_numpy(_batch().tensor)).numpy()
     assert outputs[0].dtype == np.float32
@@ -45,9 +45,9 @@ def test_fp32_is_the_network(traced: tuple[nn.Module, Artifact]) -> None:
 def test_fp16_runs_in_half_and_returns_float32(traced: tuple[nn.Module, Artifact]) -> None:
     network, artifact = traced
     runtime = get("torch", RuntimeConfig())
-    session = runtime.load(artifact, _item("fp16"))
+    session = runtime.load(_item("fp16"), artifact)
     half = session.run(_batch())[0]
-    full = runtime.load(artifact, _item("fp32")).run(_batch())[0]
+    full = runtime.load(_item("fp32"), artifact).run(_batch())[0]
     assert session.dtype == "float16" and half.dtype == np.float32
     difference = float(np.abs(half - full).max())
     assert 0 < difference < 5e-3  # fp16 rounding happened, and only rounding
@@ -56,14 +56,14 @@ def test_fp16_runs_in_half_and_returns_float32(traced: tuple[nn.Module, Artifact
 
 @pytest.mark.parametrize("precision", ["int8", "int8_dynamic"])
 def test_int8_is_refused_with_where_it_is_tested(precision: str) -> None:
-    ok, reason = get("torch", RuntimeConfig()).supports(Variant(precision, "max" if precision == "int8" else None))
-    assert not ok and "onnxruntime" in reason and "openvino" in reason
+    reason = get("torch", RuntimeConfig()).unsupported(Variant(precision, "max" if precision == "int8" else None))
+    assert reason is not None and "onnxruntime" in reason and "openvino" in reason
 
 
 def test_load_refuses_int8_and_a_missing_artifact(traced: tuple[nn.Module, Artifact]) -> None:
     runtime = get("torch", RuntimeConfig())
-    with pytest.raises(ValueError, match="fp32 and fp16 only"):
-        runtime.load(traced[1], _item("int8_dynamic"))
-    with pytest.raises(ValueError, match="TorchScript artifact"):
-        runtime.load(None, _item("fp32"))
+    with pytest.raises(RuntimeUnavailable, match="fp32 and fp16 only"):
+        runtime.load(_item("int8_dynamic"), traced[1])
+    with pytest.raises(ValueError, match="torchscript artifact"):
+        runtime.load(_item("fp32"), None)
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from harness.cases import Item, Variant, load_family
-from harness.runtimes import RunInput, RuntimeConfig, RuntimeUnavailable, get
+from harness.runtimes import RunInput, RuntimeConfig, RuntimeUnavailable, SessionClosed, get
 from harness.runtimes.vacc import VaccError, VaccRuntime
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "vacc"
@@ -75,31 +75,32 @@ def _bgr(height: int, width: int, b: int, g: int, r: int) -> np.ndarray:
 
 
 def test_registry_properties() -> None:
-    assert (VaccRuntime.name, VaccRuntime.takes_images, VaccRuntime.artifact_kind) == ("vacc", True, "none")
+    runtime = _runtime(None)
+    assert (runtime.name, runtime.takes_images, runtime.artifact, runtime.brings_own_model) == ("vacc", True, None, True)
 
 
 def test_unavailable_without_vaststreamx(monkeypatch: pytest.MonkeyPatch, models_dir: Path) -> None:
     monkeypatch.setitem(sys.modules, "vaststreamx", None)  # makes the import fail
-    ok, reason = _runtime(models_dir).available()
-    assert not ok and reason.startswith("vaststreamx is not installed (")
+    reason = _runtime(models_dir).unavailable
+    assert reason is not None and reason.startswith("vaststreamx is not installed (")
 
 
 def test_unavailable_without_models_folder(vsx: ModuleType, tmp_path: Path) -> None:
-    ok, reason = _runtime(None).available()
-    assert not ok and "--vacc-models" in reason
-    ok, reason = _runtime(tmp_path / "absent").available()
-    assert not ok and "absent" in reason
+    reason = _runtime(None).unavailable
+    assert reason is not None and "--vacc-models" in reason
+    reason = _runtime(tmp_path / "absent").unavailable
+    assert reason is not None and "absent" in reason
 
 
 def test_supports_what_vamc_builds() -> None:
     runtime = _runtime(None)
-    assert runtime.supports(Variant("fp16"))[0] and runtime.supports(Variant("int8", "kl_divergence"))[0]
-    assert not runtime.supports(Variant("fp32"))[0] and not runtime.supports(Variant("int8_dynamic"))[0]
+    assert runtime._unsupported(Variant("fp16")) is None and runtime._unsupported(Variant("int8", "kl_divergence")) is None
+    assert runtime._unsupported(Variant("fp32")) and runtime._unsupported(Variant("int8_dynamic"))
 
 
 def test_call_sequence_and_input_layout(vsx: ModuleType, models_dir: Path) -> None:
     image = _bgr(5, 7, b=10, g=20, r=30)
-    with _runtime(models_dir, device=3).load(None, _item()) as session:
+    with _runtime(models_dir, device=3).load(_item()) as session:
         outputs = session.run(RunInput(tensor=None, images=[image], stems=["a"]))
     assert vsx.call_names() == LOAD_SEQUENCE + ONE_IMAGE + SHUTDOWN
     calls = dict(vsx.CALLS)
@@ -117,7 +118,7 @@ def test_call_sequence_and_input_layout(vsx: ModuleType, models_dir: Path) -> No
 def test_batch_outputs_follow_the_images(vsx: ModuleType, models_dir: Path) -> None:
     images = [_bgr(40, 60, 0, 0, 255), _bgr(31, 17, 0, 0, 51), np.full((9, 11), 102, np.uint8)]
     images.append(np.dstack([_bgr(8, 8, 0, 0, 153), np.zeros((8, 8, 1), np.uint8)]))  # BGRA
-    with _runtime(models_dir).load(None, _item("int8", "kl_divergence")) as session:
+    with _runtime(models_dir).load(_item("int8", "kl_divergence")) as session:
         (prediction,) = session.run(RunInput(tensor=None, images=images, stems=["a", "b", "c", "d"]))
     assert prediction.shape == (4, 1, 320, 320)
     # The fake's model answers with the red plane / 255: 255, 51, 102 and 153 give 1.0, 0.2, 0.4, 0.6.
@@ -129,13 +130,13 @@ def test_batch_outputs_follow_the_images(vsx: ModuleType, models_dir: Path) -> N
 def test_vdsp_file_next_to_the_model_is_used(vsx: ModuleType, models_dir: Path) -> None:
     target = models_dir / "isnet_fp16" / OFFICIAL.name
     shutil.copyfile(OFFICIAL, target)
-    with _runtime(models_dir).load(None, _item()) as session:
+    with _runtime(models_dir).load(_item()) as session:
         assert dict(vsx.CALLS)["load_ops_from_json_file"] == str(target)
         assert [f.field for f in session.findings] == ["interpolation"]
 
 
 def test_without_a_vdsp_file_the_case_one_is_emitted(vsx: ModuleType, models_dir: Path) -> None:
-    with _runtime(models_dir).load(None, _item()) as session:
+    with _runtime(models_dir).load(_item()) as session:
         emitted = Path(dict(vsx.CALLS)["load_ops_from_json_file"])
         assert emitted.name == "isnet-vdsp_params.json"
         assert not emitted.exists()  # a temporary file, gone once the device has read it
@@ -143,33 +144,33 @@ def test_without_a_vdsp_file_the_case_one_is_emitted(vsx: ModuleType, models_dir
 
 
 def test_close_is_required_and_idempotent(vsx: ModuleType, models_dir: Path) -> None:
-    session = _runtime(models_dir).load(None, _item())
+    session = _runtime(models_dir).load(_item())
     with pytest.raises(vsx.FakeDeviceError, match="not shut down"):
         vsx.assert_shut_down()
     session.close()
     session.close()
     assert vsx.call_names().count("close_input") == 1
     vsx.assert_shut_down()
-    with pytest.raises(VaccError, match="closed"):
+    with pytest.raises(SessionClosed, match="after close"):
         session.run(RunInput(tensor=None, images=[_bgr(2, 2, 0, 0, 0)], stems=["a"]))
 
 
 def test_missing_compiled_model_is_unavailable(vsx: ModuleType, models_dir: Path) -> None:
     with pytest.raises(RuntimeUnavailable, match=r"isnet_int8_max.*mod.*vamc-config isnet --precision int8"):
-        _runtime(models_dir).load(None, _item("int8", "max"))
+        _runtime(models_dir).load(_item("int8", "max"))
     assert vsx.CALLS == []
 
 
 def test_model_compiled_for_another_shape(vsx: ModuleType, models_dir: Path) -> None:
     vsx.MODEL_INPUT_SHAPE = (1, 3, 1024, 1024)
     with pytest.raises(VaccError, match=r"isnet_fp16.*\(3, 1024, 1024\).*\(3, 320, 320\)"):
-        _runtime(models_dir).load(None, _item())
+        _runtime(models_dir).load(_item())
 
 
 def test_device_that_does_not_open(vsx: ModuleType, models_dir: Path) -> None:
     vsx.SET_DEVICE_RESULT = -1
     with pytest.raises(VaccError, match="device 2"):
-        _runtime(models_dir, device=2).load(None, _item())
+        _runtime(models_dir, device=2).load(_item())
 
 
 def test_fake_rejects_what_the_device_rejects(vsx: ModuleType, models_dir: Path) -> None:

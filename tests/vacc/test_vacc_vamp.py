@@ -40,7 +40,7 @@ def _outputs_dir(root: Path, names: list[str], datalist: list[str] = STEMS, item
 
 
 def _run(root: Path, stems: list[str], item: Item | None = None) -> list[np.ndarray]:
-    session = _runtime(root).load(None, item or _item())
+    session = _runtime(root).load(item or _item())
     return session.run(RunInput(tensor=None, images=[np.zeros((2, 2, 3), np.uint8)] * len(stems), stems=stems))
 
 
@@ -107,19 +107,19 @@ def test_one_folder_per_item_and_per_item_datalist(tmp_path: Path) -> None:
 def test_missing_output_by_position_names_the_input(tmp_path: Path) -> None:
     _outputs_dir(tmp_path / "out", ["o0", "o1"])
     with pytest.raises(VampError, match=r"2 output files for 3 lines.*0007"):
-        _runtime(tmp_path / "out").load(None, _item())
+        _runtime(tmp_path / "out").load(_item())
 
 
 def test_missing_and_extra_outputs_by_name(tmp_path: Path) -> None:
     _outputs_dir(tmp_path / "out", ["0001", "0003", "9999"])
     with pytest.raises(VampError, match=r"no output for 0007.*not in the datalist: 9999"):
-        _runtime(tmp_path / "out").load(None, _item())
+        _runtime(tmp_path / "out").load(_item())
 
 
 def test_misordered_outputs(tmp_path: Path) -> None:
     _outputs_dir(tmp_path / "out", STEMS, datalist=["0003", "0001", "0007"])
     with pytest.raises(VampError, match=r"not in the order.*line 1: datalist '0003', output '0001'"):
-        _runtime(tmp_path / "out").load(None, _item())
+        _runtime(tmp_path / "out").load(_item())
 
 
 def test_stem_outside_the_datalist(tmp_path: Path) -> None:
@@ -139,17 +139,17 @@ def test_output_without_its_key_or_batch_dim(tmp_path: Path) -> None:
 
 
 def test_availability_and_missing_pieces(tmp_path: Path) -> None:
-    assert VampRuntime.takes_images and VampRuntime.artifact_kind == "none"
-    ok, reason = _runtime(None).available()
-    assert not ok and "--vamp-outputs" in reason
+    assert VampRuntime.takes_images and VampRuntime.artifact is None and _runtime(None).brings_own_model
+    reason = _runtime(None).unavailable
+    assert reason is not None and "--vamp-outputs" in reason
     root = tmp_path / "out"
     root.mkdir()
     with pytest.raises(RuntimeUnavailable, match="isnet_fp16"):
-        _runtime(root).load(None, _item())
+        _runtime(root).load(_item())
     (root / "isnet_fp16").mkdir()  # prepared by vamp-inputs --outputs, vamp not run yet
     with pytest.raises(RuntimeUnavailable, match="no vamp outputs in .*isnet_fp16"):
-        _runtime(root).load(None, _item())
+        _runtime(root).load(_item())
     np.savez(root / "isnet_fp16" / "o.npz", output_0=np.zeros((1, 1, 2, 2)))
     with pytest.raises(VampError, match="no npz_datalist.txt"):
-        _runtime(root).load(None, _item())
-    assert not _runtime(root).supports(Variant("fp32"))[0]
+        _runtime(root).load(_item())
+    assert _runtime(root).unsupported(Variant("fp32"))

@@ -20,7 +20,8 @@ import pytest
 
 from harness.cases import Variant, load_all
 from harness.datasets import synthetic
-from harness.pipeline import Harness, Settings
+from harness.settings import Settings
+from harness.suite import Suite
 from harness.weights import default_cache_dir
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,11 +45,11 @@ def _simulate_device(inputs: Path, outputs: Path, cache: Path) -> None:
     import onnxruntime as ort
 
     model = next(m for f in load_all(ROOT / "cases") for m in f.models if m.name == MODEL)
-    harness = Harness(Settings(data_root=None, weights_dir=None, cache_dir=cache, golden_dir=ROOT / "golden",
-                               report_dir=cache / "reports", eval_limit=None))
-    artifact = harness.builder.onnx(model, Variant("fp16"))
+    suite = Suite(Settings(data_root=None, weights_dir=None, cache_dir=cache, golden_dir=ROOT / "golden",
+                           report_dir=cache / "reports", eval_limit=None))
+    artifact = suite.builder.onnx(model, Variant("fp16"))
     session = ort.InferenceSession(str(artifact.path), providers=["CPUExecutionProvider"])
-    preprocess = harness.preprocess(model)
+    preprocess = suite.pipeline(model).preprocess
     target = outputs / f"{MODEL}_fp16"
     target.mkdir(parents=True, exist_ok=True)
     for line in (inputs / "npz_datalist.txt").read_text().split():
@@ -61,7 +62,7 @@ def _simulate_device(inputs: Path, outputs: Path, cache: Path) -> None:
 
 def _pytest(data_root: Path, outputs: Path, cache: Path, reports: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "SEGCONFORM_CACHE_DIR": str(cache), "SEGCONFORM_DATA_ROOT": str(data_root)}
-    command = [sys.executable, "-m", "pytest", "cases/test_models.py", "-p", "no:cacheprovider", "-q", "-rs",
+    command = [sys.executable, "-m", "pytest", "cases/u2net.yaml", "-p", "no:cacheprovider", "-q", "-rs",
                "-k", f"{MODEL}-fp16-vamp and conformance", "--runtime", "vamp", "--vamp-outputs", str(outputs),
                "--report-dir", str(reports)]
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)

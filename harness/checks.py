@@ -1,0 +1,471 @@
+"""The checks every item gets: conformance, regression, accuracy, latency and its same-run ratios.
+
+The plugin (:mod:`harness.plugin`) collects this module once per case file and parametrises each
+check over that file's items; every check records what it measured into the report, whatever its
+outcome, and hands its headline figures to JUnit XML as properties (``record_property``), so nightly
+CI dashboards can show them. The verdicts themselves are decided in :mod:`harness.judgement`.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+from . import datasets as ds
+from . import metrics
+from .cases import Item, Model
+from .golden import Settled
+from .judgement import (QUANTISATION, Comparison, conformance_budget, documented_delta, intervals,
+                        judge_documented, judge_paired)
+from .perf import Interleaved, RatioFloor
+from .report import Recorder, Row
+from .suite import Suite
+
+Property = Callable[[str, Any], None]
+
+
+def _is_reference(item: Item) -> bool:
+    return item == item.reference
+
+
+def _property(record_property: Property, name: str, value: Any) -> None:
+    record_property(f"segconform.{name}", value if isinstance(value, (str, int, float)) else json.dumps(value))
+
+
+def _strip(recorder: Recorder, item: Item, dataset: ds.Dataset, stem: str,
+           reference: np.ndarray, candidate: np.ndarray, what: str) -> str:
+    sample = next(s for s in dataset.samples if s.stem == stem)
+    image = dataset.image(sample)
+    truth = dataset.mask(sample, image.shape[:2])
+    path = recorder.strip(
+        f"{item.id}-{dataset.name}-{stem}-{what}",
+        [("input", image), ("ground truth", truth), ("reference", reference), ("candidate", candidate),
+         ("|diff|", _heat_map(np.abs(candidate - reference)))],
+    )
+    return str(path)
+
+
+def _heat_map(difference: np.ndarray) -> np.ndarray:
+    import cv2
+
+    scaled = metrics.to_uint8(difference / max(float(difference.max()), 1e-6))
+    return cv2.applyColorMap(scaled, cv2.COLORMAP_JET)
+
+
+def _describe_session(suite: Suite, item: Item, row: Row) -> None:
+    """Provider, settings, artifact facts and the session's own notes, on the item's row."""
+    session = suite.sessions.session(item)
+    row.weights = suite.weights_label(item)
+    row.provider = session.provider
+    row.settings = session.settings()
+    for note in session.notes():
+        if note not in row.notes:
+            row.notes.append(note)
+    artifact = suite.sessions.artifact(item) if not suite.sessions.runtime(item.runtime).brings_own_model else None
+    if artifact is not None:
+        keep = ("key", "method", "calibration", "calibration_samples", "scheme", "exporter", "tool", "built_on",
+                "prebuilt", "nodes_excluded", "fp16_compute_ops")
+        row.artifact = {k: artifact.manifest[k] for k in keep if k in artifact.manifest}
+
+
+def _data_failures(suite: Suite, item: Item, dataset: ds.Dataset, recorder: Recorder) -> list[str]:
+    """Warn once per data problem of ``dataset`` (a failure of this check under --strict-data), count them in the row."""
+    spec = next((d for d in item.model.datasets if d.name == dataset.name), None)
+    accepted = spec.accepted_problems if spec is not None else {}
+    row = recorder.row(item, dataset.name)
+    counts: dict[str, int] = {}
+    failures = []
+    for problem in dataset.problems:
+        counts[problem.kind] = counts.get(problem.kind, 0) + 1
+        if problem.kind in accepted:
+            continue
+        if suite.first_report(dataset.name, problem):
+            warnings.warn(ds.DataWarning(f"{dataset.name}: {problem}"), stacklevel=2)
+        if suite.settings.strict_data:
+            failures.append(f"--strict-data: {dataset.name}: {problem}")
+    for kind, reason in accepted.items():
+        if counts.get(kind):
+            text = f"{counts[kind]} {kind.replace('_', ' ')} problems accepted by the case: {reason}"
+            if text not in row.notes:
+                row.notes.append(text)
+    row.data = {"problems": counts, "files": dataset.files}
+    return failures
+
+
+# --------------------------------------------------------------------------- conformance
+
+
+def test_conformance(item: Item, runnable: Item, suite: Suite, recorder: Recorder, record_property: Property) -> None:
+    """Same inputs, same outputs within the budget: fp32 against its source, every other item against fp32."""
+    against = "source" if _is_reference(item) else "fp32"
+    budget = conformance_budget(item, against, suite.trained(item))
+    failures = []
+    for dataset in suite.datasets_for(item):
+        candidate = suite.run(item, dataset)
+        reference = suite.run_source(item, dataset) if _is_reference(item) else suite.run(item.reference, dataset)
+        comparison = Comparison.of(candidate.maps, reference.maps, budget)
+        row = recorder.row(item, dataset.name)
+        row.conformance = comparison.stats
+        row.images = max(row.images, len(candidate.maps))
+        _describe_session(suite, item, row)
+        failures += _data_failures(suite, item, dataset, recorder)
+        _int8_kernels(suite, item, dataset, row, candidate.maps)
+        _property(record_property, f"conformance.{dataset.name}", comparison.stats)
+        target = "its source" if _is_reference(item) else item.reference.id
+        if comparison.worst is None:
+            failures.append(f"{dataset.name}: {comparison.violations[0]}")
+        elif not comparison.passed:
+            worst = comparison.worst
+            strip = _strip(recorder, item, dataset, worst, reference.maps[worst], candidate.maps[worst], "conformance")
+            failures.append(f"{dataset.name} ({comparison.images} images): outside the {item.variant.label} budget "
+                            f"against {target} ({budget.why}): {'; '.join(comparison.violations)}; strip: {strip}")
+            failures.extend(_localise(suite, recorder, item, dataset))
+        if item.variant.precision == "fp16" and comparison.per_image:
+            failures += _fp16_evidence(suite, item, dataset, comparison, recorder)
+    assert not failures, "\n".join(failures)
+
+
+def _int8_kernels(suite: Suite, item: Item, dataset: ds.Dataset, row: Row, exact: dict[str, np.ndarray]) -> None:
+    """What this CPU's deployed int8 kernels do to the build, against its exact arithmetic (a finding, not a verdict)."""
+    from .machine import int8_path
+
+    session = suite.sessions.session(item)
+    if session.deployed is session:
+        return
+    pipeline = suite.pipeline(item.model)
+    samples = [s for s in dataset.samples if s.stem in exact]
+    deployed = pipeline.run(f"{item.id}-deployed", session.deployed, False, dataset, samples)
+    comparison = Comparison.of(deployed.maps, exact, conformance_budget(item, "fp32", suite.trained(item)))
+    path = int8_path()
+    row.int8_kernels = {"path": path.name, "saturating_u8s8": path.saturates_u8s8, **comparison.stats}
+    kind = "saturating U8S8 kernels (vpmaddubsw)" if path.saturates_u8s8 else "exact int8 kernels"
+    row.notes.append(f"int8 kernels on this CPU ({path.name}, {kind}) vs the build's exact arithmetic: {comparison}")
+
+
+def _fp16_evidence(suite: Suite, item: Item, dataset: ds.Dataset, comparison: Comparison,
+                   recorder: Recorder) -> list[str]:
+    """An fp16 item must really have computed in fp16: some compute op on fp16 weights, outputs not bit-identical."""
+    failures = []
+    if suite.sessions.runtime(item.runtime).artifact == "onnx":
+        artifact = suite.sessions.artifact(item)
+        if artifact is not None and artifact.manifest.get("fp16_compute_ops", 0) == 0:
+            failures.append(f"{artifact.path}: no compute op takes fp16 weights; this graph is not an fp16 test")
+    worst = comparison.stats["max_abs_worst"]
+    if worst == 0.0:
+        failures.append(f"{dataset.name}: fp16 outputs are bit-identical to fp32; fp16 numerics did not run")
+    recorder.note(item, dataset.name, f"fp16 numerics observed: worst max|d| {worst:.3g} vs fp32")
+    return failures
+
+
+def _localise(suite: Suite, recorder: Recorder, item: Item, dataset: ds.Dataset) -> list[str]:
+    """For a failing fp16 / static int8 build: which nodes kept in fp32 make it conform (bisection)."""
+    from .fault_localisation import LOCALISABLE, localise
+
+    builds = suite.settings.localise_builds
+    if builds <= 0 or item.variant.precision not in LOCALISABLE or item.model.prebuilt.get(item.variant.precision):
+        return []
+    if suite.sessions.runtime(item.runtime).artifact != "onnx":
+        return []
+    result = localise(suite, item, dataset, max_builds=builds)
+    recorder.note(item, dataset.name, "fault localisation: " + " ".join(result.summary().split()))
+    recorder.work.append({"what": f"fault localisation of {item.id} on {dataset.name}", "builds": result.builds,
+                          "seconds": round(result.seconds, 1)})
+    return [result.summary()]
+
+
+# --------------------------------------------------------------------------- regression
+
+
+def _settle(suite: Suite, item: Item, dataset: ds.Dataset) -> Settled:
+    """The golden set of (model, dataset) as the session left it, made from the fp32 reference's maps."""
+    reference = item.reference
+
+    def maps() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, Any]]:
+        run = suite.run(reference, dataset)
+        stems = [s.stem for s in dataset.limited(suite.settings.golden_limit) if s.stem in run.maps]
+        images = {s.stem: dataset.image(s) for s in dataset.samples if s.stem in stems}
+        return {s: run.maps[s] for s in stems}, images, {"weights": suite.weights_label(reference), "made_by": reference.id}
+
+    return suite.regeneration.settle(item.model.name, dataset.name, suite.weights_label(reference), maps)
+
+
+def test_regression(item: Item, runnable: Item, suite: Suite, recorder: Recorder, record_property: Property) -> None:
+    """Outputs still match the reviewed golden masks (made from fp32; rewritten only with --update-golden)."""
+    failures, skipped = [], []
+    device = suite.sessions.runtime(item.runtime).brings_own_model  # its weights are whatever was compiled
+    for dataset in suite.datasets_for(item):
+        settled = _settle(suite, item, dataset)
+        row = recorder.row(item, dataset.name)
+        failures += _data_failures(suite, item, dataset, recorder)
+        if settled.state == "other-weights" and not device:
+            skipped.append(f"{dataset.name}: {settled.message}")
+            row.regression = {"status": "other weights"}
+            continue
+        if settled.golden is None:
+            failures.append(f"{dataset.name}: {settled.message}")
+            row.regression = {"status": settled.state}
+            continue
+        if _is_reference(item):
+            row.regression = {"status": f"{settled.state} ({settled.comparison.images if settled.comparison else 0})",
+                              **(settled.comparison.stats if settled.comparison else {})}
+            if settled.fails:
+                failures.append(f"{dataset.name}: {settled.message}")
+            continue
+        run = suite.run(item, dataset)
+        golden = settled.golden
+        samples = [s for s in dataset.samples if s.stem in golden.stems() and s.stem in run.maps]
+        expected = {s.stem: golden.map(s.stem) for s in samples if golden.matches_image(s.stem, dataset.image(s))}
+        if len(expected) < len(samples):
+            recorder.note(item, dataset.name,
+                          f"golden not compared for {len(samples) - len(expected)} images that differ from the golden's inputs")
+        budget = conformance_budget(item, "golden", suite.trained(item))
+        comparison = Comparison.of({s: run.maps[s] for s in expected}, expected, budget, QUANTISATION)
+        row.regression = {"status": f"{'ok' if comparison.passed else 'fail'} ({comparison.images} images)",
+                          **comparison.stats}
+        _property(record_property, f"regression.{dataset.name}", comparison.stats)
+        if settled.fails:
+            failures.append(f"{dataset.name}: {settled.message}")
+        if comparison.worst is not None and not comparison.passed:
+            worst = comparison.worst
+            strip = _strip(recorder, item, dataset, worst, expected[worst], run.maps[worst], "golden")
+            failures.append(f"{dataset.name}: {'; '.join(comparison.violations)} (budget: {budget.why}); strip: {strip}")
+        elif not expected and not samples:
+            failures.append(f"{dataset.name}: none of the golden images were run")
+    assert not failures, "\n".join(failures)
+    if skipped:
+        pytest.skip("golden masks belong to other weights: " + "; ".join(skipped))
+
+
+# --------------------------------------------------------------------------- accuracy
+
+
+def _judged_row(model: Model, item: Item, dataset: str):
+    """The seed's row this item is judged against on ``dataset``: its precision's summary row, else fp32's.
+
+    A documented collapse is judged as the healthy fp32 row (see :mod:`harness.judgement`); its own
+    values stay in the report beside the measurement.
+    """
+    rows = model.documented_rows(item.variant, dataset)
+    fp32 = model.documented_rows(item.reference.variant, dataset)
+    if rows and not rows[0].expected_failure:
+        return rows[0], rows[0]
+    shown = rows[0] if rows else (fp32[0] if fp32 else None)
+    return (fp32[0] if fp32 else None), shown
+
+
+def test_accuracy(item: Item, runnable: Item, suite: Suite, recorder: Recorder, record_property: Property) -> None:
+    """Dataset metrics against the seed's values with a bootstrap interval, and against fp32 on the same images."""
+    source = suite.networks.weights(item.model)
+    if not suite.trained(item):
+        for dataset in suite.catalogue.for_model(item.model):
+            row = recorder.row(item, dataset.name)
+            row.comparison = "skipped: seeded weights"
+            _, shown = _judged_row(item.model, item, dataset.name)
+            row.documented = dict(shown.metrics) if shown else {}
+        pytest.skip(f"{item.model.name}: {source.label}: accuracy of untrained weights means nothing; "
+                    f"put {item.model.weights.checkpoint or 'the checkpoint'} in --weights-dir")
+    bootstrap = suite.settings.bootstrap
+    tolerance = item.family.acceptance.reproduction
+    failures, not_applicable, compared = [], [], 0
+    for dataset in suite.datasets_for(item):
+        run = suite.run(item, dataset)
+        scores = suite.scores(item, dataset)
+        row = recorder.row(item, dataset.name)
+        failures += _data_failures(suite, item, dataset, recorder)
+        key = f"{item.id}/{dataset.name}"
+        row.metrics, row.images = scores.results(), len(scores)
+        row.ci = {m: list(v) for m, v in intervals(scores, bootstrap, key).items()}
+        row.latency_ms.setdefault("pipeline (eval run)", 1000 * run.mean_seconds)
+        _describe_session(suite, item, row)
+        _property(record_property, f"metrics.{dataset.name}", row.metrics)
+        for problem in run.problems:
+            recorder.note(item, dataset.name, problem)
+        if dataset.name == ds.SYNTHETIC:
+            row.comparison = "no documented values"
+            continue
+        spec = next(d for d in item.model.datasets if d.name == dataset.name)
+        if spec.ground_truth == "pseudo":
+            recorder.note(item, dataset.name, "ground truth is machine-made pseudo ground truth")
+        judged, shown = _judged_row(item.model, item, dataset.name)
+        if shown is not None:
+            row.documented = dict(shown.metrics)
+            row.documented_source = f"{shown.precision} {shown.calibration or ''} ({shown.runtime}, {shown.table})"
+        if item.model.documented_shape and item.model.documented_shape != item.model.input_shape:
+            row.comparison = (f"n/a: documented at {'x'.join(map(str, item.model.documented_shape))}, "
+                              f"run at {'x'.join(map(str, item.model.input_shape))}")
+            not_applicable.append(f"{dataset.name}: {row.comparison}")
+            continue
+        if judged is None:
+            row.comparison = "no documented values"
+            continue
+        compared += 1
+        full = spec.documented_size is not None and len(scores) >= spec.documented_size
+        verdicts = judge_documented(scores, judged.metrics, tolerance, bootstrap, key, full,
+                                    item.family.acceptance.min_images)
+        row.accuracy = {v.metric: v.as_dict() for v in verdicts}
+        shortfalls = [v.reason for v in verdicts if not v.passed]
+        unjudged = next((v.allowed for v in verdicts if not v.judged), None)
+        if shown is not None and shown.expected_failure:
+            recorder.note(item, dataset.name, f"documented collapse ({shown.expected_failure}); judged against the "
+                                              f"healthy fp32 row: {'reproduced' if shortfalls else 'did not reproduce'}")
+        if not _is_reference(item):
+            shortfalls += _paired(suite, item, dataset, row, key, record_property)
+        how = "reproduction" if full else (f"vs documented {unjudged}" if unjudged else f"{bootstrap.confidence:.0%} CI")
+        row.comparison = ("fail: " + "; ".join(shortfalls)) if shortfalls else f"pass ({len(scores)} images, {how})"
+        if shortfalls:
+            failures.append(f"{dataset.name} ({len(scores)} of {dataset.files} images; documented on "
+                            f"{spec.documented_as}): " + "; ".join(shortfalls))
+    assert not failures, "\n".join(failures)
+    if compared == 0:
+        missing = [f"{d.name}: {suite.catalogue.missing_reason(d.name)}" for d in item.model.datasets
+                   if suite.catalogue.missing_reason(d.name)]
+        pytest.skip("no documented comparison possible: " + "; ".join(not_applicable + missing) +
+                    " (measured values are in the report)")
+
+
+def _paired(suite: Suite, item: Item, dataset: ds.Dataset, row: Row, key: str, record_property: Property) -> list[str]:
+    """The item against the fp32 item on the same images: deltas vs the seed's, and the case's floors."""
+    if not suite.trained(item.reference):
+        row.notes.append("no paired comparison: the fp32 reference runs seeded weights")
+        return []
+    paired = judge_paired(suite.scores(item, dataset), suite.scores(item.reference, dataset),
+                          documented_delta(item.model, item, dataset.name), item.family.acceptance.reproduction,
+                          item.family.acceptance.floors.get(item.variant.precision, {}), suite.settings.bootstrap, key)
+    row.vs_fp32 = paired.as_dict()
+    _property(record_property, f"vs_fp32.{dataset.name}",
+              {m: v["value"] for m, v in row.vs_fp32["delta"].items()})
+    return [f"vs fp32 on the same {paired.images} images: {failure}" for failure in paired.failures]
+
+
+# --------------------------------------------------------------------------- latency
+
+
+def _live_session(suite: Suite, item: Item):
+    session = suite.sessions.session(item)
+    if not session.live:
+        pytest.skip(f"runtime {item.runtime} reads stored device outputs: its latency is measured on the device "
+                    "(vamp -m ... -i 1 p 1 -b 1), not here")
+    return session
+
+
+def _latency_image(suite: Suite, item: Item) -> tuple[np.ndarray, str]:
+    dataset = suite.catalogue.for_model(item.model)[0]  # the synthetic set: the same image on every machine
+    sample = dataset.samples[0]
+    return dataset.image(sample), sample.stem
+
+
+def _benchmark_group(benchmark: Any, item: Item, kind: str) -> None:
+    benchmark.group = f"{item.model.name} {kind}"
+    benchmark.extra_info.update(item=item.id, precision=item.variant.label, runtime=item.runtime)
+
+
+def test_latency(item: Item, runnable: Item, suite: Suite, recorder: Recorder, benchmark: Any,
+                 record_property: Property) -> None:
+    """Latency of one image through the bare runtime session as deployed (preprocessing excluded)."""
+    session = _live_session(suite, item).deployed
+    image, stem = _latency_image(suite, item)
+    takes_images = suite.sessions.runtime(item.runtime).takes_images
+    batch = suite.pipeline(item.model).batch(image, stem, takes_images)
+    _benchmark_group(benchmark, item, "runtime")
+    benchmark.extra_info.update(provider=session.provider, settings=session.settings())
+    outputs = benchmark(session.run, batch)
+    assert outputs and np.all(np.isfinite(outputs[0])), f"{item.id}: non-finite output in the latency run"
+    stats = getattr(benchmark, "stats", None)
+    if stats is not None:
+        median = 1000 * stats.stats.median
+        recorder.row(item, ds.SYNTHETIC).latency_ms["runtime"] = median
+        _property(record_property, "latency_ms", median)
+
+
+def _ratio_skip(benchmark: Any) -> None:
+    if getattr(benchmark, "disabled", False):
+        pytest.skip("benchmarks are disabled in this run (--benchmark-disable): latency ratios are gated under "
+                    "`pytest --benchmark-only` (scripts/segconform suite --benchmark-only)")
+
+
+def test_speedup(item: Item, runnable: Item, suite: Suite, recorder: Recorder, benchmark: Any,
+                 record_property: Property) -> None:
+    """The item is at least the case's floor faster than fp32 on the same runtime, measured interleaved."""
+    _ratio_skip(benchmark)
+    floor = item.family.performance_of(item.model).min_speedup_vs_fp32[item.variant.precision]
+    reason = suite.sessions.unavailable(item.fp32_here)
+    if reason:
+        pytest.skip(f"no fp32 item on {item.runtime} to compare with: {reason}")
+    ours, fp32 = _live_session(suite, item).deployed, _live_session(suite, item.fp32_here).deployed
+    image, stem = _latency_image(suite, item)
+    takes_images = suite.sessions.runtime(item.runtime).takes_images
+    batch = suite.pipeline(item.model).batch(image, stem, takes_images)
+    timing = Interleaved(lambda: ours.run(batch), lambda: fp32.run(batch))
+    _benchmark_group(benchmark, item, "ratios")
+    benchmark.pedantic(timing.round, rounds=suite.settings.latency_rounds, warmup_rounds=2, iterations=1)
+    gate = RatioFloor("speedup", floor, f"{item.id} vs {item.fp32_here.id}")
+    holds, ratio, text = gate.verdict(timing, item.variant.label, "fp32")
+    _record_ratio(recorder, item, benchmark, record_property, "speedup_vs_fp32", ratio, floor, text)
+    assert holds, text
+
+
+def test_pipeline_overhead(item: Item, runnable: Item, suite: Suite, recorder: Recorder, benchmark: Any,
+                           record_property: Property) -> None:
+    """The whole pipeline adds at most the case's share over the bare runtime, measured interleaved."""
+    _ratio_skip(benchmark)
+    ceiling = item.family.performance_of(item.model).max_pipeline_overhead
+    assert ceiling is not None
+    session = _live_session(suite, item).deployed
+    image, stem = _latency_image(suite, item)
+    takes_images = suite.sessions.runtime(item.runtime).takes_images
+    pipeline = suite.pipeline(item.model)
+    batch = pipeline.batch(image, stem, takes_images)
+    timing = Interleaved(lambda: pipeline.infer(session, image, stem, takes_images, item.id),
+                         lambda: session.run(batch))
+    _benchmark_group(benchmark, item, "ratios")
+    benchmark.pedantic(timing.round, rounds=suite.settings.latency_rounds, warmup_rounds=2, iterations=1)
+    gate = RatioFloor("overhead", ceiling, f"{item.id} pipeline vs bare runtime")
+    holds, ratio, text = gate.verdict(timing, "pipeline", "runtime")
+    _record_ratio(recorder, item, benchmark, record_property, "pipeline_overhead", ratio, ceiling, text)
+    recorder.row(item, ds.SYNTHETIC).latency_ms["pipeline"] = 1000 * timing.medians[0]
+    assert holds, text
+
+
+def _record_ratio(recorder: Recorder, item: Item, benchmark: Any, record_property: Property, name: str,
+                  ratio: float, bound: float, text: str) -> None:
+    benchmark.extra_info.update({name: ratio, f"{name}_bound": bound})
+    recorder.row(item, ds.SYNTHETIC).performance[name] = {"ratio": ratio, "bound": bound, "text": text}
+    _property(record_property, name, ratio)
+
+
+# --------------------------------------------------------------------------- architecture
+
+PARAMS_TOLERANCE = 0.02
+
+
+def test_architecture(case_model: Model, suite: Suite, recorder: Recorder) -> None:
+    """The PyTorch reference's size agrees with the seed's table (parameters within 2%; FLOPs reported)."""
+    from . import models
+    from .models.profile import count_flops, count_params
+
+    model = case_model
+    if model.architecture not in models.names():
+        pytest.skip(f"{model.name}: architecture {model.architecture!r} is not implemented yet")
+    network = models.build(model.architecture)
+    params_m = count_params(network) / 1e6
+    gflops = count_flops(network, (1, *model.input_shape)) / 1e9
+    documented = model.documented
+    expected = documented.params_m_official or documented.params_m
+    recorder.architectures[model.name] = {
+        "architecture": model.architecture,
+        "weights": suite.networks.weights(model).label,
+        "params_m": params_m,
+        "seed_params_m": documented.params_m,
+        "gflops": gflops,
+        "seed_flops_g": documented.flops_g,
+        "note": documented.note,
+    }
+    assert expected is not None, f"{model.name}: the case file documents no parameter count"
+    assert abs(params_m - expected) <= PARAMS_TOLERANCE * expected, (
+        f"{model.name}: {params_m:.3f} M parameters, documented {expected} M (tolerance {PARAMS_TOLERANCE:.0%})"
+    )

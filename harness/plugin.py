@@ -1,0 +1,367 @@
+"""segconform's pytest plugin, registered as ``segconform`` under the ``pytest11`` entry point.
+
+Installed, it works in any repository: the case files in the ``cases`` folder of the rootdir (ini
+``segconform_cases`` or ``--cases-dir``) are collected as test files, each running the checks of
+:mod:`harness.checks` parametrised over its items, with ids such as
+``isnet-int8-kl_divergence-onnxruntime`` and markers for family, model, precision, calibration and
+runtime, so ``pytest -k "isnet and int8"`` and ``pytest -m fp16`` select what a user expects. Golden
+masks and reports are read and written under the rootdir too (``segconform_golden``,
+``segconform_reports``). Without a cases folder the plugin does nothing.
+
+Under pytest-xdist (``-n 2 --dist loadgroup``) every item carries ``xdist_group(<model>)``, so a
+model's items and the fp32 reference they share stay in one worker; workers hand their report rows
+to the controller, which alone writes the report and the run record.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import runtimes
+from .cases import CALIBRATIONS, PRECISIONS, CaseError, Family, Item, expand, load_all
+from .judgement import Bootstrap
+from .report import Recorder
+from .runtimes import RuntimeConfig, RuntimeUnavailable
+from .settings import Settings
+from .suite import Suite
+from .weights import default_cache_dir
+
+#: Checks that compare the item with fp32: a documented collapse (``expected_failure``) is an xfail of each.
+CHECKS_AGAINST_FP32 = {"test_accuracy", "test_conformance", "test_regression"}
+
+
+@dataclass
+class State:
+    """What the plugin holds for one pytest session."""
+
+    cases_dir: Path
+    families: dict[Path, Family]
+    runtimes: list[str]
+    suite: Suite
+    recorder: Recorder
+    started: str
+
+
+STATE = pytest.StashKey["State | None"]()
+
+
+def _env_path(name: str) -> Path | None:
+    value = os.environ.get(name)
+    return Path(value).expanduser() if value else None
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("segconform", "segconform conformance harness")
+    group.addoption("--cases-dir", type=Path, default=None, help="folder of case files (default: ini segconform_cases)")
+    group.addoption("--golden-dir", type=Path, default=None, help="golden masks (default: ini segconform_golden)")
+    group.addoption("--report-dir", type=Path, default=None, help="where reports go (default: ini segconform_reports)")
+    group.addoption("--data-root", type=Path, default=None,
+                    help="folder holding the datasets (ecssd-300/, human-seg-290/, ...); env SEGCONFORM_DATA_ROOT. "
+                         "Without it only the synthetic set runs.")
+    group.addoption("--weights-dir", type=Path, default=None,
+                    help="folder with official checkpoints (u2net.pth, ...); env SEGCONFORM_WEIGHTS_DIR")
+    group.addoption("--cache-dir", type=Path, default=None,
+                    help="artifact and weight cache; env SEGCONFORM_CACHE_DIR, default the user cache dir")
+    group.addoption("--runtime", action="append", default=None, choices=runtimes.names(),
+                    help="runtime(s) to test; repeat for several (default: onnxruntime)")
+    group.addoption("--update-golden", nargs="?", const="failing", default=None, choices=("failing", "all"),
+                    help="rewrite golden sets that fail or are missing (those items still fail); =all rewrites every set")
+    group.addoption("--strict-data", action="store_true",
+                    help="a data problem (unreadable, truncated, unpaired, resized or non-binary mask) fails the check")
+    group.addoption("--eval-limit", type=int, default=None,
+                    help="images per real dataset for accuracy (default from ini); 0 = the full set")
+    group.addoption("--full", action="store_true", help="evaluate every image of every dataset")
+    group.addoption("--calibration-samples", type=int, default=None,
+                    help="images for static int8 calibration (default 50, like the VACC compiler's sampler)")
+    group.addoption("--confidence", type=float, default=None, help="bootstrap interval level (default from ini: 0.95)")
+    group.addoption("--bootstrap-resamples", type=int, default=None, help="bootstrap resamples (default from ini: 1000)")
+    group.addoption("--localise-builds", type=int, default=8,
+                    help="builds fault localisation may spend on a failing fp16/int8 item (0: do not localise)")
+    group.addoption("--latency-rounds", type=int, default=15, help="interleaved rounds per latency ratio gate")
+    group.addoption("--ort-providers", default="cpu",
+                    help="ONNX Runtime execution providers in order, comma-separated: tensorrt, cuda, openvino, dml, cpu")
+    group.addoption("--ort-optimization", default="all", choices=("disable", "basic", "extended", "all"),
+                    help="ONNX Runtime graph optimisation level of the deployed sessions")
+    group.addoption("--vacc-models", type=Path, default=None, help="folder of vamc-compiled models for --runtime vacc")
+    group.addoption("--vacc-device", default="0",
+                    help="VACC device id, or 'auto': the pytest-xdist worker's index (one card per worker)")
+    group.addoption("--vamp-outputs", type=Path, default=None, help="folder of vamp npz outputs for --runtime vamp")
+    group.addoption("--threads", type=int, default=None, help="intra-op threads for CPU runtimes (default: all cores)")
+    parser.addini("segconform_cases", "folder of case files, relative to the rootdir", default="cases")
+    parser.addini("segconform_golden", "folder of golden masks, relative to the rootdir", default="golden")
+    parser.addini("segconform_reports", "folder of reports, relative to the rootdir", default="reports")
+    parser.addini("segconform_eval_limit", "default --eval-limit", default="100")
+    parser.addini("segconform_calibration_samples", "default --calibration-samples", default="50")
+    parser.addini("segconform_confidence", "default --confidence", default="0.95")
+    parser.addini("segconform_bootstrap_resamples", "default --bootstrap-resamples", default="1000")
+
+
+def _folder(config: pytest.Config, option: str, ini: str) -> Path:
+    given = config.getoption(option)
+    path = given if given is not None else Path(config.getini(ini))
+    return path if path.is_absolute() else (config.rootpath / path if given is None else Path.cwd() / path)
+
+
+def worker_index() -> int:
+    """This pytest-xdist worker's index (``gw3`` -> 3), 0 outside xdist."""
+    name = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(name[2:]) if name.startswith("gw") and name[2:].isdigit() else 0
+
+
+def _settings(config: pytest.Config, cases_dir: Path) -> Settings:
+    option = config.option
+    if option.full:
+        eval_limit = None
+    else:
+        limit = option.eval_limit if option.eval_limit is not None else int(config.getini("segconform_eval_limit"))
+        eval_limit = None if limit == 0 else limit
+    data_root = option.data_root or _env_path("SEGCONFORM_DATA_ROOT")
+    if data_root is not None and not data_root.is_dir():
+        raise pytest.UsageError(f"--data-root {data_root}: not a folder")
+    device = option.vacc_device
+    if device != "auto" and not device.isdigit():
+        raise pytest.UsageError(f"--vacc-device {device!r}: a device id or 'auto'")
+    confidence = option.confidence or float(config.getini("segconform_confidence"))
+    if not 0 < confidence < 1:
+        raise pytest.UsageError(f"--confidence {confidence}: a level between 0 and 1, e.g. 0.95")
+    return Settings(
+        data_root=data_root,
+        weights_dir=option.weights_dir or _env_path("SEGCONFORM_WEIGHTS_DIR"),
+        cache_dir=option.cache_dir or default_cache_dir(),
+        golden_dir=_folder(config, "golden_dir", "segconform_golden"),
+        report_dir=_folder(config, "report_dir", "segconform_reports"),
+        eval_limit=eval_limit,
+        calibration_samples=option.calibration_samples or int(config.getini("segconform_calibration_samples")),
+        localise_builds=option.localise_builds,
+        update_golden=option.update_golden,
+        strict_data=option.strict_data,
+        bootstrap=Bootstrap(confidence, option.bootstrap_resamples or int(config.getini("segconform_bootstrap_resamples"))),
+        latency_rounds=option.latency_rounds,
+        runtime_config=RuntimeConfig(
+            threads=option.threads,
+            ort_providers=tuple(p.strip() for p in option.ort_providers.split(",") if p.strip()),
+            ort_optimization=option.ort_optimization,
+            vacc_device=worker_index() if device == "auto" else int(device),
+            vacc_models=option.vacc_models,
+            vamp_outputs=option.vamp_outputs,
+        ),
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    cases_dir = _folder(config, "cases_dir", "segconform_cases")
+    if not cases_dir.is_dir() or not any(cases_dir.glob("*.yaml")):
+        config.stash[STATE] = None
+        if config.getoption("cases_dir") is not None:
+            raise pytest.UsageError(f"--cases-dir {cases_dir}: no case files (*.yaml) there")
+        return
+    try:
+        families = {path.resolve(): family for path, family in
+                    zip(sorted(cases_dir.glob("*.yaml")), load_all(cases_dir))}
+    except CaseError as error:
+        raise pytest.UsageError(str(error)) from None
+    names = {f.family for f in families.values()} | {m.name for f in families.values() for m in f.models}
+    for name in sorted(names | set(PRECISIONS) | set(CALIBRATIONS) | set(runtimes.names())):
+        config.addinivalue_line("markers", f"{name}: segconform items of {name}")
+    config.addinivalue_line("markers", "xdist_group(name): pytest-xdist keeps a group's items in one worker")
+    try:
+        settings = _settings(config, cases_dir)
+    except ValueError as error:  # e.g. an unknown --ort-providers name
+        raise pytest.UsageError(str(error)) from None
+    from datetime import datetime, timezone
+
+    config.stash[STATE] = State(cases_dir.resolve(), families, config.option.runtime or ["onnxruntime"],
+                                Suite(settings), Recorder(settings.report_dir),
+                                datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+
+def _state(config: pytest.Config) -> State | None:
+    return config.stash.get(STATE, None)
+
+
+class CaseFile(pytest.Module):
+    """A case file collected as a test module whose tests are the checks of :mod:`harness.checks`."""
+
+    def _getobj(self) -> Any:
+        return importlib.import_module("harness.checks")
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    state = _state(parent.config)
+    if state is not None and file_path.suffix == ".yaml" and file_path.resolve() in state.families:
+        return CaseFile.from_parent(parent, path=file_path)
+    return None
+
+
+def _marks(item: Item, check: str) -> list[pytest.MarkDecorator]:
+    names = [item.family.family, item.model.name, item.variant.precision, item.runtime]
+    if item.variant.calibration:
+        names.append(item.variant.calibration)
+    marks = [getattr(pytest.mark, name) for name in dict.fromkeys(names)]
+    marks.append(pytest.mark.xdist_group(item.model.name))
+    if check in CHECKS_AGAINST_FP32:
+        for dataset in item.model.datasets:
+            for row in item.model.documented_rows(item.variant, dataset.name):
+                if row.expected_failure:
+                    marks.append(pytest.mark.xfail(reason=f"documented failure: {row.expected_failure}", strict=False))
+                    return marks
+    return marks
+
+
+def _gated(item: Item, check: str) -> bool:
+    """Whether ``check`` applies to ``item``: the ratio gates only where the case declares a bound."""
+    performance = item.family.performance_of(item.model)
+    if check == "test_speedup":
+        return item.variant.precision in performance.min_speedup_vs_fp32
+    if check == "test_pipeline_overhead":
+        return performance.max_pipeline_overhead is not None
+    return True
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    state = _state(metafunc.config)
+    module = metafunc.definition.parent
+    if state is None or not isinstance(module, CaseFile):
+        return
+    family = state.families[module.path.resolve()]
+    items = expand([family], state.runtimes)
+    check = metafunc.function.__name__
+    if "item" in metafunc.fixturenames:
+        params = [pytest.param(i, id=i.id, marks=_marks(i, check)) for i in items if _gated(i, check)]
+        if not params:  # no item of this file has the bound the check gates on: say so instead of NOTSET
+            why = f"{module.path.name} declares no performance bound for {check.removeprefix('test_')}"
+            params = [pytest.param(None, id="not-declared", marks=pytest.mark.skip(reason=why))]
+        metafunc.parametrize("item", params)
+    elif "case_model" in metafunc.fixturenames:
+        models = [m for m in family.models if m.architecture]
+        metafunc.parametrize("case_model", [
+            pytest.param(m, id=m.name, marks=[getattr(pytest.mark, family.family), getattr(pytest.mark, m.name),
+                                              pytest.mark.xdist_group(m.name)])
+            for m in models])
+
+
+@pytest.fixture(scope="session")
+def suite(pytestconfig: pytest.Config) -> Suite:
+    state = _state(pytestconfig)
+    if state is None:
+        pytest.skip("no segconform case files in this run")
+    return state.suite
+
+
+@pytest.fixture(scope="session")
+def recorder(pytestconfig: pytest.Config) -> Recorder:
+    state = _state(pytestconfig)
+    if state is None:
+        pytest.skip("no segconform case files in this run")
+    return state.recorder
+
+
+@pytest.fixture
+def runnable(item: Item, suite: Suite) -> Item:
+    """The item, or a skip that says exactly why it cannot run here."""
+    reason = suite.sessions.unavailable(item)
+    if reason:
+        pytest.skip(reason)
+    try:
+        suite.sessions.session(item)
+    except RuntimeUnavailable as error:  # e.g. no compiled VACC model or vamp outputs for this item
+        pytest.skip(str(error))
+    return item
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    report = yield
+    state = _state(item.config)
+    callspec = getattr(item, "callspec", None)
+    case_item = callspec.params.get("item") if callspec else None
+    if state is not None and isinstance(case_item, Item) and (report.when == "call" or report.outcome != "passed"):
+        outcome = report.outcome
+        if hasattr(report, "wasxfail"):  # a documented failure: say whether it happened
+            outcome = "xpass" if report.passed else "xfail"
+        state.recorder.outcome(case_item.id, item.originalname.removeprefix("test_"), outcome)
+    return report
+
+
+# --------------------------------------------------------------------------- end of session: report and record
+
+
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """xdist controller: take over a finished worker's report rows."""
+    state = _state(node.config)
+    exported = getattr(node, "workeroutput", {}).get("segconform")
+    if state is not None and exported:
+        state.recorder.merge(exported)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    state = _state(session.config)
+    if state is None:
+        return
+    state.suite.close()
+    state.recorder.work.extend(state.suite.store.timings)
+    if hasattr(session.config, "workerinput"):  # an xdist worker: the controller writes the report
+        session.config.workeroutput["segconform"] = state.recorder.export()  # type: ignore[attr-defined]
+        return
+    if not state.recorder.rows:
+        return
+    from . import history
+
+    record = history.run_record(session.config, state)
+    written = state.recorder.write(record["run"], history.plot_links(state.recorder.report_dir))
+    written.append(history.save(state.recorder.report_dir, record))
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"segconform: report written to {', '.join(str(p) for p in written)}")
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """One line per dataset: how many of its images were scored, and its data problems."""
+    state = _state(config)
+    if state is None or hasattr(config, "workerinput"):
+        return
+    by_dataset: dict[str, dict[str, Any]] = {}
+    for row in state.recorder.rows.values():
+        if not row.data:
+            continue
+        entry = by_dataset.setdefault(row.dataset, {"scored": 0, "files": row.data.get("files", 0), "problems": {}})
+        if row.metrics:
+            entry["scored"] = max(entry["scored"], row.images)
+        for kind, count in row.data.get("problems", {}).items():
+            entry["problems"][kind] = max(entry["problems"].get(kind, 0), count)
+    for name, entry in sorted(by_dataset.items()):
+        problems = ", ".join(f"{count} {kind.replace('_', ' ')}" for kind, count in sorted(entry["problems"].items()))
+        terminalreporter.write_line(f"segconform: {name}: {entry['scored']} of {entry['files']} images scored"
+                                    + (f"; data problems: {problems}" if problems else ""))
+
+
+# --------------------------------------------------------------------------- pytest-benchmark: baselines per machine
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
+    from .machine import fingerprint
+
+    machine_info["segconform"] = fingerprint().as_dict()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_benchmark_compare_machine_info(config: pytest.Config, benchmarksession: Any,
+                                          machine_info: dict[str, Any], compared_benchmark: dict[str, Any]) -> None:
+    """Refuse to compare latencies with a baseline saved on another machine: the figures would not mean anything."""
+    from .machine import fingerprint
+
+    theirs = compared_benchmark.get("machine_info", {}).get("segconform")
+    if theirs is None:
+        raise pytest.UsageError("--benchmark-compare: the baseline carries no segconform machine fingerprint "
+                                "(saved by another tool); save a baseline on this machine with --benchmark-autosave")
+    differences = fingerprint().differences(theirs)
+    if differences:
+        raise pytest.UsageError("--benchmark-compare: the baseline was saved on another machine, its latencies do "
+                                f"not compare with this one's ({'; '.join(differences)})")

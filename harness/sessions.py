@@ -1,0 +1,100 @@
+"""The session pool: one runtime instance per name and one loaded session per item, for the whole pytest session.
+
+It also answers, in one place, why an item cannot run here (the reason every skip prints), and holds
+the fp32 *source* sessions (PyTorch eager, or the graph as shipped) the fp32 items are checked against.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .artifacts import ArtifactBuilder
+from .cases import Item, Model
+from .networks import Networks
+from .runtimes import RunInput, Runtime, RuntimeConfig, Session
+from .runtimes import get as get_runtime
+from .runtimes.base import Artifact
+
+
+class EagerTorchSession(Session):
+    """The PyTorch network itself, eager, fp32: the source every fp32 export is checked against."""
+
+    provider = "CPU (PyTorch eager)"
+
+    def __init__(self, module: Any) -> None:
+        self._module = module
+
+    def _run(self, batch: RunInput) -> list[np.ndarray]:
+        import torch
+
+        assert batch.tensor is not None
+        with torch.no_grad():
+            return [self._module(torch.from_numpy(batch.tensor)).numpy()]
+
+
+class SessionPool:
+    def __init__(self, config: RuntimeConfig, builder: ArtifactBuilder, networks: Networks) -> None:
+        self.config = config
+        self.builder = builder
+        self.networks = networks
+        self._runtimes: dict[str, Runtime] = {}
+        self._sessions: dict[str, Session] = {}
+
+    def runtime(self, name: str) -> Runtime:
+        if name not in self._runtimes:
+            self._runtimes[name] = get_runtime(name, self.config)
+        return self._runtimes[name]
+
+    def unavailable(self, item: Item) -> str | None:
+        """Why ``item`` cannot run here, or None. Every skip the suite prints comes from here."""
+        reason = item.model.skip_variants.get(item.variant.label)
+        if reason:
+            return reason
+        runtime = self.runtime(item.runtime)
+        reason = runtime.unsupported(item.variant)
+        if reason:
+            return f"runtime {item.runtime}: {reason}"
+        if not runtime.brings_own_model:
+            return self.networks.unbuildable(item.model)
+        return None
+
+    def artifact(self, item: Item) -> Artifact | None:
+        """What the item's runtime declared it needs, built (or found in the cache)."""
+        kind = self.runtime(item.runtime).artifact
+        if kind == "onnx":
+            return self.builder.onnx(item.model, item.variant, item.int8_scheme)
+        if kind == "torchscript":
+            return self.builder.torchscript(item.model)
+        return None
+
+    def session(self, item: Item) -> Session:
+        """The loaded session of ``item``; raises :class:`RuntimeUnavailable` when its runtime lacks this model."""
+        if item.id not in self._sessions:
+            self._sessions[item.id] = self.runtime(item.runtime).load(item, self.artifact(item))
+        return self._sessions[item.id]
+
+    def loaded(self, item: Item) -> Session | None:
+        """The item's session if it was loaded, without loading it."""
+        return self._sessions.get(item.id)
+
+    def source(self, model: Model) -> Session:
+        """The fp32 source of ``model``: PyTorch eager, or the shipped graph on plain ONNX Runtime."""
+        key = f"{model.name}-source"
+        if key not in self._sessions:
+            if model.architecture is not None:
+                self._sessions[key] = EagerTorchSession(self.networks.torch_module(model))
+            else:
+                from .runtimes.onnxruntime import OnnxRuntimeSession
+
+                path = self.networks.weights(model).path
+                assert path is not None
+                self._sessions[key] = OnnxRuntimeSession(Artifact(path, {}), RuntimeConfig(), ["CPUExecutionProvider"])
+        return self._sessions[key]
+
+    def close(self) -> None:
+        """Release every session that holds a device or files (the VACC stream must be shut down)."""
+        for session in self._sessions.values():
+            session.close()
+        self._sessions.clear()

@@ -1,0 +1,33 @@
+"""The settings of one run: every option the plugin parses, in one frozen object the rest of the harness reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from .judgement import Bootstrap
+from .runtimes.base import RuntimeConfig
+
+#: ``--update-golden`` modes: rewrite the sets that fail or are missing, or every set.
+GoldenUpdate = Literal["failing", "all"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_root: Path | None
+    weights_dir: Path | None
+    cache_dir: Path
+    golden_dir: Path
+    report_dir: Path
+    eval_limit: int | None
+    golden_limit: int = 4
+    conformance_limit: int = 4
+    synthetic_count: int = 4
+    calibration_samples: int = 50
+    localise_builds: int = 8
+    update_golden: GoldenUpdate | None = None
+    strict_data: bool = False
+    bootstrap: Bootstrap = field(default_factory=Bootstrap)
+    latency_rounds: int = 15
+    runtime_config: RuntimeConfig = field(default_factory=RuntimeConfig)

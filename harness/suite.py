@@ -1,0 +1,124 @@
+"""The state of one pytest session: the dataset catalogue, the session pool, the builds and every run's maps.
+
+A :class:`Suite` lives for a whole pytest session (one per xdist worker). It caches decoded images,
+built artifacts, loaded sessions, each item's output maps and their per-image metric scores, so the
+conformance, regression and accuracy checks of an item, and the fp32 reference several items compare
+against, are computed once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import datasets as ds
+from .artifacts import ArtifactBuilder, ArtifactStore
+from .catalogue import DatasetCatalogue
+from .cases import Item, Model
+from .golden import GoldenStore, Regeneration
+from .metrics import Scorer, Scores
+from .networks import Networks
+from .pipeline import Pipeline, RunResult
+from .sessions import SessionPool
+from .settings import Settings
+
+
+class Suite:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.catalogue = DatasetCatalogue(settings.data_root, settings.synthetic_count)
+        self.networks = Networks(settings.cache_dir, settings.weights_dir)
+        self.store = ArtifactStore(settings.cache_dir / "artifacts")
+        self.builder = ArtifactBuilder(self.store, self.networks, self.calibration_tensors,
+                                       settings.calibration_samples)
+        self.sessions = SessionPool(settings.runtime_config, self.builder, self.networks)
+        self.golden = GoldenStore(settings.golden_dir)
+        self.regeneration = Regeneration(self.golden, settings.update_golden)
+        self._reported: set[tuple[str, ds.DataProblem]] = set()
+        self._pipelines: dict[str, Pipeline] = {}
+        self._runs: dict[tuple[str, str], RunResult] = {}
+        self._scores: dict[tuple[str, str], Scores] = {}
+
+    # ----------------------------------------------------------------- models and data
+
+    def pipeline(self, model: Model) -> Pipeline:
+        if model.name not in self._pipelines:
+            self._pipelines[model.name] = Pipeline(model)
+        return self._pipelines[model.name]
+
+    def calibration_tensors(self, model: Model, count: int) -> tuple[list[np.ndarray], list[str]]:
+        return self.catalogue.calibration_tensors(model, count, self.pipeline(model).preprocess)
+
+    def trained(self, item: Item) -> bool:
+        """Whether the item runs trained weights: a device brings its own compiled (trained) model."""
+        return self.sessions.runtime(item.runtime).brings_own_model or self.networks.weights(item.model).trained
+
+    def weights_label(self, item: Item) -> str:
+        """What the report says the weights are: a device runtime runs its own compiled model."""
+        if self.sessions.runtime(item.runtime).brings_own_model:
+            return f"compiled model on {item.runtime}"
+        return self.networks.weights(item.model).label
+
+    def datasets_for(self, item: Item) -> list[ds.Dataset]:
+        """The model's datasets that this item's session can serve (vamp outputs exist only for some images)."""
+        session = self.sessions.session(item)
+        return [d for d in self.catalogue.for_model(item.model) if any(session.covers(s.stem) for s in d.samples)]
+
+    def samples_for(self, item: Item, dataset: ds.Dataset) -> list[ds.Sample]:
+        """The eval subset (or just a few images when accuracy cannot be judged), plus the golden images."""
+        if dataset.name == ds.SYNTHETIC:
+            return list(dataset.samples)
+        limit = self.settings.eval_limit if self.trained(item) else self.settings.conformance_limit
+        if item.model.eval_limit is not None:
+            limit = item.model.eval_limit if limit is None else min(limit, item.model.eval_limit)
+        chosen = {s.stem: s for s in dataset.limited(limit)}
+        for sample in dataset.limited(self.settings.golden_limit):
+            chosen.setdefault(sample.stem, sample)
+        return sorted(chosen.values(), key=lambda s: s.stem)
+
+    # ----------------------------------------------------------------- running
+
+    def run(self, item: Item, dataset: ds.Dataset) -> RunResult:
+        """The item's maps on its samples of ``dataset`` (computed once per session)."""
+        key = (item.id, dataset.name)
+        if key not in self._runs:
+            session = self.sessions.session(item)
+            takes_images = self.sessions.runtime(item.runtime).takes_images
+            self._runs[key] = self.pipeline(item.model).run(item.id, session, takes_images, dataset,
+                                                            self.samples_for(item, dataset))
+        return self._runs[key]
+
+    def run_source(self, item: Item, dataset: ds.Dataset) -> RunResult:
+        """What the model's source (PyTorch eager, or the graph as shipped) gives on the same samples as ``item``."""
+        key = (f"{item.model.name}-source", dataset.name)
+        if key not in self._runs:
+            self._runs[key] = self.pipeline(item.model).run(key[0], self.sessions.source(item.model), False, dataset,
+                                                            self.samples_for(item, dataset))
+        return self._runs[key]
+
+    def scores(self, item: Item, dataset: ds.Dataset) -> Scores:
+        """Per-image metric parts of the item's maps against the ground truth (computed once per session)."""
+        key = (item.id, dataset.name)
+        if key not in self._scores:
+            run = self.run(item, dataset)
+            scorer = Scorer(item.model.task)
+            for sample in dataset.samples:
+                if sample.stem not in run.maps:
+                    continue
+                try:
+                    truth = dataset.mask(sample, run.maps[sample.stem].shape)
+                except ds.DataError:
+                    continue
+                scorer.add(run.maps[sample.stem], truth, sample.stem)
+            self._scores[key] = scorer.scores()
+        return self._scores[key]
+
+    def first_report(self, dataset: str, problem: ds.DataProblem) -> bool:
+        """True the first time a data problem is reported this session: each is warned about once."""
+        key = (dataset, problem)
+        if key in self._reported:
+            return False
+        self._reported.add(key)
+        return True
+
+    def close(self) -> None:
+        self.sessions.close()

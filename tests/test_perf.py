@@ -1,0 +1,46 @@
+"""Same-run latency ratios (:mod:`harness.perf`): interleaved measurement and the floors that judge it.
+
+The sides are callables that sleep for known times, so the expected ratios are known without a model.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from harness.perf import Interleaved, RatioFloor
+
+
+def _sleeper(seconds: float, log: list[str], name: str):
+    def call() -> None:
+        log.append(name)
+        time.sleep(seconds)
+
+    return call
+
+
+def test_rounds_alternate_the_order_so_a_drift_cancels():
+    log: list[str] = []
+    timing = Interleaved(_sleeper(0, log, "a"), _sleeper(0, log, "b")).run(rounds=4, warmup=1)
+    assert log == ["a", "b", "b", "a", "a", "b", "b", "a", "a", "b"]
+    assert len(timing.first_seconds) == len(timing.second_seconds) == 4  # warm-up rounds are not recorded
+
+
+def test_speedup_floor_passes_a_fast_build_and_fails_a_slowed_one():
+    gate = RatioFloor("speedup", 1.5, "demo int8 vs fp32")
+    fast = Interleaved(_sleeper(0.01, [], "int8"), _sleeper(0.03, [], "fp32")).run(rounds=5)
+    holds, ratio, text = gate.verdict(fast, "int8", "fp32")
+    assert holds and ratio == pytest.approx(3.0, rel=0.3)
+    assert "speed-up" in text and "int8" in text and "fp32" in text and "ms" in text
+    slowed = Interleaved(_sleeper(0.03, [], "int8"), _sleeper(0.03, [], "fp32")).run(rounds=5)
+    holds, ratio, text = gate.verdict(slowed, "int8", "fp32")
+    assert not holds and ratio == pytest.approx(1.0, rel=0.3) and "floor 1.5x" in text
+
+
+def test_overhead_ceiling_is_the_share_the_pipeline_adds():
+    gate = RatioFloor("overhead", 0.05, "demo pipeline vs runtime")
+    timing = Interleaved(_sleeper(0.022, [], "pipeline"), _sleeper(0.020, [], "runtime")).run(rounds=5)
+    holds, ratio, text = gate.verdict(timing, "pipeline", "runtime")
+    assert not holds and ratio == pytest.approx(0.1, abs=0.06) and "ceiling 5%" in text
+    assert RatioFloor("overhead", 0.5, "x").holds(0.1) and not RatioFloor("speedup", 1.2, "x").holds(1.1)

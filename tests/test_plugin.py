@@ -1,0 +1,163 @@
+"""The installed plugin in a repository of its own (pytester): case files collected from the rootdir, golden masks
+created on request, per-item checks, data problems made loud, parallel workers merged into one report.
+
+The repository holds only ``cases/demo.yaml`` (an architecture the harness has, unet_mobilenetv2, with the
+user's own checkpoint in ``--weights-dir``), a ``pytest.ini`` and an empty ``golden/``: nothing of this
+project's checkout, so what works here works in any repository that installs segconform.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from harness.datasets import synthetic
+from harness.models import build
+
+pytest_plugins = ["pytester"]
+
+CASE = {
+    "family": "demo",
+    "seed": "demo.md",
+    "source": "https://example.org/demo",
+    "acceptance": {"reproduction": {"miou": 0.005}},
+    "models": [{
+        "name": "mynet",
+        "architecture": "unet_mobilenetv2",
+        "task": "segmentation",
+        "input_shape": [3, 96, 96],
+        "weights": {"checkpoint": "mynet.pth"},
+        "preprocess": [{"op": "resize", "interpolation": "linear"}, {"op": "to_rgb"}, {"op": "to_float", "divide": 255},
+                       {"op": "normalize", "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+                       {"op": "to_chw"}],
+        "postprocess": [{"op": "softmax"}, {"op": "select_channel", "index": 1}, {"op": "resize_to_image"},
+                        {"op": "clip"}],
+        "datasets": [{"name": "people", "folder": "people", "documented_as": "my people set"}],
+        "calibration_dataset": "people",
+        "budgets": {"fp16": {"mae": 0.01, "mae_worst": 0.03, "max_abs": 0.3, "why": "demo"},
+                    "int8": {"mae": 0.15, "mae_worst": 0.3, "max_abs": 1.0, "why": "demo"}},
+        "results": [{"precision": "fp32", "runtime": "source", "dataset": "people", "metrics": {"miou": 0.5}},
+                    {"precision": "int8", "calibration": "max", "runtime": "vacc", "dataset": "people",
+                     "metrics": {"miou": 0.5}}],
+    }],
+}
+
+
+@pytest.fixture
+def repository(pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory) -> pytest.Pytester:
+    """The user's repository: a case file, a pytest.ini, an empty golden folder; a checkpoint and data outside it."""
+    (pytester.path / "cases").mkdir()
+    (pytester.path / "cases" / "demo.yaml").write_text(yaml.safe_dump(CASE), encoding="utf-8")
+    (pytester.path / "golden").mkdir()
+    pytester.makeini("[pytest]\naddopts = -p no:cacheprovider\n")
+    outside = tmp_path_factory.mktemp("outside")
+    torch.manual_seed(1)
+    torch.save(build("unet_mobilenetv2").state_dict(), outside / "mynet.pth")
+    people = outside / "data" / "people"
+    (people / "images").mkdir(parents=True)
+    (people / "masks").mkdir()
+    dataset = synthetic(3, seed=5)
+    for sample in dataset.samples:
+        image = dataset.image(sample)
+        cv2.imwrite(str(people / "images" / f"{sample.stem}.png"), image)
+        cv2.imwrite(str(people / "masks" / f"{sample.stem}.png"), (dataset.mask(sample, image.shape[:2]) * 255).astype(np.uint8))
+    pytester._outside = outside  # type: ignore[attr-defined]
+    return pytester
+
+
+def _run(repo: pytest.Pytester, *args: str) -> pytest.RunResult:
+    outside: Path = repo._outside  # type: ignore[attr-defined]
+    return repo.runpytest_subprocess(
+        "--weights-dir", str(outside), "--data-root", str(outside / "data"), "--cache-dir", str(outside / "cache"),
+        "--calibration-samples", "3", "--benchmark-disable", "-rs", *args, timeout=900)
+
+
+@pytest.mark.slow
+def test_a_repository_with_only_its_case_file_collects_creates_golden_and_passes(repository: pytest.Pytester):
+    collected = _run(repository, "--collect-only", "-q")
+    assert "cases/demo.yaml::test_conformance[mynet-fp32-onnxruntime]" in collected.stdout.str()
+    assert "cases/demo.yaml::test_regression[mynet-int8-max-onnxruntime]" in collected.stdout.str()
+
+    missing = _run(repository, "-k", "mynet and fp32 and regression")
+    missing.assert_outcomes(failed=1)
+    assert "no golden masks at" in missing.stdout.str() and "--update-golden" in missing.stdout.str()
+
+    created = _run(repository, "--update-golden=all")
+    created.assert_outcomes(passed=9, skipped=3)
+    for dataset in ("synthetic", "people"):
+        meta = json.loads((repository.path / "golden" / "mynet" / dataset / "meta.json").read_text())
+        assert meta["weights"] == "checkpoint mynet.pth" and len(meta["images"]) == 3 + (dataset == "synthetic")
+    summary = json.loads((repository.path / "reports" / "summary.json").read_text())
+    assert {row["item"] for row in summary["rows"]} >= {"mynet-fp32-onnxruntime", "mynet-int8-max-onnxruntime"}
+    assert list((repository.path / "reports" / "history").glob("*.json"))
+
+    again = _run(repository, "-k", "mynet and fp32")
+    again.assert_outcomes(passed=4, skipped=1)  # conformance, regression, accuracy, architecture; latency gated
+
+
+@pytest.mark.slow
+def test_update_golden_rewrites_only_failing_sets_and_still_fails_them(repository: pytest.Pytester):
+    _run(repository, "--update-golden=all", "-k", "fp32 and regression").assert_outcomes(passed=1)
+    folder = repository.path / "golden" / "mynet" / "people"
+    first = sorted(folder.glob("*.png"))[0]
+    untouched = repository.path / "golden" / "mynet" / "synthetic" / "meta.json"
+    before = untouched.stat().st_mtime_ns
+    cv2.imwrite(str(first), 255 - cv2.imread(str(first), cv2.IMREAD_GRAYSCALE))  # the reviewed set goes stale
+
+    stale = _run(repository, "-k", "fp32 and regression")
+    stale.assert_outcomes(failed=1)
+    assert "no longer matches" in stale.stdout.str() and (folder / f"{first.stem}.obtained.png").is_file()
+
+    rewritten = _run(repository, "-k", "fp32 and regression", "--update-golden")
+    rewritten.assert_outcomes(failed=1)
+    assert "golden masks rewritten" in rewritten.stdout.str() and "people" in rewritten.stdout.str()
+    assert untouched.stat().st_mtime_ns == before  # the set that still matched was left alone
+    assert not list(folder.glob("*.obtained.png"))
+    _run(repository, "-k", "fp32 and regression").assert_outcomes(passed=1)
+
+
+@pytest.mark.slow
+def test_data_problems_are_warnings_naming_the_file_and_failures_under_strict_data(repository: pytest.Pytester):
+    people = repository._outside / "data" / "people"  # type: ignore[attr-defined]
+    good = (people / "images" / "synthetic_00.png").read_bytes()
+    (people / "images" / "cut.png").write_bytes(good[: len(good) // 2])  # truncated
+    (people / "masks" / "cut.png").write_bytes((people / "masks" / "synthetic_00.png").read_bytes())
+    (people / "images" / "lonely.png").write_bytes(good)  # no mask
+    (people / "masks" / "orphan.png").write_bytes((people / "masks" / "synthetic_01.png").read_bytes())
+    mask = cv2.imread(str(people / "masks" / "synthetic_02.png"), cv2.IMREAD_GRAYSCALE)
+    cv2.imwrite(str(people / "masks" / "synthetic_02.png"), cv2.resize(mask, (mask.shape[1] // 2, mask.shape[0] // 2)))
+
+    loose = _run(repository, "-k", "mynet and fp32 and accuracy")
+    loose.assert_outcomes(passed=1)
+    out = loose.stdout.str()
+    for name, what in (("cut.png", "IEND"), ("lonely.png", "no mask"), ("orphan.png", "no image"),
+                       ("synthetic_02.png", "resized")):
+        assert any(name in line and what in line for line in out.splitlines()), (name, out[-4000:])
+    assert "DataWarning" in out
+    assert "people: 3 of 5 images scored; data problems: 1 missing mask, 1 orphan mask, 1 resized mask, " \
+           "1 truncated image" in out
+
+    strict = _run(repository, "-k", "mynet and fp32 and accuracy", "--strict-data")
+    strict.assert_outcomes(failed=1)
+    assert "--strict-data: people:" in strict.stdout.str() and "cut.png" in strict.stdout.str()
+
+
+@pytest.mark.slow
+def test_two_workers_give_the_serial_run_s_metrics_in_one_report(repository: pytest.Pytester):
+    _run(repository, "--update-golden=all").assert_outcomes(passed=9, skipped=3)
+    serial = json.loads((repository.path / "reports" / "summary.json").read_text())
+    parallel_run = _run(repository, "-n", "2", "--dist", "loadgroup")
+    parallel_run.assert_outcomes(passed=9, skipped=3)
+    parallel = json.loads((repository.path / "reports" / "summary.json").read_text())
+
+    def metrics(summary):
+        return {(r["item"], r["dataset"]): (r["metrics"], r["ci"], r["conformance"]) for r in summary["rows"]}
+
+    assert metrics(parallel) == metrics(serial) and metrics(serial)
+    assert len(list((repository.path / "reports" / "history").glob("*.json"))) == 2  # one record per run
