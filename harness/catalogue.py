@@ -57,15 +57,25 @@ class DatasetCatalogue:
         return dataset
 
     def calibration_tensors(self, model: Model, count: int, preprocess: ImageFn) -> tuple[list[np.ndarray], list[str]]:
-        """``count`` preprocessed images of the model's calibration set (synthetic when it is absent)."""
+        """``count`` preprocessed images of the model's calibration set (synthetic when it is absent).
+
+        The images are spread evenly over the set; one that cannot be used (truncated, unreadable) is replaced
+        by the next usable one, so a data problem costs the calibration nothing but that image.
+        """
         real = [d for d in self.for_model(model) if d.name == model.calibration_dataset]
         dataset = real[0] if real else self._dataset(ds.SYNTHETIC, None, True)
         assert dataset is not None
+        spread = dataset.limited(count)
+        candidates = spread + [s for s in dataset.samples if s not in spread]
         tensors, names = [], []
-        for sample in dataset.limited(count):
+        for sample in candidates:
+            if len(tensors) == count:
+                break
             try:
                 tensors.append(preprocess(dataset.image(sample)))
             except ds.DataError:
                 continue
             names.append(f"{dataset.name}/{sample.stem}")
+        if not tensors:
+            raise ds.DataError(f"{dataset.name}: no usable image for calibration ({len(dataset.samples)} tried)")
         return tensors, names

@@ -148,7 +148,7 @@ def vamp_inputs(args: argparse.Namespace) -> int:
         vamc.artifact_name(model.name, variant)
         for _, model in models
         for variant in model.variants()
-        if _vamc_builds(variant) and variant.label not in model.skip_variants
+        if vamc.unbuildable(variant, "vamc") is None and variant.label not in model.skip_variants
     ]
     if args.outputs:
         args.outputs.mkdir(parents=True, exist_ok=True)
@@ -161,14 +161,6 @@ def vamp_inputs(args: argparse.Namespace) -> int:
     if not args.outputs:
         print(f"then copy {DATALIST} into <vamp-outputs>/ so --runtime vamp can match outputs to inputs")
     return 0
-
-
-def _vamc_builds(variant: Variant) -> bool:
-    try:
-        vamc.check_variant(variant)
-    except vamc.VamcError:
-        return False
-    return True
 
 
 def _fetch_arguments(parser: argparse.ArgumentParser) -> None:

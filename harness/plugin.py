@@ -8,9 +8,11 @@ runtime, so ``pytest -k "isnet and int8"`` and ``pytest -m fp16`` select what a 
 masks and reports are read and written under the rootdir too (``segconform_golden``,
 ``segconform_reports``). Without a cases folder the plugin does nothing.
 
-Under pytest-xdist (``-n 2 --dist loadgroup``) every item carries ``xdist_group(<model>)``, so a
-model's items and the fp32 reference they share stay in one worker; workers hand their report rows
-to the controller, which alone writes the report and the run record.
+Under pytest-xdist (``-n 2 --dist loadgroup``) a model's items, and the fp32 reference they share, stay in
+one worker; workers hand their report rows to the controller, which alone writes the report and the run
+record. The grouping is done by this plugin's scheduler (:func:`pytest_xdist_make_scheduler`), which reads
+the model from each item's id: pytest-xdist's own ``xdist_group`` marks (still set on every item) stopped
+taking effect with pytest 9.2, which no longer lets xdist rewrite node ids (pytest-xdist issue 1386).
 """
 
 from __future__ import annotations
@@ -103,9 +105,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def _folder(config: pytest.Config, option: str, ini: str) -> Path:
+    """A folder option: as given on the command line (relative to where pytest was started), else the ini value
+    relative to the ini file's folder (the rootdir), or to where pytest was started when there is no ini file.
+
+    Not ``config.rootpath`` itself: pytest works the rootdir out before plugins add their options, so the value
+    of ``--weights-dir /elsewhere`` (without ``=``) counts as a path there and can move the rootdir above the
+    repository.
+    """
     given = config.getoption(option)
-    path = given if given is not None else Path(config.getini(ini))
-    return path if path.is_absolute() else (config.rootpath / path if given is None else Path.cwd() / path)
+    if given is not None:
+        return given if given.is_absolute() else config.invocation_params.dir / given
+    base = config.inipath.parent if config.inipath is not None else config.invocation_params.dir
+    path = Path(config.getini(ini))
+    return path if path.is_absolute() else base / path
 
 
 def worker_index() -> int:
@@ -246,20 +258,21 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             for m in models])
 
 
-@pytest.fixture(scope="session")
-def suite(pytestconfig: pytest.Config) -> Suite:
-    state = _state(pytestconfig)
+def _state_or_skip(config: pytest.Config) -> State:
+    state = _state(config)
     if state is None:
         pytest.skip("no segconform case files in this run")
-    return state.suite
+    return state
+
+
+@pytest.fixture(scope="session")
+def suite(pytestconfig: pytest.Config) -> Suite:
+    return _state_or_skip(pytestconfig).suite
 
 
 @pytest.fixture(scope="session")
 def recorder(pytestconfig: pytest.Config) -> Recorder:
-    state = _state(pytestconfig)
-    if state is None:
-        pytest.skip("no segconform case files in this run")
-    return state.recorder
+    return _state_or_skip(pytestconfig).recorder
 
 
 @pytest.fixture
@@ -339,6 +352,32 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         problems = ", ".join(f"{count} {kind.replace('_', ' ')}" for kind, count in sorted(entry["problems"].items()))
         terminalreporter.write_line(f"segconform: {name}: {entry['scored']} of {entry['files']} images scored"
                                     + (f"; data problems: {problems}" if problems else ""))
+
+
+# --------------------------------------------------------------------------- pytest-xdist: one model, one worker
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """For ``--dist loadgroup``: schedule by model (segconform items), by ``@group`` suffix or test (the rest)."""
+    state = _state(config)
+    if state is None or config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    models = {m.name for family in state.families.values() for m in family.models}
+
+    class ModelScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            if nodeid.rfind("@") > nodeid.rfind("]"):  # an xdist_group suffix, where pytest still allows it
+                return nodeid.rsplit("@", 1)[-1]
+            if nodeid.endswith("]") and "[" in nodeid:
+                model = nodeid[nodeid.index("[") + 1:-1].split("-", 1)[0]
+                if model in models:
+                    return f"segconform model {model}"
+            return nodeid
+
+    return ModelScheduling(config, log)
 
 
 # --------------------------------------------------------------------------- pytest-benchmark: baselines per machine

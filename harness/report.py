@@ -59,6 +59,19 @@ class Row:
     outcomes: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
+    def absorb(self, other: "Row") -> None:
+        """Take what another process recorded for the same item and dataset (its checks ran in another worker)."""
+        for name in (f.name for f in fields(self)):
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if isinstance(mine, dict):
+                mine.update(theirs)
+            elif isinstance(mine, list):
+                mine.extend(t for t in theirs if t not in mine)
+            elif not mine and theirs:
+                setattr(self, name, theirs)
+            elif name == "images":
+                self.images = max(self.images, other.images)
+
 
 class Recorder:
     def __init__(self, report_dir: Path) -> None:
@@ -120,8 +133,9 @@ class Recorder:
             row = Row(**{k: v for k, v in data.items() if k in names})
             key = (row.item, row.dataset)
             if key in self.rows:
-                raise ValueError(f"row {key} was recorded by two workers; items must run in one worker each")
-            self.rows[key] = row
+                self.rows[key].absorb(row)
+            else:
+                self.rows[key] = row
         for item, checks in exported.get("outcomes", {}).items():
             self.outcomes.setdefault(item, {}).update(checks)
         self.architectures.update(exported.get("architectures", {}))

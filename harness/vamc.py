@@ -50,6 +50,15 @@ def check_variant(variant: Variant) -> None:
         raise VamcError(f"fp16 takes no calibration, got {variant.calibration!r}")
 
 
+def unbuildable(variant: Variant, who: str) -> str | None:
+    """A runtime's ``_unsupported`` answer for devices that run what vamc compiles: None, or why not."""
+    try:
+        check_variant(variant)
+    except VamcError as error:
+        return f"{who} runs models vamc builds ({'/'.join(PRECISIONS)}): {error}"
+    return None
+
+
 def default_data(model: Model) -> str:
     """The case's calibration images, relative to the data root (``<set>/images``, see the data README)."""
     dataset = next(d for d in model.datasets if d.name == model.calibration_dataset)

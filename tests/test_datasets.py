@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from harness.datasets import DataError, Dataset, Sample, open_folder, synthetic, truncation
@@ -124,7 +124,6 @@ def _numbered(count: int) -> Dataset:
     return Dataset("demo", [Sample(f"{i:03d}", None, None) for i in range(count)])
 
 
-@settings(max_examples=60, deadline=None)
 @given(st.integers(1, 80), st.integers(0, 90))
 def test_limited_spreads_evenly_and_is_deterministic(size, count):
     dataset = _numbered(size)

@@ -146,3 +146,24 @@ def test_strip_is_a_png_240_high_with_each_panel_scaled_to_that_height(tmp_path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     strip = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     assert strip.shape == (240, 120 + 240 + 720 + 240 + 1, 3)
+
+
+def test_rows_of_one_item_from_two_workers_merge_into_one(tmp_path):
+    """Under pytest-xdist without grouping, an item's checks can run in two workers: each brings its part."""
+    first, second = Recorder(tmp_path), Recorder(tmp_path)
+    item = SimpleNamespace(id="isnet-int8-kl_divergence-onnxruntime", model=SimpleNamespace(name="isnet"),
+                           family=SimpleNamespace(family="isnet"), variant=SimpleNamespace(label="int8-kl_divergence"),
+                           runtime="onnxruntime")
+    first.row(item, "ecssd").conformance = {"mae_mean": 0.003}
+    first.note(item, "ecssd", "seen by the first worker")
+    first.outcome(item.id, "conformance", "passed")
+    second.row(item, "ecssd").metrics = {"mae": 0.12}
+    second.row(item, "ecssd").images = 100
+    second.outcome(item.id, "accuracy", "failed")
+    merged = Recorder(tmp_path)
+    merged.merge(first.export())
+    merged.merge(second.export())
+    row = merged.sorted_rows()[0]
+    assert (row.conformance, row.metrics, row.images) == ({"mae_mean": 0.003}, {"mae": 0.12}, 100)
+    assert row.notes == ["seen by the first worker"]
+    assert row.outcomes == {"conformance": "passed", "accuracy": "failed"}

