@@ -20,8 +20,15 @@ from . import datasets as ds
 from . import metrics
 from .cases import Item, Model
 from .golden import Settled
-from .judgement import (QUANTISATION, Comparison, conformance_budget, documented_delta, intervals,
-                        judge_documented, judge_paired)
+from .judgement import (
+    QUANTISATION,
+    Comparison,
+    conformance_budget,
+    documented_delta,
+    intervals,
+    judge_documented,
+    judge_paired,
+)
 from .perf import Interleaved, RatioFloor
 from .report import Recorder, Row
 from .suite import Suite

@@ -12,8 +12,8 @@ import numpy as np
 
 from . import datasets as ds
 from .artifacts import ArtifactBuilder, ArtifactStore
-from .catalogue import DatasetCatalogue
 from .cases import Item, Model
+from .catalogue import DatasetCatalogue
 from .golden import GoldenStore, Regeneration
 from .metrics import Scorer, Scores
 from .networks import Networks

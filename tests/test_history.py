@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+
 import pytest
 
 from harness import history

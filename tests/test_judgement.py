@@ -6,15 +6,25 @@ computed here from the values, not taken from the code under test.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from harness.cases import Budget, Item, Variant, load_all
-from harness.judgement import (GOLDEN_FP32_BUDGET, SOURCE_BUDGET, Bootstrap, BudgetError, Comparison,
-                               conformance_budget, documented_delta, intervals, judge_documented, judge_paired)
+from harness.cases import Budget, Item, load_all
+from harness.judgement import (
+    GOLDEN_FP32_BUDGET,
+    SOURCE_BUDGET,
+    Bootstrap,
+    BudgetError,
+    Comparison,
+    conformance_budget,
+    documented_delta,
+    intervals,
+    judge_documented,
+    judge_paired,
+)
 from harness.metrics import Scores
-
-from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BUDGET = Budget(mae=0.01, mae_worst=0.03, max_abs=0.5, why="test")

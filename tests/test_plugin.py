@@ -141,7 +141,7 @@ def test_data_problems_are_warnings_naming_the_file_and_failures_under_strict_da
                        ("synthetic_02.png", "resized")):
         assert any(name in line and what in line for line in out.splitlines()), (name, out[-4000:])
     assert "DataWarning" in out
-    assert "people: 3 of 5 images scored; data problems: 1 missing mask, 1 orphan mask, 1 resized mask, " \
+    assert "people: 3 of 5 images scored for accuracy; data problems: 1 missing mask, 1 orphan mask, 1 resized mask, " \
            "1 truncated image" in out
 
     strict = _run(repository, "-k", "mynet and fp32 and accuracy", "--strict-data")
@@ -191,3 +191,35 @@ def test_vacc_device_auto_binds_each_worker_to_its_own_card(repository: pytest.P
     providers = {row["item"]: row["provider"] for row in summary["rows"]}
     assert sorted(providers) == ["mynet-fp16-vacc", "othernet-fp16-vacc"], run.stdout.str()[-3000:]
     assert sorted(providers.values()) == ["VACC device 0", "VACC device 1"]
+
+
+@pytest.mark.slow
+def test_junit_xml_carries_each_item_s_figures_as_properties(repository: pytest.Pytester):
+    import xml.etree.ElementTree as ElementTree
+
+    _run(repository, "--update-golden=all", "-k", "fp32 and regression").assert_outcomes(passed=1)
+    _run(repository, "-k", "mynet and (accuracy or conformance)", "--junitxml=out.xml").assert_outcomes(passed=4)
+    cases = {c.get("name"): {p.get("name"): p.get("value") for p in c.iter("property")}
+             for c in ElementTree.parse(repository.path / "out.xml").getroot().iter("testcase")}
+    accuracy = cases["test_accuracy[mynet-int8-max-onnxruntime]"]
+    assert json.loads(accuracy["segconform.metrics.people"]).keys() == {"miou"}
+    assert "segconform.vs_fp32.people" in accuracy
+    conformance = json.loads(cases["test_conformance[mynet-int8-max-onnxruntime]"]["segconform.conformance.people"])
+    assert conformance["images"] == 3 and conformance["mae_mean"] >= 0
+
+
+@pytest.mark.slow
+def test_benchmark_baselines_of_another_machine_are_refused_with_the_reason(repository: pytest.Pytester):
+    store = f"--benchmark-storage=file://{repository.path / 'store'}"
+    timed = ["-k", "mynet and fp32 and latency", "--benchmark-enable", "--benchmark-max-time=0.05", store]
+    _run(repository, *timed, "--benchmark-autosave").assert_outcomes(passed=1)
+    saved = next((repository.path / "store").rglob("*.json"))
+    data = json.loads(saved.read_text())
+    assert data["machine_info"]["segconform"]["int8"]  # the fingerprint is stored with the baseline
+    _run(repository, *timed, "--benchmark-compare").assert_outcomes(passed=1)  # same machine: compared
+    data["machine_info"]["segconform"]["cores"] = 99
+    saved.write_text(json.dumps(data))
+    refused = _run(repository, *timed, "--benchmark-compare")
+    assert refused.ret != 0
+    assert "saved on another machine" in refused.stderr.str() + refused.stdout.str()
+    assert "cores: 99 -> " in refused.stderr.str() + refused.stdout.str()

@@ -13,8 +13,7 @@ import importlib
 import pkgutil
 from importlib import metadata
 
-from .base import (Artifact, RunInput, Runtime, RuntimeConfig, RuntimeUnavailable, Session,
-                   SessionClosed)
+from .base import Artifact, RunInput, Runtime, RuntimeConfig, RuntimeUnavailable, Session, SessionClosed
 
 ENTRY_POINT_GROUP = "segconform.runtimes"
 

@@ -14,10 +14,10 @@ import math
 
 import pytest
 import torch
+from official import official_shapes
 
 from harness.models import build, get
 from harness.models.profile import count_flops, count_params
-from official import official_shapes
 
 SEED_SHAPE = (1, 3, 320, 320)
 SMALL = 64

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from official import official_shapes, seeded_official_state
 
 from harness.models import build, get
 from harness.models.isnet import ISNet
 from harness.models.profile import count_flops, count_params
-from official import official_shapes, seeded_official_state
 
 SEED_SHAPE = (1, 3, 320, 320)
 SMALL = (1, 3, 64, 64)

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from official import KEYS_DIR, SHARED_PREFIXES, official_param_count, official_shapes, random_official_state
 
 from harness.models import build, names
 from harness.models.profile import count_params
-from official import KEYS_DIR, SHARED_PREFIXES, official_param_count, official_shapes, random_official_state
 
 NAMES = names()
 

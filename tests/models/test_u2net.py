@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from official import official_shapes, seeded_official_state
 
 from harness.models import build, get
 from harness.models.profile import count_flops, count_params
-from official import official_shapes, seeded_official_state
 
 SEED_SHAPE = (1, 3, 320, 320)
 SMALL = (1, 3, 64, 64)
