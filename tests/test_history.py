@@ -44,7 +44,7 @@ def test_an_unchanged_night_reports_nothing_and_exits_zero(tmp_path):
 
 def test_a_metric_beyond_its_interval_a_new_failure_and_a_slower_runtime_are_regressions(tmp_path):
     history.save(tmp_path, _record("2026-12-01T01:00:00Z", [_row()]))
-    worse = _row(metrics={"mae": 0.135, "avg_f": 0.662}, latency_ms={"runtime": 99.0},
+    worse = _row(metrics={"mae": 0.135, "avg_f": 0.662}, latency_ms={"runtime": 125.0},
                  performance={"speedup_vs_fp32": {"ratio": 1.9, "bound": 1.5}},
                  outcomes={"conformance": "failed", "accuracy": "passed"})
     history.save(tmp_path, _record("2026-12-02T01:00:00Z", [worse]))
@@ -54,7 +54,7 @@ def test_a_metric_beyond_its_interval_a_new_failure_and_a_slower_runtime_are_reg
     assert "WORSE  isnet-int8-kl_divergence-onnxruntime conformance: new failure (was passed)" in text
     assert "mae 0.1200 -> 0.1350, outside the previous interval [0.1100, 0.1300]" in text
     assert "avg_f" not in text  # moved inside its interval: noise, not news
-    assert "runtime latency 66.0 -> 99.0 ms (+50%)" in text and "speedup_vs_fp32 2.8 -> 1.9" in text
+    assert "runtime latency 66.0 -> 125.0 ms (+89%)" in text and "speedup_vs_fp32 2.8 -> 1.9" in text
 
 
 def test_latencies_of_another_machine_are_not_compared_but_metrics_are(tmp_path):
