@@ -198,8 +198,11 @@ class MetricVerdict:
     judged: bool = True
 
     def as_dict(self) -> dict[str, object]:
-        return {"value": self.value, "ci": list(self.interval), "expected": self.expected, "allowed": self.allowed,
-                "passed": self.passed, "judged": self.judged, **({"reason": self.reason} if self.reason else {})}
+        # Plain Python types: the bootstrap's numpy scalars (np.bool_ above all) are not JSON.
+        return {"value": float(self.value), "ci": [float(x) for x in self.interval],
+                "expected": None if self.expected is None else float(self.expected), "allowed": self.allowed,
+                "passed": bool(self.passed), "judged": bool(self.judged),
+                **({"reason": self.reason} if self.reason else {})}
 
 
 def _worse(metric: str, value: float | np.ndarray) -> float | np.ndarray:
@@ -244,11 +247,11 @@ def judge_documented(scores: Scores, documented: Mapping[str, float], tolerance:
             verdicts.append(MetricVerdict(metric, value, (low, high), expected, allowed, True, judged=False))
             continue
         if full_set:
-            passed = abs(value - expected) <= tol
+            passed = bool(abs(value - expected) <= tol)
             allowed = f"{expected:g} +- {tol:g} (whole documented set: reproduction)"
             reason = "" if passed else f"{metric} {value:.4f} differs from documented {expected:g} by more than {tol:g}"
         else:
-            passed = low - tol <= expected <= high + tol
+            passed = bool(low - tol <= expected <= high + tol)
             allowed = f"documented {expected:g} within [{low - tol:.4f}, {high + tol:.4f}] (CI widened by {tol:g})"
             reason = "" if passed else (f"{metric} {value:.4f}, {bootstrap.confidence:.0%} CI [{low:.4f}, {high:.4f}] "
                                         f"+- {tol:g} excludes documented {expected:g}")
@@ -299,7 +302,7 @@ def judge_paired(candidate: Scores, reference: Scores, documented_delta: Mapping
             continue
         allowance = max(float(_worse(metric, documented)), 0.0) + tolerance[metric]
         worse_low = min(float(_worse(metric, low)), float(_worse(metric, high)))
-        passed = worse_low <= allowance
+        passed = bool(worse_low <= allowance)
         direction = "+" if metric in LOWER_IS_BETTER else "-"
         allowed = f"worse than fp32 by at most {allowance:.4g} ({direction} is worse; seed: {documented:+g})"
         reason = "" if passed else (f"{metric}: {delta:+.4f} vs fp32, {bootstrap.confidence:.0%} CI "
@@ -315,7 +318,7 @@ def judge_paired(candidate: Scores, reference: Scores, documented_delta: Mapping
         else:
             share, draws = ours_value[metric] / theirs_value[metric], ours_draws[metric] / theirs_draws[metric]
         low, high = bootstrap.percentile(draws)
-        passed = not high < floor
+        passed = bool(high >= floor)
         reason = "" if passed else (f"{metric}: keeps {share:.2%} of fp32 ({bootstrap.confidence:.0%} CI "
                                     f"[{low:.2%}, {high:.2%}]), floor {floor:.0%}")
         kept[metric] = MetricVerdict(metric, float(share), (float(low), float(high)), floor,

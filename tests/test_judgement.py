@@ -203,3 +203,13 @@ def test_runs_on_different_images_pair_only_their_common_images():
     candidate = fp32.subset(list(fp32.stems[3:]))
     result = judge_paired(candidate, fp32, {"mae": 0.0}, TOLERANCE, {}, Bootstrap(), "k")
     assert result.images == 7 and result.deltas["mae"].value == 0.0 and result.failures == []
+
+
+def test_verdicts_serialise_as_plain_json():
+    # The bootstrap hands back numpy scalars; a floor's np.bool_ once crashed summary.json at the end of a run.
+    import json
+
+    paired = _paired(0.0, -0.1, floors={"avg_f": 0.99}, documented={"mae": 0.002})
+    documented = judge_documented(_population(150), {"mae": 0.1}, TOLERANCE, Bootstrap(), "k", False)
+    text = json.dumps({"paired": paired.as_dict(), "documented": [v.as_dict() for v in documented]})
+    assert '"passed": false' in text and '"passed": true' in text
