@@ -259,6 +259,8 @@ def draw_plots(report_dir: Path, history: list[dict[str, Any]]) -> list[Path]:
                     (index, row["metrics"][metric]))
             if "runtime" in row.get("latency_ms", {}):
                 model["latency"].setdefault(label, []).append((index, row["latency_ms"]["runtime"]))
+    ticks = list(range(len(history)))  # one tick per run, named by its UTC start
+    stamps = [str(record["run"].get("started", ""))[5:16].replace("T", " ") for record in history]
     folder = report_dir / HISTORY / PLOTS
     folder.mkdir(parents=True, exist_ok=True)
     written = []
@@ -266,14 +268,16 @@ def draw_plots(report_dir: Path, history: list[dict[str, Any]]) -> list[Path]:
         if not kinds["metric"] and not kinds["latency"]:
             continue
         figure, axes = plt.subplots(1, 2, figsize=(11, 3.6))
-        for axis, kind, title in ((axes[0], "metric", "metric"), (axes[1], "latency", "runtime latency (ms)")):
+        for axis, kind, title in ((axes[0], "metric", "first metric"), (axes[1], "latency", "runtime latency (ms)")):
             for label, points in sorted(kinds[kind].items()):
                 xs, ys = zip(*points)
                 axis.plot(xs, ys, marker="o", label=label)
             axis.set_title(f"{model}: {title}")
-            axis.set_xlabel("run")
+            axis.set_xticks(ticks, stamps, rotation=30, ha="right", fontsize=7)
             if kinds[kind]:
                 axis.legend(fontsize=7)
+            else:  # accuracy-only runs measure no latency, benchmark-only runs no metric
+                axis.text(0.5, 0.5, f"no {kind} in these runs", ha="center", va="center", transform=axis.transAxes)
         figure.tight_layout()
         path = folder / f"{model}.png"
         figure.savefig(path, dpi=80)

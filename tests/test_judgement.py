@@ -131,6 +131,15 @@ def test_interval_brackets_the_mean_and_is_empty_for_identical_images():
     assert intervals(flat, Bootstrap(), "k")["mae"] == pytest.approx((0.05, 0.05))
 
 
+def test_interval_of_a_handful_of_images_stays_inside_their_range():
+    values = np.array([0.02, 0.03, 0.05, 0.61])  # one hard image of four, as on the synthetic set
+    weights = Bootstrap().weights(4, "k")
+    low, high = Bootstrap().studentised(values, weights)  # unbounded, bootstrap-t reaches below zero here
+    assert values.min() <= low < values.mean() < high <= values.max()
+    means = weights @ values / 4
+    assert means.min() >= values.min() - 1e-12 and means.max() <= values.max() + 1e-12  # no resample crosses it
+
+
 def test_interval_of_a_skewed_metric_reaches_further_on_the_long_side():
     scores = _population(150)
     mean = scores.parts["mae"].mean()
