@@ -235,7 +235,8 @@ class Model(_Strict):
     documented: Documented = Documented()
     budgets: dict[str, Budget]
     seeded_budgets: dict[str, Budget] = Field(
-        default_factory=dict, description="budgets for seeded (untrained) weights, measured on every int8 instruction set")
+        default_factory=dict,
+        description="budgets for seeded (untrained) weights, measured with exact int8 arithmetic (same on every CPU)")
     performance: Performance | None = Field(None, description="overrides the family's performance floors")
     int8: Int8Scheme | None = Field(None, description="overrides the family's static int8 scheme")
     extra_precisions: tuple[Literal["fp32", "fp16", "int8_dynamic"], ...] = ()

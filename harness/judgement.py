@@ -50,7 +50,8 @@ def conformance_budget(item: Item, against: str, trained: bool) -> Budget:
 
     ``trained``: whether the item runs trained weights (a device runtime's compiled model counts as
     trained). Seeded weights magnify quantisation error through min-max normalisation of near-flat maps,
-    so their fp16 / int8 items take the model's ``seeded_budgets``, measured on every int8 instruction set.
+    so their fp16 / int8 items take the model's ``seeded_budgets``, measured with exact int8 arithmetic
+    (the same on every instruction set).
     """
     precision = item.variant.precision
     if precision == "fp32":
