@@ -50,8 +50,13 @@ CASE = {
 
 
 @pytest.fixture
-def repository(pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory) -> pytest.Pytester:
+def repository(pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory,
+               monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
     """The user's repository: a case file, a pytest.ini, an empty golden folder; a checkpoint and data outside it."""
+    # When these tests themselves run under -n 2, the user's pytest must not inherit this worker's identity
+    # (pytest-benchmark disables itself and the plugin would bind this worker's device).
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        monkeypatch.delenv(name, raising=False)
     (pytester.path / "cases").mkdir()
     (pytester.path / "cases" / "demo.yaml").write_text(yaml.safe_dump(CASE), encoding="utf-8")
     (pytester.path / "golden").mkdir()
