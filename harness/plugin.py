@@ -350,8 +350,9 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
             entry["problems"][kind] = max(entry["problems"].get(kind, 0), count)
     for name, entry in sorted(by_dataset.items()):
         problems = ", ".join(f"{count} {kind.replace('_', ' ')}" for kind, count in sorted(entry["problems"].items()))
+        unscored = " (no accuracy item scored it: seeded weights or not selected)" if not entry["scored"] else ""
         terminalreporter.write_line(f"segconform: {name}: {entry['scored']} of {entry['files']} images scored for accuracy"
-                                    + (f"; data problems: {problems}" if problems else ""))
+                                    + unscored + (f"; data problems: {problems}" if problems else ""))
 
 
 # --------------------------------------------------------------------------- pytest-xdist: one model, one worker
