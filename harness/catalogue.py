@@ -30,14 +30,10 @@ class DatasetCatalogue:
             dataset = self._dataset(spec.name, spec.folder, model.task != "matting")
             if dataset is not None:
                 found.append(dataset)
-        return [d for d in found if d is not None]
+        return found
 
     def missing_reason(self, name: str) -> str | None:
         return self._missing.get(name)
-
-    def opened(self) -> list[ds.Dataset]:
-        """Every dataset opened so far (the report counts their problems)."""
-        return list(self._open.values())
 
     def _dataset(self, name: str, folder: str | None, binary: bool) -> ds.Dataset | None:
         if name in self._open:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,7 @@ from .judgement import (
 )
 from .perf import Interleaved, RatioFloor
 from .report import Recorder, Row
+from .runtimes import RunInput
 from .suite import Suite
 
 Property = Callable[[str, Any], None]
@@ -230,7 +232,7 @@ def test_regression(item: Item, runnable: Item, suite: Suite, recorder: Recorder
         run = suite.run(item, dataset)
         golden = settled.golden
         samples = [s for s in dataset.samples if s.stem in golden.stems() and s.stem in run.maps]
-        expected = {s.stem: golden.map(s.stem) for s in samples if golden.matches_image(s.stem, dataset.image(s))}
+        expected = golden.comparable({s.stem: dataset.image(s) for s in samples})
         if len(expected) < len(samples):
             recorder.note(item, dataset.name,
                           f"golden not compared for {len(samples) - len(expected)} images that differ from the golden's inputs")
@@ -364,10 +366,22 @@ def _live_session(suite: Suite, item: Item):
     return session
 
 
-def _latency_image(suite: Suite, item: Item) -> tuple[np.ndarray, str]:
-    dataset = suite.catalogue.for_model(item.model)[0]  # the synthetic set: the same image on every machine
-    sample = dataset.samples[0]
-    return dataset.image(sample), sample.stem
+@dataclass(frozen=True)
+class _LatencyInput:
+    """The image every latency check times (the first synthetic one: the same on every machine), and its batch."""
+
+    image: np.ndarray
+    stem: str
+    takes_images: bool
+    batch: RunInput
+
+    @classmethod
+    def of(cls, suite: Suite, item: Item) -> "_LatencyInput":
+        dataset = suite.catalogue.for_model(item.model)[0]
+        sample = dataset.samples[0]
+        image = dataset.image(sample)
+        takes_images = suite.sessions.runtime(item.runtime).takes_images
+        return cls(image, sample.stem, takes_images, suite.pipeline(item.model).batch(image, sample.stem, takes_images))
 
 
 def _benchmark_group(benchmark: Any, item: Item, kind: str) -> None:
@@ -379,12 +393,10 @@ def test_latency(item: Item, runnable: Item, suite: Suite, recorder: Recorder, b
                  record_property: Property) -> None:
     """Latency of one image through the bare runtime session as deployed (preprocessing excluded)."""
     session = _live_session(suite, item).deployed
-    image, stem = _latency_image(suite, item)
-    takes_images = suite.sessions.runtime(item.runtime).takes_images
-    batch = suite.pipeline(item.model).batch(image, stem, takes_images)
+    latency = _LatencyInput.of(suite, item)
     _benchmark_group(benchmark, item, "runtime")
     benchmark.extra_info.update(provider=session.provider, settings=session.settings())
-    outputs = benchmark(session.run, batch)
+    outputs = benchmark(session.run, latency.batch)
     assert outputs and np.all(np.isfinite(outputs[0])), f"{item.id}: non-finite output in the latency run"
     stats = getattr(benchmark, "stats", None)
     if stats is not None:
@@ -408,9 +420,8 @@ def test_speedup(item: Item, runnable: Item, suite: Suite, recorder: Recorder, b
     if reason:
         pytest.skip(f"no fp32 item on {item.runtime} to compare with: {reason}")
     ours, fp32 = _live_session(suite, item).deployed, _live_session(suite, item.fp32_here).deployed
-    image, stem = _latency_image(suite, item)
-    takes_images = suite.sessions.runtime(item.runtime).takes_images
-    batch = suite.pipeline(item.model).batch(image, stem, takes_images)
+    batch = _LatencyInput.of(suite, item).batch
+
     def timing() -> Interleaved:
         return Interleaved(lambda: ours.run(batch), lambda: fp32.run(batch))
 
@@ -427,12 +438,11 @@ def test_pipeline_overhead(item: Item, runnable: Item, suite: Suite, recorder: R
     ceiling = item.family.performance_of(item.model).max_pipeline_overhead
     assert ceiling is not None
     session = _live_session(suite, item).deployed
-    image, stem = _latency_image(suite, item)
-    takes_images = suite.sessions.runtime(item.runtime).takes_images
-    pipeline = suite.pipeline(item.model)
-    batch = pipeline.batch(image, stem, takes_images)
+    latency, pipeline = _LatencyInput.of(suite, item), suite.pipeline(item.model)
+
     def timing() -> Interleaved:
-        return Interleaved(lambda: pipeline.infer(session, image, stem, takes_images, item.id), lambda: session.run(batch))
+        return Interleaved(lambda: pipeline.infer(session, latency.image, latency.stem, latency.takes_images, item.id),
+                           lambda: session.run(latency.batch))
 
     gate = RatioFloor("overhead", ceiling, f"{item.id} pipeline vs bare runtime")
     holds, ratio, text = _interleaved_gate(benchmark, suite, item, timing, gate, "pipeline", "runtime")
@@ -443,11 +453,15 @@ def test_pipeline_overhead(item: Item, runnable: Item, suite: Suite, recorder: R
 
 def _interleaved_gate(benchmark: Any, suite: Suite, item: Item, timing: Callable[[], Interleaved], gate: RatioFloor,
                       first: str, second: str) -> tuple[bool, float, str]:
-    """One interleaved measurement through pytest-benchmark (its table and storage), confirmed when it misses."""
+    """One interleaved measurement through pytest-benchmark (its table and storage), confirmed when it misses.
+
+    The warm-up happens before pytest-benchmark's rounds, so the medians judged are those of the recorded
+    rounds only (pytest-benchmark's own warm-up rounds would still call ``round`` and be counted).
+    """
     rounds = suite.settings.latency_rounds
-    measured = timing()
+    measured = timing().warm_up()
     _benchmark_group(benchmark, item, "ratios")
-    benchmark.pedantic(measured.round, rounds=rounds, warmup_rounds=2, iterations=1)
+    benchmark.pedantic(measured.round, rounds=rounds, iterations=1)
     benchmark.extra_info.update({f"{first}_ms": 1000 * measured.medians[0], f"{second}_ms": 1000 * measured.medians[1]})
     return gate.confirmed(measured, lambda: timing().run(rounds), first, second)
 

@@ -94,7 +94,6 @@ class Dataset:
     name: str
     samples: list[Sample]
     binary_masks: bool = True
-    root: Path | None = None
     problems: list[DataProblem] = field(default_factory=list)
     _images: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     _masks: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
@@ -176,7 +175,7 @@ def open_folder(root: Path, name: str, binary_masks: bool = True) -> Dataset:
         raise DataError(f"{root}: no images/ folder (expected images/<stem>.<ext> and masks/<stem>.png)")
     images = {p.stem: p for p in sorted(images_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
     masks = {p.stem: p for p in sorted(masks_dir.glob("*.png"))} if masks_dir.is_dir() else {}
-    dataset = Dataset(name, [], binary_masks=binary_masks, root=root)
+    dataset = Dataset(name, [], binary_masks=binary_masks)
     for stem, image_path in images.items():
         if stem not in masks:
             dataset.problem("missing_mask", image_path, f"no mask masks/{stem}.png; image left out")

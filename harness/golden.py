@@ -70,6 +70,10 @@ class GoldenSet:
     def matches_image(self, stem: str, image: np.ndarray) -> bool:
         return self.meta.get("images", {}).get(stem) == image_fingerprint(image)
 
+    def comparable(self, images: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The golden maps of those of ``images`` (by stem) that are the very inputs the set was made from."""
+        return {stem: self.map(stem) for stem in self.stems() if stem in images and self.matches_image(stem, images[stem])}
+
 
 class GoldenStore:
     def __init__(self, root: Path) -> None:
@@ -192,13 +196,16 @@ class Regeneration:
                 return self._write(model, dataset, maps, images, meta, "rewritten")
             return Settled("other-weights", f"golden made with '{golden.meta.get('weights')}', now '{weights}': "
                                             "regenerate with --update-golden", golden)
-        expected = {s: golden.map(s) for s in golden.stems() if s in maps and golden.matches_image(s, images[s])}
+        expected = golden.comparable({s: images[s] for s in maps if s in images})
         comparison = Comparison.of({s: maps[s] for s in expected}, expected, GOLDEN_FP32_BUDGET, QUANTISATION)
         if comparison.passed:
             self.store.clear_obtained(model, dataset)
             return Settled("matches", f"fp32 reference matches {comparison.images} golden masks", golden, comparison)
         if self.mode == "failing":
             return self._write(model, dataset, maps, images, meta, "rewritten", comparison)
+        if not expected:  # e.g. other files under the same stems: nothing to compare, nothing to write for review
+            return Settled("differs", f"none of the golden masks in {folder} was made from these inputs "
+                                      f"({', '.join(golden.stems())}); regenerate with --update-golden", golden, comparison)
         obtained = self.store.write_obtained(model, dataset, {s: maps[s] for s in expected})
         return Settled("differs", f"the fp32 reference no longer matches {folder}: {'; '.join(comparison.violations)}; "
                                   f"obtained maps written beside them ({obtained[0].name}, ...); review, then "

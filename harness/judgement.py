@@ -5,7 +5,7 @@
   (each candidate build) all judge with it.
 * :func:`conformance_budget`: which budget applies, for every pairing the checks make.
 * Accuracy acceptance with intervals (:func:`judge_documented`, :func:`judge_paired`): a metric is
-  judged against the seed's value with a percentile bootstrap interval over images, and every non-fp32
+  judged against the seed's value with a bootstrap interval over images (:class:`Bootstrap`), and every non-fp32
   item also by its *paired* difference from the fp32 item on exactly the same images (the same
   resamples for both), against the seed's documented difference for that precision and against
   MLPerf-style floors. Pairing removes the image-to-image spread that a subset brings (u2netp's MAE

@@ -40,12 +40,17 @@ class Interleaved:
             sink.append(time.perf_counter() - started)
         self._rounds += 1
 
-    def run(self, rounds: int, warmup: int = 2) -> "Interleaved":
-        """``warmup`` unrecorded rounds, then ``rounds`` recorded ones (outside pytest-benchmark)."""
-        for _ in range(warmup):
+    def warm_up(self, rounds: int = 2) -> "Interleaved":
+        """``rounds`` rounds whose durations are dropped (first calls allocate, load kernels, fill caches)."""
+        for _ in range(rounds):
             self.round()
         self.first_seconds.clear()
         self.second_seconds.clear()
+        return self
+
+    def run(self, rounds: int, warmup: int = 2) -> "Interleaved":
+        """``warmup`` unrecorded rounds, then ``rounds`` recorded ones (outside pytest-benchmark)."""
+        self.warm_up(warmup)
         for _ in range(rounds):
             self.round()
         return self

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from .cases import LOWER_IS_BETTER
+from .machine import SATURATING_U8S8
 from .metrics import to_uint8
 
 #: Column order of the metric columns, as the seed tables order them.
@@ -241,7 +242,7 @@ def _run_lines(run: dict[str, Any] | None) -> list[str]:
     machine = run.get("machine", {})
     lines = [f"Run {run.get('started', '?')} on {machine.get('cpu', '?')} ({machine.get('cores', '?')} cores, int8 path "
              f"{machine.get('int8', '?')}), onnxruntime {machine.get('onnxruntime', '?')}, commit {run.get('commit', '?')}."]
-    if machine.get("int8") in ("avx2", "avx512bw"):
+    if machine.get("int8") in SATURATING_U8S8:
         lines.append("This CPU's U8S8 int8 kernels saturate 16-bit intermediates (vpmaddubsw): static int8 verdicts use "
                      "the builds' exact arithmetic; what the deployed kernels change is in the int8 kernels column.")
     return [*lines, ""]

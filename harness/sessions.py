@@ -41,6 +41,7 @@ class SessionPool:
         self.networks = networks
         self._runtimes: dict[str, Runtime] = {}
         self._sessions: dict[str, Session] = {}
+        self._artifacts: dict[str, Artifact | None] = {}
 
     def runtime(self, name: str) -> Runtime:
         if name not in self._runtimes:
@@ -61,13 +62,17 @@ class SessionPool:
         return None
 
     def artifact(self, item: Item) -> Artifact | None:
-        """What the item's runtime declared it needs, built (or found in the cache)."""
-        kind = self.runtime(item.runtime).artifact
-        if kind == "onnx":
-            return self.builder.onnx(item.model, item.variant, item.int8_scheme)
-        if kind == "torchscript":
-            return self.builder.torchscript(item.model)
-        return None
+        """What the item's runtime declared it needs, built (or found in the cache); looked up once per session,
+        since even a cache hit of static int8 preprocesses its calibration images to know its key."""
+        if item.id not in self._artifacts:
+            kind = self.runtime(item.runtime).artifact
+            if kind == "onnx":
+                self._artifacts[item.id] = self.builder.onnx(item.model, item.variant, item.int8_scheme)
+            elif kind == "torchscript":
+                self._artifacts[item.id] = self.builder.torchscript(item.model)
+            else:
+                self._artifacts[item.id] = None
+        return self._artifacts[item.id]
 
     def session(self, item: Item) -> Session:
         """The loaded session of ``item``; raises :class:`RuntimeUnavailable` when its runtime lacks this model."""

@@ -153,6 +153,16 @@ def test_a_set_the_reference_no_longer_matches(tmp_path, mode, state, fails, rew
     assert obtained == ([] if rewritten else ["a.obtained.png", "b.obtained.png"])  # beside the expected, for review
 
 
+def test_a_set_made_from_other_inputs_under_the_same_stems_fails_and_says_so(tmp_path):
+    store = GoldenStore(tmp_path)
+    maps, images = _maps(["a", "b"])
+    store.write("m", "d", maps, images, {"weights": "w1"})
+    others = {stem: 255 - image for stem, image in images.items()}  # another dataset's files, same stems
+    settled = Regeneration(store, None).settle("m", "d", "w1", _reference(maps, others)[0])
+    assert settled.state == "differs" and settled.fails and "none of the golden masks" in settled.message
+    assert not list((tmp_path / "m" / "d").glob("*.obtained.png"))
+
+
 def test_a_matching_set_is_left_alone_and_its_stale_obtained_maps_go(tmp_path):
     store = GoldenStore(tmp_path)
     maps, images = _maps(["a"])

@@ -58,3 +58,11 @@ def test_a_miss_is_measured_again_before_it_counts():
     calls = []
     gate.confirmed(fast.run(rounds=3), lambda: calls.append(1) or fast, "int8", "fp32")
     assert calls == []  # a pass is not measured twice
+
+
+def test_warm_up_rounds_are_not_counted_and_the_order_keeps_alternating():
+    calls = []
+    timing = Interleaved(_sleeper(0.0, calls, "a"), _sleeper(0.0, calls, "b")).warm_up(2)
+    assert timing.first_seconds == [] and timing.second_seconds == [] and calls == ["a", "b", "b", "a"]
+    timing.round()
+    assert len(timing.first_seconds) == 1 and calls[-2:] == ["a", "b"]
