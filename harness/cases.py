@@ -22,6 +22,16 @@ TASKS = ("saliency", "matting", "segmentation")
 LOWER_IS_BETTER = frozenset({"mae", "mse", "mad"})
 
 
+NON_FP32 = PRECISIONS[1:]
+
+
+def _known_keys(mapping: dict[str, Any], known: tuple[str, ...], what: str) -> None:
+    """Refuse keys outside ``known``: a typo in a precision name must not remove a check silently."""
+    unknown = [key for key in mapping if key not in known]
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown}: each must be {what} ({', '.join(known)})")
+
+
 class CaseError(ValueError):
     """A case file that cannot be used; the message names the file, the key and the reason."""
 
@@ -206,6 +216,13 @@ class Performance(_Strict):
     max_pipeline_overhead: float | None = Field(None, gt=0)
     note: str | None = None
 
+    @field_validator("min_speedup_vs_fp32")
+    @classmethod
+    def _known_precisions(cls, floors: dict[str, float]) -> dict[str, float]:
+        # A misspelt key would silently drop its gate from the collection: refuse it instead.
+        _known_keys(floors, NON_FP32, "a non-fp32 precision")
+        return floors
+
 
 class Model(_Strict):
     """One model of a family: everything needed to build, run and judge it."""
@@ -249,6 +266,12 @@ class Model(_Strict):
 
         validate_ops(ops)
         return ops
+
+    @field_validator("budgets", "seeded_budgets")
+    @classmethod
+    def _budget_precisions(cls, budgets: dict[str, Budget]) -> dict[str, Budget]:
+        _known_keys(budgets, NON_FP32, "a non-fp32 precision; fp32 is held to the harness's own budgets")
+        return budgets
 
     @model_validator(mode="after")
     def _consistent(self) -> "Model":

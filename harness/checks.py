@@ -30,6 +30,7 @@ from .judgement import (
     judge_documented,
     judge_paired,
 )
+from .history import keep_per_image
 from .perf import Interleaved, RatioFloor
 from .report import Recorder, Row
 from .runtimes import RunInput
@@ -191,6 +192,60 @@ def _localise(suite: Suite, recorder: Recorder, item: Item, dataset: ds.Dataset)
     return [result.summary()]
 
 
+# --------------------------------------------------------------------------- structure
+
+
+def test_structure(item: Item, runnable: Item, suite: Suite, recorder: Recorder, record_property: Property) -> None:
+    """Against fp32, what quantisation noise cannot hide: alignment, detail kept, channel order (any precision)."""
+    from . import structure
+
+    if _is_reference(item):
+        pytest.skip("the fp32 reference is what every other item's structure is compared with")
+    model_hw = item.model.input_shape[1:]
+    failures = []
+    datasets = suite.datasets_for(item)
+    probe_on = next((d for d in datasets if d.name != ds.SYNTHETIC), datasets[0] if datasets else None)
+    for dataset in datasets:
+        candidate = suite.run(item, dataset).maps
+        reference = suite.run(item.reference, dataset).maps
+        aligned = structure.alignment(candidate, reference, model_hw)
+        detail = structure.detail_kept(candidate, reference, model_hw)
+        row = recorder.row(item, dataset.name)
+        row.structure = {"alignment": aligned.as_dict(), "detail": detail.as_dict()}
+        if not aligned.passed:
+            dx, dy = aligned.median
+            failures.append(f"{dataset.name}: outputs offset by ({dx:+.2f}, {dy:+.2f}) model pixels against "
+                            f"{item.reference.id} (median of {len(aligned.offsets)} images; bound "
+                            f"{structure.ALIGNMENT_MAX_PX} px): a shifted resize or output")
+        if not detail.kept >= structure.DETAIL_FLOOR:
+            failures.append(f"{dataset.name}: keeps {detail.kept:.1%} of the reference's fine detail (floor "
+                            f"{structure.DETAIL_FLOOR:.0%}, {detail.images} images): a blurred, lower-resolution or "
+                            "misplaced output")
+        if not detail.spurious <= structure.SPURIOUS_CEILING:
+            failures.append(f"{dataset.name}: fine detail the reference does not have: {detail.spurious:.3g} of its "
+                            f"own (ceiling {structure.SPURIOUS_CEILING:g}, {detail.images} images): a noisy output")
+        if dataset is probe_on and item.model.input_shape[0] == 3 and suite.sessions.session(item).live:
+            probe = _channel_probe(suite, item, dataset, candidate, reference)
+            row.structure["channel_order"] = probe.as_dict()
+            if not probe.passed:
+                failures.append(f"{dataset.name}: the candidate fed swapped colour channels matches "
+                                f"{item.reference.id} better than fed them as the recipe orders them (MAE "
+                                f"{probe.swapped:.4g} vs {probe.as_is:.4g}, {probe.images} images): the runtime reads "
+                                "the channels in the other order")
+        _property(record_property, f"structure.{dataset.name}", row.structure)
+    assert not failures, "\n".join(failures)
+
+
+def _channel_probe(suite: Suite, item: Item, dataset: ds.Dataset, candidate: dict[str, np.ndarray],
+                   reference: dict[str, np.ndarray]):
+    """The candidate and the reference run again on a few images with their channels swapped."""
+    from .structure import PROBE_IMAGES, channel_probe
+
+    stems = [s.stem for s in dataset.samples if s.stem in candidate and s.stem in reference][:PROBE_IMAGES]
+    return channel_probe(candidate, suite.run_swapped(item, dataset, stems), reference,
+                         suite.run_swapped(item.reference, dataset, stems))
+
+
 # --------------------------------------------------------------------------- regression
 
 
@@ -293,6 +348,7 @@ def test_accuracy(item: Item, runnable: Item, suite: Suite, recorder: Recorder, 
         key = f"{item.id}/{dataset.name}"
         row.metrics, row.images = scores.results(), len(scores)
         row.ci = {m: list(v) for m, v in intervals(scores, bootstrap, key).items()}
+        keep_per_image(row, scores, run.maps, tolerance)  # what the next night's trend pairs with
         row.latency_ms.setdefault("pipeline (eval run)", 1000 * run.mean_seconds)
         _describe_session(suite, item, row)
         _property(record_property, f"metrics.{dataset.name}", row.metrics)
@@ -348,7 +404,8 @@ def _paired(suite: Suite, item: Item, dataset: ds.Dataset, row: Row, key: str, r
         return []
     paired = judge_paired(suite.scores(item, dataset), suite.scores(item.reference, dataset),
                           documented_delta(item.model, item, dataset.name), item.family.acceptance.reproduction,
-                          item.family.acceptance.floors.get(item.variant.precision, {}), suite.settings.bootstrap, key)
+                          item.family.acceptance.floors.get(item.variant.precision, {}), suite.settings.bootstrap, key,
+                          equivalence=item.variant.precision == item.reference.variant.precision)
     row.vs_fp32 = paired.as_dict()
     _property(record_property, f"vs_fp32.{dataset.name}",
               {m: v["value"] for m, v in row.vs_fp32["delta"].items()})

@@ -239,14 +239,47 @@ def localise_command(args: argparse.Namespace) -> int:
 def _trend_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report-dir", type=Path, default=Path("reports"), help="report folder (default: %(default)s)")
     parser.add_argument("--save-baseline", action="store_true", help="store the newest run as the baseline instead")
+    parser.add_argument("--fail-on-change", action="store_true",
+                        help="exit 1 on any change (outputs, a metric better or worse, a fix), not only on a regression")
 
 
 def trend_command(args: argparse.Namespace) -> int:
-    """The newest run against the previous comparable one and the baseline; exit 1 when something got worse."""
+    """The newest run against the previous comparable one and the baseline; exit 1 when something got worse (or,
+    with --fail-on-change, changed)."""
     from . import history
 
     try:
-        return history.main_trend(args.report_dir, args.save_baseline)
+        return history.main_trend(args.report_dir, args.save_baseline, fail_on_change=args.fail_on_change)
+    except ValueError as error:
+        raise CliError(str(error)) from error
+
+
+def _sensitivity_arguments(parser: argparse.ArgumentParser) -> None:
+    from .runtimes.faults import FAULTS
+
+    parser.add_argument("model", help="model name, e.g. isnet")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8", "int8_dynamic"),
+                        help="precision of the item (default: %(default)s)")
+    parser.add_argument("--calibration", default=None, choices=CALIBRATIONS,
+                        help="static int8 calibration (default: the case's first int8 row)")
+    parser.add_argument("--dataset", default=None,
+                        help="dataset the effects are measured on (default: the model's first real dataset present)")
+    parser.add_argument("--runtime", default="onnxruntime", help="the runtime the faults wrap (default: %(default)s)")
+    parser.add_argument("--faults", default=",".join(f for f in FAULTS if f != "identity"),
+                        help="comma-separated faults (default: all); the control 'identity' always runs")
+    parser.add_argument("--report-dir", type=Path, default=None,
+                        help="report folder (default: reports/sensitivity/MODEL-PRECISION-RUNTIME); after --, more "
+                             "pytest arguments: -- --eval-limit 8 --calibration-samples 8 --data-root DIR")
+
+
+def sensitivity_command(args: argparse.Namespace) -> int:
+    """Run the control and every fault through the checks; exit 1 on a miss or a false alarm."""
+    from . import sensitivity
+
+    try:
+        return sensitivity.run(args.model, args.precision, args.calibration, args.dataset, args.runtime,
+                               [f.strip() for f in args.faults.split(",") if f.strip()], args.cases,
+                               args.report_dir, args.passthrough)
     except ValueError as error:
         raise CliError(str(error)) from error
 
@@ -277,6 +310,8 @@ COMMANDS: dict[str, Command] = {
                      _fetch_arguments, fetch),
     "trend": Command("compare the newest run with the previous comparable one and the baseline", _trend_arguments,
                      trend_command),
+    "sensitivity": Command("run the control and every injected fault through the checks: which check catches which",
+                           _sensitivity_arguments, sensitivity_command),
     "machine": Command("print this machine's fingerprint (benchmark baselines are kept per fingerprint)",
                        _machine_arguments, machine_command),
 }
@@ -300,7 +335,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Everything after ``--`` is handed on untouched (``sensitivity isnet -- --eval-limit 8`` passes it to pytest)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    passthrough = argv[argv.index("--") + 1:] if "--" in argv else []
+    args = build_parser().parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    args.passthrough = passthrough
     try:
         return int(args.run(args))
     except USER_ERRORS as error:

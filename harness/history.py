@@ -2,28 +2,42 @@
 
 A record (``reports/history/<UTC time>-<commit>-<machine id>.json``, never overwritten) holds when and
 where the run happened (UTC time, git commit, the machine fingerprint with the CPU's int8 instruction
-set, tool versions), what it ran (options, selection) and every report row. :func:`trend` compares the
-newest record with the previous comparable one (sharing rows measured on the same number of images)
-and with the stored baseline (``reports/history/baseline.json``, saved with ``trend --save-baseline``):
-new failures, fixed items, metrics that moved beyond their confidence interval, latencies and ratios
-that moved; something worse makes the command exit with status 1. It also draws one PNG per model
-(metric and latency over runs, precision by precision) and links them from ``summary.md``.
+set, tool versions), what it ran (options, selection) and every report row. An accuracy row also keeps
+what a paired comparison of two nights needs (:class:`PerImage`): each scored image's metric values, a
+hash and an 8x8 thumbnail of its output map, and the case's reproduction tolerance.
+
+:func:`trend` compares the newest record with the previous comparable one (a row of the same item and
+dataset, with the same weights, on shared images) and with the stored baseline
+(``reports/history/baseline.json``, saved with ``trend --save-baseline``), in the same way: new failures
+and fixes; outputs that changed on the shared images beyond the golden budget; metrics whose *paired*
+difference between the two runs on the shared images lies wholly beyond the case's tolerance (the same
+bootstrap as the paired fp32 comparison; older records without per-image values fall back to the older
+run's marginal interval, and say so); latencies and ratios that moved. Something worse makes the command
+exit with status 1, and with ``--fail-on-change`` any change does. It also draws one PNG per model (metric
+and latency over runs, precision by precision, changed nights marked) and links them from ``summary.md``.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import re
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from .cases import LOWER_IS_BETTER
+from .judgement import GOLDEN_FP32_BUDGET, Bootstrap
 from .machine import fingerprint, tool_versions
-from .report import atomic_write
+from .metrics import Scores, to_uint8
+from .report import Row, atomic_write
 
 if TYPE_CHECKING:
     import pytest
@@ -38,6 +52,17 @@ PLOTS = "plots"
 LATENCY_MOVE = 0.75
 #: A speed-up ratio this much lower than the compared run's is reported as a regression.
 RATIO_MOVE = 0.15
+#: Side of the 8-bit thumbnail (area average) a record keeps of each output map: 64 bytes. Measured on ISNet fp32
+#: over 100 ECSSD images + 4 synthetic ones, with the maps' true MAE between runs: a normalisation mean moved by
+#: 0.05 changes 81 maps by more than the golden budget, and thumbnails of side 4 / 8 / 16 / 32 show 74 / 76 / 76 / 77
+#: of them (none where the maps are within it); ONNX Runtime with graph optimisation off (float noise of 1e-7, the
+#: size of a change of CPU kind) changes the 8-bit maps of 65 images (their hashes) and no thumbnail.
+THUMBNAIL = 8
+#: Bytes of the hash of each 8-bit output map (and its shape) a record keeps: equal hashes, identical 8-bit maps.
+HASH_BYTES = 6
+#: Two runs' maps of one image differ when their thumbnails do by more than this MAE: the fp32 golden budget (the
+#: same network on another machine, stored in 8 bits), which is all that may separate two runs of an unchanged item.
+OUTPUTS_BUDGET = GOLDEN_FP32_BUDGET.mae
 _TREND_START, _TREND_END = "<!-- segconform trend -->", "<!-- /segconform trend -->"
 #: Options that do not change what a run measures, left out of the record.
 _UNRECORDED = {"file_or_dir", "help", "verbose", "color", "capture", "tbstyle", "showlocals", "reportchars"}
@@ -123,35 +148,369 @@ def records(report_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
     return sorted(found, key=lambda pr: (pr[1]["run"].get("started", ""), pr[0].name))
 
 
+# --------------------------------------------------------------------------- what a record keeps of each image
+
+
+def _pack(array: np.ndarray, dtype: str) -> str:
+    """An array as base64 of its bytes (``dtype`` little-endian): one line of the record, a third of a JSON list."""
+    return base64.b64encode(np.ascontiguousarray(array, dtype=dtype).tobytes()).decode("ascii")
+
+
+def _unpack(text: str, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), dtype=dtype).reshape(shape)
+
+
+def _hash(map_: np.ndarray) -> np.ndarray:
+    """The first :data:`HASH_BYTES` of the BLAKE2b digest of a map's shape and 8-bit image."""
+    digest = hashlib.blake2b(str(map_.shape).encode("ascii") + to_uint8(map_).tobytes(), digest_size=HASH_BYTES)
+    return np.frombuffer(digest.digest(), np.uint8)
+
+
+def _thumbnail(map_: np.ndarray) -> np.ndarray:
+    """The map's :data:`THUMBNAIL`-sided area average in 8 bits (any map size: the area weights handle the rest)."""
+    import cv2
+
+    return to_uint8(cv2.resize(map_.astype(np.float32), (THUMBNAIL, THUMBNAIL), interpolation=cv2.INTER_AREA))
+
+
+@dataclass(frozen=True)
+class PerImage:
+    """What a run record keeps of each scored image of a row, so that two nights compare image by image.
+
+    ``values``: each image's value of every metric that is a mean over images; ``confusion``: each image's
+    [tn, fp, fn, tp] where the task has mIoU (a ratio of summed matrices, not a mean); ``hashes``: of each 8-bit
+    output map (equal: identical 8-bit maps); ``thumbnails``: an area average of each map, since a record cannot keep
+    maps: the MAE between two runs' thumbnails bounds the maps' MAE from below, up to 8-bit rounding. Max F and max E
+    (maxima over thresholds of a mean curve) have no per-image value short of the 256-point curves: not kept.
+    """
+
+    stems: tuple[str, ...]
+    values: dict[str, np.ndarray]
+    confusion: np.ndarray | None
+    hashes: np.ndarray
+    thumbnails: np.ndarray
+
+    @classmethod
+    def of(cls, scores: Scores, maps: Mapping[str, np.ndarray]) -> PerImage:
+        """The record of ``scores`` and the maps they were computed from (``maps`` may hold more images)."""
+        values = {m: v.astype(np.float32) for m in scores.metrics if (v := scores.per_image(m)) is not None}
+        hashes = np.array([_hash(maps[s]) for s in scores.stems], np.uint8).reshape(-1, HASH_BYTES)
+        thumbnails = np.array([_thumbnail(maps[s]) for s in scores.stems], np.uint8).reshape(-1, THUMBNAIL, THUMBNAIL)
+        return cls(scores.stems, values, scores.parts.get("confusion"), hashes, thumbnails)
+
+    def as_dict(self) -> dict[str, Any]:
+        packed: dict[str, Any] = {
+            "stems": list(self.stems), "values": {m: _pack(v, "<f4") for m, v in self.values.items()},
+            "hash": _pack(self.hashes, "u1"), "thumbnail_side": self.thumbnails.shape[-1],
+            "thumbnail": _pack(self.thumbnails, "u1")}
+        if self.confusion is not None:
+            packed["confusion"] = _pack(self.confusion, "<u4")
+        return packed
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> PerImage | None:
+        """The per-image record of a row; None for a row without one (an older record, or a row with no metrics)."""
+        packed = row.get("per_image")
+        if not packed:
+            return None
+        count, side = len(packed["stems"]), packed["thumbnail_side"]
+        confusion = _unpack(packed["confusion"], "<u4", (count, 4)).astype(np.int64) if "confusion" in packed else None
+        return cls(tuple(packed["stems"]), {m: _unpack(v, "<f4", (count,)) for m, v in packed["values"].items()},
+                   confusion, _unpack(packed["hash"], "u1", (count, -1)),
+                   _unpack(packed["thumbnail"], "u1", (count, side, side)))
+
+    def subset(self, stems: Sequence[str]) -> PerImage:
+        """The same record restricted to ``stems``, in that order (to pair two runs image by image)."""
+        index = {stem: i for i, stem in enumerate(self.stems)}
+        rows = np.array([index[s] for s in stems], dtype=np.int64)
+        confusion = None if self.confusion is None else self.confusion[rows]
+        return PerImage(tuple(stems), {m: v[rows] for m, v in self.values.items()}, confusion, self.hashes[rows],
+                        self.thumbnails[rows])
+
+
+def keep_per_image(row: Row, scores: Scores, maps: Mapping[str, np.ndarray], tolerance: Mapping[str, float]) -> None:
+    """Put on an accuracy row what the next night's trend needs to pair with it: the per-image record, and the
+    tolerance its metrics are judged with (the case's ``acceptance.reproduction``), so trend reads no case file."""
+    row.per_image = PerImage.of(scores, maps).as_dict()
+    row.tolerance = {metric: float(value) for metric, value in tolerance.items()}
+
+
+# --------------------------------------------------------------------------- which runs compare
+
+
 def _rows(record: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
     return {(r["item"], r["dataset"]): r for r in record["rows"]}
 
 
+def _name(row: Mapping[str, Any]) -> str:
+    return f"{row['item']} on {row['dataset']}"
+
+
+def not_comparable(new: Mapping[str, Any], old: Mapping[str, Any]) -> str | None:
+    """Why two rows of one item and dataset cannot be compared (None when they can): other weights, or no image in
+    common (by name where both rows kept per-image records, else by count)."""
+    if new.get("weights") and old.get("weights") and new["weights"] != old["weights"]:
+        return f"weights changed: {old['weights']} -> {new['weights']}"
+    if new.get("per_image") and old.get("per_image"):
+        ours, theirs = new["per_image"]["stems"], old["per_image"]["stems"]
+        if set(ours).isdisjoint(theirs):
+            return f"different images: 0 shared ({len(theirs)} -> {len(ours)} scored)"
+        return None
+    if new.get("images") != old.get("images"):
+        return f"different images: {old.get('images')} -> {new.get('images')} images"
+    return None
+
+
 def comparable(newer: dict[str, Any], older: dict[str, Any]) -> bool:
-    """Two runs compare when they share a row measured on the same number of images."""
+    """Two runs compare when they share a row of the same item and dataset, with the same weights and images."""
     a, b = _rows(newer), _rows(older)
-    return any(a[k].get("images") == b[k].get("images") for k in a.keys() & b.keys())
+    return any(not_comparable(a[k], b[k]) is None for k in a.keys() & b.keys())
+
+
+def _why_not(newer: dict[str, Any], older: dict[str, Any]) -> str:
+    """Why no row of two runs compares, in a few examples."""
+    a, b = _rows(newer), _rows(older)
+    shared = sorted(a.keys() & b.keys())
+    if not shared:
+        return "no row of the same item and dataset"
+    reasons = [f"{_name(a[k])}: {not_comparable(a[k], b[k])}" for k in shared]
+    return "; ".join(reasons[:3]) + (f"; and {len(reasons) - 3} more rows" if len(reasons) > 3 else "")
+
+
+def _previous(history: Sequence[dict[str, Any]], index: int) -> int | None:
+    """The index of the latest run before ``history[index]`` that compares with it."""
+    return next((i for i in range(index - 1, -1, -1) if comparable(history[index], history[i])), None)
+
+
+# --------------------------------------------------------------------------- what changed between two runs
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One line of a trend, with the model it concerns (its plot marks the night)."""
+
+    model: str
+    text: str
 
 
 @dataclass
 class Trend:
-    """What changed between two runs; ``worse`` decides the exit status."""
+    """What changed between two runs: ``worse`` decides the exit status; with ``--fail-on-change``, ``changes`` do.
+
+    ``changed``: outputs that changed, neither better nor worse by themselves; ``notes``: what is no change
+    (paired differences within tolerance, maps that differ within the golden budget) or was not compared, and why.
+    """
 
     against: str
-    worse: list[str] = field(default_factory=list)
-    better: list[str] = field(default_factory=list)
+    worse: list[Finding] = field(default_factory=list)
+    better: list[Finding] = field(default_factory=list)
+    changed: list[Finding] = field(default_factory=list)
+    notes: list[Finding] = field(default_factory=list)
     same: int = 0
+    images: int = 0
+    images_changed: int = 0
+
+    @property
+    def changes(self) -> list[Finding]:
+        return [*self.worse, *self.better, *self.changed]
 
     def lines(self) -> list[str]:
         out = [f"against {self.against}:"]
-        out += [f"  WORSE  {line}" for line in self.worse] + [f"  better {line}" for line in self.better]
-        if not self.worse and not self.better:
-            out.append(f"  no change beyond intervals and thresholds ({self.same} rows compared)")
+        for tag, findings in (("WORSE", self.worse), ("better", self.better), ("change", self.changed),
+                              ("note", self.notes)):
+            out += [f"  {tag:<6} {finding.text}" for finding in findings]
+        outputs = f"outputs of {self.images_changed} of {self.images} images changed" if self.images else ""
+        if not self.changes:
+            out.append(f"  no change beyond intervals and thresholds ({self.same} rows compared"
+                       f"{'; ' + outputs if outputs else ''})")
+        elif outputs:
+            out.append(f"  {outputs} beyond the golden budget (MAE {OUTPUTS_BUDGET:g})")
         return out
 
 
+@dataclass(frozen=True)
+class Paired:
+    """One metric of one row in two runs on the same images: before, after, and the interval of the difference."""
+
+    metric: str
+    before: float
+    after: float
+    interval: tuple[float, float]
+
+    @property
+    def delta(self) -> float:
+        return self.after - self.before
+
+    def verdict(self, tolerance: float | None) -> str | None:
+        """``worse`` / ``better`` when the interval lies wholly beyond ``tolerance`` on that side, as the paired fp32
+        comparison judges (both sides here: a night that moves a lot either way changed what the model does)."""
+        if tolerance is None:
+            return None
+        sign = 1.0 if self.metric in LOWER_IS_BETTER else -1.0
+        low, high = sorted(sign * bound for bound in self.interval)
+        return "worse" if low > tolerance else "better" if high < -tolerance else None
+
+    @property
+    def difference(self) -> str:
+        """The paired difference with its interval, e.g. ``+0.0033 [+0.0021, +0.0046]``."""
+        return f"{self.delta:+.4f} [{self.interval[0]:+.4f}, {self.interval[1]:+.4f}]"
+
+
+def _differs(ours: PerImage, theirs: PerImage) -> bool:
+    """Whether any kept metric value of any image differs (else every paired difference is exactly 0)."""
+    values = any(not np.array_equal(v, theirs.values.get(m)) for m, v in ours.values.items())
+    return values or (ours.confusion is not None and not np.array_equal(ours.confusion, theirs.confusion))
+
+
+def _paired_metrics(row: Mapping[str, Any], ours: PerImage, theirs: PerImage) -> dict[str, Paired]:
+    """Every metric of the row that both runs kept per image, paired on the same images with the machinery of the
+    paired fp32 comparison (95%, 1000 resamples, as the suite's defaults): bootstrap-t of the mean difference, mIoU
+    by the percentile interval of its resamples."""
+    bootstrap = Bootstrap()
+    weights = bootstrap.weights(len(ours.stems), f"trend/{_name(row)}") if _differs(ours, theirs) else None
+    paired = {}
+    for metric in row["metrics"]:
+        if metric in ours.values and metric in theirs.values:
+            after, before = ours.values[metric].astype(np.float64), theirs.values[metric].astype(np.float64)
+            interval = (0.0, 0.0) if weights is None else bootstrap.studentised(after - before, weights)
+            paired[metric] = Paired(metric, float(before.mean()), float(after.mean()), interval)
+        elif metric == "miou" and ours.confusion is not None and theirs.confusion is not None:
+            new, old = (Scores("segmentation", ours.stems, {"confusion": confusion})
+                        for confusion in (ours.confusion, theirs.confusion))
+            interval = (0.0, 0.0) if weights is None else bootstrap.percentile(
+                new.weighted(weights)["miou"] - old.weighted(weights)["miou"])
+            paired[metric] = Paired(metric, old.results()["miou"], new.results()["miou"], interval)
+    return paired
+
+
+def _outputs(trend: Trend, row: Mapping[str, Any], ours: PerImage, theirs: PerImage) -> bool:
+    """Whose maps changed on the shared images: beyond the golden budget by their thumbnails' MAE (0 where the 8-bit
+    maps are identical). Returns whether any did."""
+    differ = np.any(ours.hashes != theirs.hashes, axis=1)
+    mae = np.abs(ours.thumbnails.astype(np.float64) - theirs.thumbnails).mean(axis=(1, 2)) / 255.0
+    mae = np.where(differ, mae, 0.0)
+    changed = mae > OUTPUTS_BUDGET
+    count, side = len(ours.stems), ours.thumbnails.shape[-1]
+    trend.images += count
+    trend.images_changed += int(changed.sum())
+    if changed.any():
+        worst = int(np.argmax(mae))
+        trend.changed.append(Finding(row["model"], (
+            f"{_name(row)}: outputs of {int(changed.sum())} of {count} images changed (largest MAE {mae[worst]:.4f} "
+            f"on image {ours.stems[worst]}; MAE of {side}x{side} thumbnails, a lower bound of the maps', against the "
+            f"golden budget {OUTPUTS_BUDGET:g})")))
+    elif differ.any():
+        trend.notes.append(Finding(row["model"], (
+            f"{_name(row)}: the 8-bit maps of {int(differ.sum())} of {count} images differ, all within the golden "
+            f"budget (largest thumbnail MAE {mae.max():.4f}): no change")))
+    return bool(changed.any())
+
+
+def _judge_paired(trend: Trend, row: Mapping[str, Any], paired: dict[str, Paired], images: int,
+                  outputs_changed: bool) -> None:
+    """Metrics whose paired interval lies wholly beyond the row's tolerance are worse or better; the others' deltas
+    are noted when something moved (outputs, another metric, or their own interval excludes 0)."""
+    tolerance = row.get("tolerance", {})
+    within = []
+    for result in paired.values():
+        limit = tolerance.get(result.metric)
+        verdict = result.verdict(limit)
+        if verdict is None:
+            within.append(result)
+            continue
+        text = (f"{_name(row)}: {result.metric} {result.before:.4f} -> {result.after:.4f}, paired difference on "
+                f"{images} images {result.difference}, wholly beyond the tolerance {limit:g}")
+        (trend.worse if verdict == "worse" else trend.better).append(Finding(row["model"], text))
+    shifted = any(low > 0 or high < 0 for low, high in (r.interval for r in within))
+    if within and (outputs_changed or shifted or len(within) < len(paired)):
+        cells = [f"{r.metric} {r.difference} (" + (f"tolerance {tolerance[r.metric]:g})" if r.metric in tolerance
+                                                    else "no tolerance)") for r in within]
+        trend.notes.append(Finding(row["model"], f"{_name(row)}: paired differences on {images} images, "
+                                                 f"within tolerance: {', '.join(cells)}"))
+
+
+def _marginal(trend: Trend, new: Mapping[str, Any], old: Mapping[str, Any], metrics: Sequence[str], why: str) -> None:
+    """Metrics without paired values: moved outside the older run's interval, which the image-to-image spread widens
+    far beyond what pairing sees (labelled with ``why``)."""
+    for metric in metrics:
+        value = new["metrics"][metric]
+        if metric not in old.get("metrics", {}) or metric not in old.get("ci", {}):
+            continue
+        before, (low, high) = old["metrics"][metric], old["ci"][metric]
+        if low <= value <= high or value == before:
+            continue
+        worse = value > before if metric in LOWER_IS_BETTER else value < before
+        text = (f"{_name(new)}: {metric} {before:.4f} -> {value:.4f}, outside the previous interval "
+                f"[{low:.4f}, {high:.4f}] ({why})")
+        (trend.worse if worse else trend.better).append(Finding(new["model"], text))
+
+
+def _accuracy(trend: Trend, new: Mapping[str, Any], old: Mapping[str, Any]) -> None:
+    """Outputs and metrics of one row against the older run's, paired on the images both scored."""
+    if not new.get("metrics") or not old.get("metrics"):
+        return
+    reason = not_comparable(new, old)
+    if reason is not None:
+        trend.notes.append(Finding(new["model"], f"{_name(new)}: metrics and outputs not compared: {reason}"))
+        return
+    ours, theirs = PerImage.from_row(new), PerImage.from_row(old)
+    if ours is None or theirs is None:
+        _marginal(trend, new, old, list(new["metrics"]), "marginal check: a record without per-image values")
+        return
+    known = set(theirs.stems)
+    shared = [stem for stem in ours.stems if stem in known]
+    if len(shared) < max(len(ours.stems), len(theirs.stems)):
+        trend.notes.append(Finding(new["model"], f"{_name(new)}: compared on the {len(shared)} images both runs "
+                                                 f"scored ({len(theirs.stems)} -> {len(ours.stems)})"))
+    same_images = len(shared) == len(ours.stems) == len(theirs.stems)
+    ours, theirs = ours.subset(shared), theirs.subset(shared)
+    outputs_changed = _outputs(trend, new, ours, theirs)
+    paired = _paired_metrics(new, ours, theirs)
+    _judge_paired(trend, new, paired, len(shared), outputs_changed)
+    if same_images:
+        _marginal(trend, new, old, [m for m in new["metrics"] if m not in paired],
+                  "marginal check: no per-image value of this metric")
+
+
+def _outcomes(trend: Trend, new: Mapping[str, Any], old: Mapping[str, Any], seen: set[tuple[str, str]]) -> None:
+    """New failures and fixes, once per item and check (every row of an item carries the item's outcomes)."""
+    for check, outcome in new.get("outcomes", {}).items():
+        before = old.get("outcomes", {}).get(check)
+        if (new["item"], check) in seen or before is None or before == outcome:
+            continue
+        seen.add((new["item"], check))
+        if outcome in ("failed", "error") and before not in ("failed", "error"):
+            trend.worse.append(Finding(new["model"], f"{new['item']} {check}: new failure (was {before})"))
+        elif before in ("failed", "error") and outcome == "passed":
+            trend.better.append(Finding(new["model"], f"{new['item']} {check}: fixed (was {before})"))
+
+
+def _latencies(trend: Trend, new: Mapping[str, Any], old: Mapping[str, Any]) -> None:
+    """Latency medians and same-run ratios that moved (only ever between runs on the same machine)."""
+    name = _name(new)
+    for kind, before in old.get("latency_ms", {}).items():
+        value = new.get("latency_ms", {}).get(kind)
+        if value is None or kind.endswith("(eval run)"):
+            continue
+        change = value / before - 1.0
+        if abs(change) > LATENCY_MOVE:
+            text = f"{name}: {kind} latency {before:.1f} -> {value:.1f} ms ({change:+.0%})"
+            (trend.worse if change > 0 else trend.better).append(Finding(new["model"], text))
+    for kind, entry in old.get("performance", {}).items():
+        value = new.get("performance", {}).get(kind, {}).get("ratio")
+        if value is None:
+            continue
+        before = entry["ratio"]
+        change = (value - before) / abs(before) if before else 0.0
+        lower_is_worse = kind.startswith("speedup")
+        if abs(change) > RATIO_MOVE:
+            worse = change < 0 if lower_is_worse else change > 0
+            text = f"{name}: {kind} {before:.3g} -> {value:.3g}"
+            (trend.worse if worse else trend.better).append(Finding(new["model"], text))
+
+
 def compare(newer: dict[str, Any], older: dict[str, Any], label: str) -> Trend:
-    """Failures, fixes, metric moves beyond the older run's interval, and latency / ratio moves."""
+    """Failures and fixes; outputs and paired metrics on the shared images; latency and ratio moves."""
     trend = Trend(label)
     new_rows, old_rows = _rows(newer), _rows(older)
     same_machine = newer["run"]["machine"].get("id") == older["run"]["machine"].get("id")
@@ -159,78 +518,58 @@ def compare(newer: dict[str, Any], older: dict[str, Any], label: str) -> Trend:
     for key in sorted(new_rows.keys() & old_rows.keys()):
         new, old = new_rows[key], old_rows[key]
         trend.same += 1
-        name = f"{key[0]} on {key[1]}"
-        for check, outcome in new.get("outcomes", {}).items():
-            before = old.get("outcomes", {}).get(check)
-            if (key[0], check) in seen_outcomes or before is None or before == outcome:
-                continue
-            seen_outcomes.add((key[0], check))
-            if outcome in ("failed", "error") and before not in ("failed", "error"):
-                trend.worse.append(f"{key[0]} {check}: new failure (was {before})")
-            elif before in ("failed", "error") and outcome == "passed":
-                trend.better.append(f"{key[0]} {check}: fixed (was {before})")
-        if new.get("images") == old.get("images"):
-            for metric, value in new.get("metrics", {}).items():
-                if metric not in old.get("metrics", {}) or metric not in old.get("ci", {}):
-                    continue
-                before, (low, high) = old["metrics"][metric], old["ci"][metric]
-                if low <= value <= high or value == before:
-                    continue
-                worse = value > before if metric in LOWER_IS_BETTER else value < before
-                text = (f"{name}: {metric} {before:.4f} -> {value:.4f}, outside the previous "
-                        f"interval [{low:.4f}, {high:.4f}]")
-                (trend.worse if worse else trend.better).append(text)
-        if not same_machine:
-            continue
-        for kind, before in old.get("latency_ms", {}).items():
-            value = new.get("latency_ms", {}).get(kind)
-            if value is None or kind.endswith("(eval run)"):
-                continue
-            change = value / before - 1.0
-            if abs(change) > LATENCY_MOVE:
-                text = f"{name}: {kind} latency {before:.1f} -> {value:.1f} ms ({change:+.0%})"
-                (trend.worse if change > 0 else trend.better).append(text)
-        for kind, entry in old.get("performance", {}).items():
-            value = new.get("performance", {}).get(kind, {}).get("ratio")
-            if value is None:
-                continue
-            before = entry["ratio"]
-            change = (value - before) / abs(before) if before else 0.0
-            lower_is_worse = kind.startswith("speedup")
-            if abs(change) > RATIO_MOVE:
-                worse = change < 0 if lower_is_worse else change > 0
-                (trend.worse if worse else trend.better).append(f"{name}: {kind} {before:.3g} -> {value:.3g}")
+        _outcomes(trend, new, old, seen_outcomes)
+        _accuracy(trend, new, old)
+        if same_machine:
+            _latencies(trend, new, old)
     return trend
 
 
-def trend(report_dir: Path, draw: bool = True) -> tuple[list[str], bool]:
-    """The report of the newest run against the previous comparable one and the baseline; (lines, worse)."""
+def trend(report_dir: Path, draw: bool = True, fail_on_change: bool = False) -> tuple[list[str], bool]:
+    """The newest run against the previous comparable one and the baseline: (lines, failed), failed on a
+    regression, or with ``fail_on_change`` on any change."""
     found = records(report_dir)
     if not found:
         raise ValueError(f"{report_dir / HISTORY}: no run records yet; run the suite first")
+    history = [record for _, record in found]
     newest_path, newest = found[-1]
     lines = [f"newest run: {newest_path.name} ({newest['run']['started']}, commit {newest['run']['commit']}, "
              f"machine {newest['run']['machine'].get('id')})"]
-    worse = False
-    previous = next(((p, r) for p, r in reversed(found[:-1]) if comparable(newest, r)), None)
-    if previous is None:
-        lines.append("no earlier comparable run (none shares a row measured on the same images)")
+    results = []
+    previous = _previous(history, len(history) - 1)
+    if previous is not None:
+        results.append(compare(newest, history[previous], f"previous run {found[previous][0].name}"))
+        lines += results[-1].lines()
+    elif len(found) > 1:
+        lines.append(f"no earlier comparable run (none shares a row of the same item, dataset, weights and images; "
+                     f"the previous run {found[-2][0].name}: {_why_not(newest, found[-2][1])})")
     else:
-        result = compare(newest, previous[1], f"previous run {previous[0].name}")
-        lines += result.lines()
-        worse |= bool(result.worse)
+        lines.append("no earlier comparable run (this is the first run)")
     baseline_path = report_dir / HISTORY / BASELINE
     if baseline_path.is_file():
-        result = compare(newest, load(baseline_path), f"baseline {baseline_path.name}")
-        lines += result.lines()
-        worse |= bool(result.worse)
+        results.append(compare(newest, load(baseline_path), f"baseline {baseline_path.name}"))
+        lines += results[-1].lines()
     else:
         lines.append(f"no stored baseline ({baseline_path}; save one with `python -m harness trend --save-baseline`)")
     if draw:
-        plots = draw_plots(report_dir, [r for _, r in found])
+        plots = draw_plots(report_dir, history)
         lines.append(f"plots: {', '.join(str(p) for p in plots)}" if plots else "plots: none (no rows to draw)")
         link_plots(report_dir, plots)
-    return lines, worse
+    return lines, any(result.worse or (fail_on_change and result.changes) for result in results)
+
+
+def changed_nights(history: Sequence[dict[str, Any]]) -> dict[int, dict[str, bool]]:
+    """Run index -> the models whose trend against the previous comparable run found a change (True: a regression)."""
+    marks: dict[int, dict[str, bool]] = {}
+    for index in range(1, len(history)):
+        previous = _previous(history, index)
+        if previous is None:
+            continue
+        result = compare(history[index], history[previous], "")
+        for finding in result.changes:
+            night = marks.setdefault(index, {})
+            night[finding.model] = night.get(finding.model, False) or finding in result.worse
+    return marks
 
 
 def save_baseline(report_dir: Path) -> Path:
@@ -241,8 +580,19 @@ def save_baseline(report_dir: Path) -> Path:
     return atomic_write(report_dir / HISTORY / BASELINE, found[-1][0].read_text(encoding="utf-8"))
 
 
+def _mark(axis: Any, nights: Mapping[int, Mapping[str, bool]], model: str) -> None:
+    """A dashed vertical line at each night whose trend found a change of ``model``: red for a regression."""
+    labels = {True: "regression vs previous run", False: "change vs previous run"}
+    for index, models in sorted(nights.items()):
+        if model in models:
+            worse = models[model]
+            axis.axvline(index, color="red" if worse else "orange", linestyle="--", linewidth=1.2,
+                         label=labels.pop(worse, "_nolegend_"))
+
+
 def draw_plots(report_dir: Path, history: list[dict[str, Any]]) -> list[Path]:
-    """One PNG per model: its first metric and its runtime latency over runs, one line per precision."""
+    """One PNG per model: its first metric and its runtime latency over runs, one line per precision; nights that
+    changed something of the model (:func:`changed_nights`) are marked."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -261,6 +611,7 @@ def draw_plots(report_dir: Path, history: list[dict[str, Any]]) -> list[Path]:
                 model["latency"].setdefault(label, []).append((index, row["latency_ms"]["runtime"]))
     ticks = list(range(len(history)))  # one tick per run, named by its UTC start
     stamps = [str(record["run"].get("started", ""))[5:16].replace("T", " ") for record in history]
+    nights = changed_nights(history)
     folder = report_dir / HISTORY / PLOTS
     folder.mkdir(parents=True, exist_ok=True)
     written = []
@@ -272,6 +623,7 @@ def draw_plots(report_dir: Path, history: list[dict[str, Any]]) -> list[Path]:
             for label, points in sorted(kinds[kind].items()):
                 xs, ys = zip(*points)
                 axis.plot(xs, ys, marker="o", label=label)
+            _mark(axis, nights, model)
             axis.set_title(f"{model}: {title}")
             axis.set_xticks(ticks, stamps, rotation=30, ha="right", fontsize=7)
             if kinds[kind]:
@@ -307,10 +659,11 @@ def plot_links(report_dir: Path) -> list[str]:
             _TREND_END]
 
 
-def main_trend(report_dir: Path, save: bool, out: Any = sys.stdout) -> int:
+def main_trend(report_dir: Path, save: bool, out: Any = sys.stdout, fail_on_change: bool = False) -> int:
+    """``python -m harness trend``: 1 on a regression (on any change with ``fail_on_change``), else 0."""
     if save:
         print(f"baseline saved: {save_baseline(report_dir)}", file=out)
         return 0
-    lines, worse = trend(report_dir)
+    lines, failed = trend(report_dir, fail_on_change=fail_on_change)
     print("\n".join(lines), file=out)
-    return 1 if worse else 0
+    return 1 if failed else 0

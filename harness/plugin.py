@@ -35,7 +35,7 @@ from .suite import Suite
 from .weights import default_cache_dir
 
 #: Checks that compare the item with fp32: a documented collapse (``expected_failure``) is an xfail of each.
-CHECKS_AGAINST_FP32 = {"test_accuracy", "test_conformance", "test_regression"}
+CHECKS_AGAINST_FP32 = {"test_accuracy", "test_conformance", "test_regression", "test_structure"}
 
 
 @dataclass
@@ -58,6 +58,16 @@ def _env_path(name: str) -> Path | None:
     return Path(value).expanduser() if value else None
 
 
+def _runtime_name(value: str) -> str:
+    """argparse type of ``--runtime``: a known runtime or ``NAME+FAULT``; argparse shows the message of the error."""
+    import argparse
+
+    try:
+        return runtimes.validated(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("segconform", "segconform conformance harness")
     group.addoption("--cases-dir", type=Path, default=None, help="folder of case files (default: ini segconform_cases)")
@@ -70,8 +80,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="folder with official checkpoints (u2net.pth, ...); env SEGCONFORM_WEIGHTS_DIR")
     group.addoption("--cache-dir", type=Path, default=None,
                     help="artifact and weight cache; env SEGCONFORM_CACHE_DIR, default the user cache dir")
-    group.addoption("--runtime", action="append", default=None, choices=runtimes.names(),
-                    help="runtime(s) to test; repeat for several (default: onnxruntime)")
+    group.addoption("--runtime", action="append", default=None, type=_runtime_name,
+                    help=f"runtime(s) to test; repeat for several (default: onnxruntime). Known: "
+                         f"{', '.join(runtimes.names())}; NAME+FAULT wraps one with an injected fault "
+                         f"(e.g. onnxruntime+shift; see harness/runtimes/faults.py)")
     group.addoption("--update-golden", nargs="?", const="failing", default=None, choices=("failing", "all"),
                     help="rewrite golden sets that fail or are missing (those items still fail); =all rewrites every set")
     group.addoption("--strict-data", action="store_true",
@@ -179,7 +191,8 @@ def pytest_configure(config: pytest.Config) -> None:
     except CaseError as error:
         raise pytest.UsageError(str(error)) from None
     names = {f.family for f in families.values()} | {m.name for f in families.values() for m in f.models}
-    for name in sorted(names | set(PRECISIONS) | set(CALIBRATIONS) | set(runtimes.names())):
+    chosen = set(config.option.runtime or [])
+    for name in sorted(names | set(PRECISIONS) | set(CALIBRATIONS) | set(runtimes.names()) | chosen):
         config.addinivalue_line("markers", f"{name}: segconform items of {name}")
     config.addinivalue_line("markers", "xdist_group(name): pytest-xdist keeps a group's items in one worker")
     try:

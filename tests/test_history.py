@@ -1,14 +1,25 @@
-"""Run records and trends (:mod:`harness.history`, ``python -m harness trend``): night over night."""
+"""Run records and trends (:mod:`harness.history`, ``python -m harness trend``): night over night.
+
+Records with per-image data are made the way the accuracy check makes them (:func:`history.keep_per_image` on
+pysodmetrics scores of synthetic maps), so no model runs; older records are plain row dicts without it.
+"""
 
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import sys
+from dataclasses import asdict
+from functools import cache
 
+import numpy as np
 import pytest
 
 from harness import history
+from harness.judgement import Bootstrap, intervals
+from harness.metrics import Scorer
+from harness.report import Row
 
 MACHINE = {"cpu": "AMD EPYC", "int8": "avx512-vnni", "cores": 2, "id": "avx512-vnni-2c-abc"}
 
@@ -52,7 +63,8 @@ def test_a_metric_beyond_its_interval_a_new_failure_and_a_slower_runtime_are_reg
     text = "\n".join(lines)
     assert got_worse
     assert "WORSE  isnet-int8-kl_divergence-onnxruntime conformance: new failure (was passed)" in text
-    assert "mae 0.1200 -> 0.1350, outside the previous interval [0.1100, 0.1300]" in text
+    assert ("mae 0.1200 -> 0.1350, outside the previous interval [0.1100, 0.1300] (marginal check: a record "
+            "without per-image values)") in text
     assert "avg_f" not in text  # moved inside its interval: noise, not news
     assert "runtime latency 66.0 -> 125.0 ms (+89%)" in text and "speedup_vs_fp32 2.8 -> 1.9" in text
 
@@ -101,8 +113,229 @@ def test_the_command_line_exits_one_when_something_got_worse(tmp_path):
     assert empty.returncode == 2 and "no run records yet" in empty.stderr
 
 
+def test_the_command_line_fails_on_any_change_with_fail_on_change(tmp_path):
+    history.save(tmp_path, _record("2026-12-01T01:00:00Z", [_row(outcomes={"conformance": "failed"})]))
+    history.save(tmp_path, _record("2026-12-02T01:00:00Z", [_row()]))
+    command = [sys.executable, "-m", "harness", "trend", "--report-dir", str(tmp_path)]
+    plain = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert plain.returncode == 0 and "fixed (was failed)" in plain.stdout
+    strict = subprocess.run([*command, "--fail-on-change"], capture_output=True, text=True, timeout=120,
+                            check=False)
+    assert strict.returncode == 1
+
+
 def test_a_broken_record_is_named(tmp_path):
     (tmp_path / "history").mkdir()
     (tmp_path / "history" / "x.json").write_text("{}", encoding="utf-8")
     with pytest.raises(ValueError, match=r"x\.json: not a segconform run record"):
         history.records(tmp_path)
+
+
+# --------------------------------------------------------------------------- records that keep per-image values
+
+SIDE = 48
+TOLERANCE = {"mae": 0.002, "max_f": 0.005, "avg_f": 0.005, "adp_f": 0.005, "sm": 0.005, "max_em": 0.005,
+             "avg_em": 0.005, "adp_em": 0.005, "wfm": 0.005, "miou": 0.005}
+WEIGHTS = "npm @imgly/background-removal-data@1.4.5/models/medium"
+
+
+@cache
+def _truths(count: int = 100) -> dict[str, np.ndarray]:
+    """Ground truths: one disc per image, of random place and size."""
+    rng = np.random.default_rng(7)
+    yy, xx = np.mgrid[:SIDE, :SIDE]
+    truths = {}
+    for index in range(count):
+        cy, cx, radius = rng.uniform(14, 34), rng.uniform(14, 34), rng.uniform(6, 14)
+        truths[f"{index:04d}"] = ((yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2).astype(np.float64)
+    return truths
+
+
+def _pinned(map_: np.ndarray) -> np.ndarray:
+    """pysodmetrics min-max normalises each map: pinning a map's range to [0, 1] (two background corners) keeps a
+    shift of its values a shift of its metrics."""
+    map_ = np.clip(map_, 0.0, 1.0)
+    map_[0, 0], map_[-1, -1] = 0.0, 1.0
+    return map_
+
+
+@cache
+def _base_maps() -> dict[str, np.ndarray]:
+    """Predictions of varied quality (background level 0.05-0.4, noise 0.05-0.3), so a metric's marginal interval
+    over the images is wide, as it is on a real dataset."""
+    rng = np.random.default_rng(1)
+    maps = {}
+    for stem, truth in _truths().items():
+        level, noise = rng.uniform(0.05, 0.4), rng.uniform(0.05, 0.3)
+        maps[stem] = _pinned(level + (0.9 - level) * truth + noise * rng.standard_normal(truth.shape))
+    return maps
+
+
+def _accuracy_row(maps: dict[str, np.ndarray], task: str = "saliency", weights: str = WEIGHTS,
+                  item: str = "isnet-fp32-onnxruntime") -> dict:
+    """A row as test_accuracy records it: metrics, intervals and, through keep_per_image, the per-image record."""
+    scorer = Scorer(task)
+    truths = _truths()
+    for stem, map_ in sorted(maps.items()):
+        scorer.add(map_, truths[stem], stem)
+    scores = scorer.scores()
+    row = Row(item=item, model=item.split("-")[0], family="isnet", precision="fp32", runtime="onnxruntime",
+              dataset="ecssd", weights=weights)
+    row.metrics, row.images = scores.results(), len(scores)
+    row.ci = {m: list(v) for m, v in intervals(scores, Bootstrap(), f"{item}/ecssd").items()}
+    history.keep_per_image(row, scores, maps, {m: t for m, t in TOLERANCE.items() if m in scores.metrics})
+    return asdict(row)
+
+
+@cache
+def _base_row() -> str:
+    return json.dumps(_accuracy_row(_base_maps()))
+
+
+def _nights(tmp_path, *rows: dict) -> None:
+    """One record per night, after those already there, each with the given row."""
+    for day, row in enumerate(rows, start=len(history.records(tmp_path)) + 1):
+        history.save(tmp_path, _record(f"2026-12-{day:02d}T01:00:00Z", [row]))
+
+
+def _changed(maps: dict[str, np.ndarray], shifts: dict[str, float]) -> dict[str, np.ndarray]:
+    """``maps`` with a quarter of the named images (the top-left block) raised by the given amount."""
+    out = dict(maps)
+    for stem, shift in shifts.items():
+        out[stem] = maps[stem].copy()
+        out[stem][: SIDE // 2, : SIDE // 2] += shift
+        out[stem] = _pinned(out[stem])
+    return out
+
+
+def test_an_accuracy_row_keeps_each_images_values_hash_and_thumbnail_compactly():
+    row = _accuracy_row(_base_maps())
+    kept = history.PerImage.from_row(row)
+    assert kept is not None and kept.stems == tuple(sorted(_truths()))
+    assert set(kept.values) == {"mae", "avg_f", "adp_f", "sm", "avg_em", "adp_em", "wfm"}  # the means over images
+    assert np.isclose(float(kept.values["mae"].mean(dtype=np.float64)), row["metrics"]["mae"], atol=1e-6)
+    assert kept.thumbnails.shape == (100, history.THUMBNAIL, history.THUMBNAIL) and kept.hashes.shape == (100, 6)
+    assert len({h.tobytes() for h in kept.hashes}) == 100
+    assert row["tolerance"]["mae"] == 0.002
+    stored = len(json.dumps(row["per_image"], indent=1))
+    assert stored < 160 * 100, f"{stored / 100:.0f} bytes per image"  # measured: 143 for ISNet's 7 metrics
+
+
+def test_two_nights_of_unchanged_outputs_report_0_images_changed(tmp_path):
+    _nights(tmp_path, json.loads(_base_row()), json.loads(_base_row()))
+    out = io.StringIO()
+    assert history.main_trend(tmp_path, save=False, out=out, fail_on_change=True) == 0
+    expected = "no change beyond intervals and thresholds (1 rows compared; outputs of 0 of 100 images changed)"
+    assert expected in out.getvalue()
+
+
+def test_float_noise_of_another_cpu_kind_changes_hashes_but_no_image(tmp_path):
+    rng = np.random.default_rng(3)
+    noisy = {s: _pinned(m + rng.normal(0, 2e-4, m.shape)) for s, m in _base_maps().items()}
+    _nights(tmp_path, json.loads(_base_row()), _accuracy_row(noisy))
+    lines, failed = history.trend(tmp_path, draw=False, fail_on_change=True)
+    text = "\n".join(lines)
+    assert not failed and "outputs of 0 of 100 images changed" in text
+    assert "images differ, all within the golden budget" in text  # the 8-bit maps did differ
+
+
+def test_outputs_that_changed_are_named_and_fail_only_with_fail_on_change(tmp_path):
+    changed = _changed(_base_maps(), {"0011": 0.1, "0042": 0.4, "0077": 0.1})
+    _nights(tmp_path, json.loads(_base_row()), _accuracy_row(changed))
+    lines, failed = history.trend(tmp_path, draw=False)
+    text = "\n".join(lines)
+    assert not failed and "WORSE" not in text
+    assert "change isnet-fp32-onnxruntime on ecssd: outputs of 3 of 100 images changed (largest MAE" in text
+    assert "on image 0042;" in text
+    assert "paired differences on 100 images, within tolerance: mae +0.00" in text  # the deltas, reported
+    assert history.trend(tmp_path, draw=False, fail_on_change=True)[1]
+
+
+def _worsened(maps: dict[str, np.ndarray], amount: float) -> dict[str, np.ndarray]:
+    """Every image's background raised by ``amount``: MAE worse by about 0.8 x amount on every image."""
+    return {s: _pinned(m + amount * (1 - _truths()[s])) for s, m in maps.items()}
+
+
+def test_a_paired_worsening_inside_the_marginal_interval_is_a_regression(tmp_path):
+    old, new = json.loads(_base_row()), _accuracy_row(_worsened(_base_maps(), 0.006))
+    low, high = old["ci"]["mae"]
+    assert low <= new["metrics"]["mae"] <= high  # what the marginal check saw: nothing
+    _nights(tmp_path, old, new)
+    lines, failed = history.trend(tmp_path, draw=False)
+    text = "\n".join(lines)
+    assert failed
+    assert (f"WORSE  isnet-fp32-onnxruntime on ecssd: mae {old['metrics']['mae']:.4f} -> {new['metrics']['mae']:.4f}, "
+            "paired difference on 100 images +0.00") in text
+    assert "wholly beyond the tolerance 0.002" in text and "outputs of 100 of 100 images changed" in text
+
+
+def test_a_paired_improvement_is_a_change_not_a_regression(tmp_path):
+    _nights(tmp_path, _accuracy_row(_worsened(_base_maps(), 0.006)), json.loads(_base_row()))
+    out = io.StringIO()
+    assert history.main_trend(tmp_path, save=False, out=out) == 0
+    assert "better isnet-fp32-onnxruntime on ecssd: mae" in out.getvalue() and "WORSE" not in out.getvalue()
+    assert history.main_trend(tmp_path, save=False, out=io.StringIO(), fail_on_change=True) == 1
+
+
+def test_miou_is_paired_through_each_images_confusion_matrix(tmp_path):
+    rng = np.random.default_rng(5)
+    flipped = {s: np.where(rng.random(m.shape) < 0.05, 1.0 - m, m) for s, m in _base_maps().items()}
+    _nights(tmp_path, _accuracy_row(_base_maps(), "segmentation"), _accuracy_row(flipped, "segmentation"))
+    lines, failed = history.trend(tmp_path, draw=False)
+    assert failed and any(line.startswith("  WORSE  isnet-fp32-onnxruntime on ecssd: miou") for line in lines)
+
+
+def test_rows_of_other_weights_or_other_images_are_not_compared_and_say_why(tmp_path):
+    base = json.loads(_base_row())
+    _nights(tmp_path, base, _accuracy_row(_worsened(_base_maps(), 0.006), weights="seeded"))
+    lines, failed = history.trend(tmp_path, draw=False)
+    assert not failed and ("no earlier comparable run (none shares a row of the same item, dataset, weights and "
+                           "images; the previous run") in "\n".join(lines)
+    assert f"isnet-fp32-onnxruntime on ecssd: weights changed: {WEIGHTS} -> seeded)" in "\n".join(lines)
+    history.save_baseline(tmp_path)
+    _nights(tmp_path, base)
+    assert (f"metrics and outputs not compared: weights changed: seeded -> {WEIGHTS}"
+            in "\n".join(history.trend(tmp_path, draw=False)[0]))  # against that baseline
+    elsewhere = json.loads(_base_row())
+    elsewhere["per_image"]["stems"] = [f"x{stem}" for stem in elsewhere["per_image"]["stems"]]
+    assert history.not_comparable(elsewhere, base) == "different images: 0 shared (100 -> 100 scored)"
+    assert history.not_comparable(json.loads(_base_row()), base) is None
+
+
+def test_runs_that_share_some_images_are_compared_on_those(tmp_path):
+    half = {stem: map_ for stem, map_ in _changed(_base_maps(), {"0042": 0.4}).items() if int(stem) < 50}
+    _nights(tmp_path, json.loads(_base_row()), _accuracy_row(half))
+    text = "\n".join(history.trend(tmp_path, draw=False)[0])
+    assert "compared on the 50 images both runs scored (100 -> 50)" in text
+    assert "outputs of 1 of 50 images changed" in text
+
+
+def test_an_older_record_without_per_image_values_is_compared_by_the_marginal_interval(tmp_path):
+    old = {k: v for k, v in json.loads(_base_row()).items() if k not in ("per_image", "tolerance")}
+    worse = _accuracy_row(_worsened(_base_maps(), 0.05))
+    _nights(tmp_path, old, worse)
+    lines, failed = history.trend(tmp_path, draw=False)
+    text = "\n".join(lines)
+    assert failed and "outside the previous interval" in text
+    assert "marginal check: a record without per-image values" in text
+    assert "outputs of" not in text
+
+
+def test_the_baseline_is_compared_the_same_way(tmp_path):
+    _nights(tmp_path, json.loads(_base_row()))
+    history.save_baseline(tmp_path)
+    _nights(tmp_path, json.loads(_base_row()), _accuracy_row(_changed(_base_maps(), {"0042": 0.4})))
+    lines, _ = history.trend(tmp_path, draw=False)
+    assert sum(line.startswith("  change isnet-fp32-onnxruntime on ecssd: outputs of 1 of 100 images changed")
+               for line in lines) == 2  # against the previous run and against the baseline
+
+
+def test_plots_mark_the_nights_that_changed(tmp_path):
+    base = json.loads(_base_row())
+    _nights(tmp_path, base, base, _accuracy_row(_changed(_base_maps(), {"0042": 0.4})), base,
+            _accuracy_row(_worsened(_base_maps(), 0.006)))
+    assert history.changed_nights([r for _, r in history.records(tmp_path)]) == {2: {"isnet": False},
+                                                                                 3: {"isnet": False},
+                                                                                 4: {"isnet": True}}
+    history.trend(tmp_path)
+    assert (tmp_path / "history" / "plots" / "isnet.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

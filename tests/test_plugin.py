@@ -228,3 +228,29 @@ def test_benchmark_baselines_of_another_machine_are_refused_with_the_reason(repo
     assert refused.ret != 0
     assert "saved on another machine" in refused.stderr.str() + refused.stdout.str()
     assert "cores: 99 -> " in refused.stderr.str() + refused.stdout.str()
+
+
+@pytest.mark.slow
+def test_trend_names_what_a_changed_recipe_changed_and_nothing_on_an_unchanged_night(repository: pytest.Pytester):
+    """Night over night on the same images (issue 17): a second run with another normalisation mean changes the
+    maps (this random-weights model's hover near 0.5: a small MAE, a large mIoU move), which trend names and fails
+    under --fail-on-change; a third, unchanged run changes no image."""
+    import copy
+
+    from harness import history
+
+    accuracy = ["-k", "mynet and fp32 and accuracy"]
+    reports = repository.path / "reports"
+    _run(repository, *accuracy).assert_outcomes(passed=1)
+    case = copy.deepcopy(CASE)
+    case["models"][0]["preprocess"][3]["mean"] = [0.285, 0.456, 0.606]
+    (repository.path / "cases" / "demo.yaml").write_text(yaml.safe_dump(case), encoding="utf-8")
+    _run(repository, *accuracy).assert_outcomes(passed=1)
+    lines, failed = history.trend(reports, draw=False, fail_on_change=True)
+    text = "\n".join(lines)
+    assert failed and "mynet-fp32-onnxruntime on people: miou" in text and "paired difference on 3 images" in text
+    assert "change mynet-fp32-onnxruntime on people: outputs of" in text, text
+    _run(repository, *accuracy).assert_outcomes(passed=1)
+    lines, failed = history.trend(reports, draw=False, fail_on_change=True)
+    assert not failed
+    assert "no change beyond intervals and thresholds (2 rows compared; outputs of 0 of 7 images changed)" in lines[2]

@@ -47,13 +47,28 @@ def names() -> list[str]:
 
 
 def get(name: str, config: RuntimeConfig) -> Runtime:
-    """An instance of runtime ``name``; an unknown name lists the known ones."""
+    """An instance of runtime ``name``, or of ``BASE+FAULT`` (``BASE`` wrapped with one fault of
+    :mod:`.faults`); an unknown name lists the known ones."""
+    from .faults import FaultyRuntime, split
+
+    base, fault = split(name)
     try:
-        cls = _registry()[name]
+        cls = _registry()[base]
     except KeyError:
-        raise ValueError(f"unknown runtime {name!r}; known runtimes: {', '.join(_registry())}") from None
-    return cls(config)
+        raise ValueError(f"unknown runtime {base!r}; known runtimes: {', '.join(_registry())}") from None
+    return cls(config) if fault is None else FaultyRuntime(cls(config), fault)
+
+
+def validated(name: str) -> str:
+    """``name`` when :func:`get` knows it (a runtime, or ``BASE+FAULT``), else a ValueError saying what is known."""
+    from .faults import FAULTS, split
+
+    base, _ = split(name)
+    if base not in _registry():
+        raise ValueError(f"unknown runtime {base!r}; known runtimes: {', '.join(_registry())}, each also as "
+                         f"NAME+FAULT with a fault of {', '.join(FAULTS)}")
+    return name
 
 
 __all__ = ["Artifact", "RunInput", "Runtime", "RuntimeConfig", "RuntimeUnavailable", "Session", "SessionClosed",
-           "get", "names", "ENTRY_POINT_GROUP"]
+           "get", "names", "validated", "ENTRY_POINT_GROUP"]

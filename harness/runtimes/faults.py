@@ -1,0 +1,267 @@
+"""Fault injection: any runtime wrapped with one named, deterministic fault, the proof that the checks fail a broken one.
+
+Selected like any runtime, as ``BASE+FAULT`` (``--runtime onnxruntime+shift``, ``--runtime openvino+bgr``); the
+item id then reads ``isnet-int8-kl_divergence-onnxruntime+shift`` and the item is judged exactly like a healthy
+runtime's: against the fp32 reference on plain ONNX Runtime, the golden masks and the seed's values.
+``python -m harness sensitivity MODEL`` (:mod:`harness.sensitivity`) runs the control (``identity``) and every
+fault through those checks and says which check caught which fault.
+
+Each fault is modelled on a real device-runtime or driver bug, and is deterministic: the same calls give the same
+outputs, so a verdict on a faulty runtime is as repeatable as one on a healthy runtime.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+
+from .base import Artifact, RunInput, Runtime, Session
+
+if TYPE_CHECKING:
+    from ..cases import Item, Variant
+
+SEPARATOR = "+"
+
+#: Every calibration-free setting a fault uses, in one place (what the README's fault table shows).
+MEAN_OFFSET = 0.015  # normalisation mean 0.485 where the recipe says 0.5 (ImageNet's red mean in a non-ImageNet recipe)
+NOISE_SHARE = 0.03  # Gaussian noise, sigma as a share of the output's range
+SATURATION_LEVEL = 0.8  # outputs clipped at this share of their range (an output scale calibrated too small)
+STALE_EVERY = 4  # every 4th call returns the previous call's outputs
+DROPOUT_EVERY = 5  # every 5th call returns zeros / NaN
+SLOW_SHARE = 1.5  # int8 calls take 150% longer (2.5x): a fallback to a slow kernel path
+INT8_PRECISIONS = ("int8", "int8_dynamic")
+
+
+@dataclass
+class _Context:
+    """What a fault may look at: the item's precision and recipe, the call count, the previous call's outputs."""
+
+    precision: str
+    mean: np.ndarray
+    std: np.ndarray
+    calls: int = 0
+    previous: list[np.ndarray] | None = None
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One named fault: what real bug it stands for, and the input and output changes that reproduce it."""
+
+    name: str
+    models: str
+    on_input: Callable[[RunInput, _Context], RunInput] | None = None
+    on_output: Callable[[list[np.ndarray], _Context], list[np.ndarray]] | None = None
+    slows_int8: float = 0.0
+
+
+# --------------------------------------------------------------------------- input faults
+
+
+def _swap_channels(batch: RunInput, context: _Context) -> RunInput:
+    if batch.tensor is not None:  # the image's channels reversed before the recipe's per-channel normalisation
+        mean, std = (v[:, None, None].astype(np.float32) for v in (context.mean, context.std))
+        swapped = (batch.tensor[:, ::-1] * std[::-1] + mean[::-1] - mean) / std
+        return dataclasses.replace(batch, tensor=np.ascontiguousarray(swapped, dtype=batch.tensor.dtype))
+    return dataclasses.replace(batch, images=[np.ascontiguousarray(image[..., ::-1]) for image in batch.images])
+
+
+def _offset_mean(batch: RunInput, context: _Context) -> RunInput:
+    if batch.tensor is not None:  # (x - 0.485) / std == (x - 0.5) / std + 0.015 / std
+        offset = (MEAN_OFFSET / context.std).astype(np.float32)
+        return dataclasses.replace(batch, tensor=batch.tensor + offset[None, :, None, None])
+    # A device that normalises itself sees 8-bit images: the same offset in grey levels.
+    shifted = [np.clip(image.astype(np.int16) + round(MEAN_OFFSET * 255), 0, 255).astype(image.dtype)
+               for image in batch.images]
+    return dataclasses.replace(batch, images=shifted)
+
+
+# --------------------------------------------------------------------------- output faults (element 0: the prediction)
+
+
+def _map_prediction(outputs: list[np.ndarray], change: Callable[[np.ndarray], np.ndarray]) -> list[np.ndarray]:
+    prediction = np.asarray(outputs[0])
+    return [change(prediction.copy()), *outputs[1:]]
+
+
+def _shift_one_pixel(outputs: list[np.ndarray], context: _Context) -> list[np.ndarray]:
+    def change(prediction: np.ndarray) -> np.ndarray:
+        prediction[..., 1:] = prediction[..., :-1].copy()  # an off-by-one in the last resize: one column right
+        return prediction
+
+    return _map_prediction(outputs, change)
+
+
+def _half_resolution(outputs: list[np.ndarray], context: _Context) -> list[np.ndarray]:
+    import cv2
+
+    def change(prediction: np.ndarray) -> np.ndarray:
+        height, width = prediction.shape[-2:]
+        planes = prediction.reshape(-1, height, width).astype(np.float32)
+        for index, plane in enumerate(planes):
+            low = cv2.resize(plane, (max(width // 2, 1), max(height // 2, 1)), interpolation=cv2.INTER_AREA)
+            planes[index] = cv2.resize(low, (width, height), interpolation=cv2.INTER_LINEAR)
+        return planes.reshape(prediction.shape).astype(prediction.dtype)
+
+    return _map_prediction(outputs, change)
+
+
+def _noise(outputs: list[np.ndarray], context: _Context) -> list[np.ndarray]:
+    rng = np.random.default_rng(context.calls)
+
+    def change(prediction: np.ndarray) -> np.ndarray:
+        spread = float(prediction.max() - prediction.min())
+        return (prediction + rng.normal(0.0, NOISE_SHARE * spread, prediction.shape)).astype(prediction.dtype)
+
+    return _map_prediction(outputs, change)
+
+
+def _saturate(outputs: list[np.ndarray], context: _Context) -> list[np.ndarray]:
+    def change(prediction: np.ndarray) -> np.ndarray:
+        low, high = float(prediction.min()), float(prediction.max())
+        return np.minimum(prediction, low + SATURATION_LEVEL * (high - low)).astype(prediction.dtype)
+
+    return _map_prediction(outputs, change)
+
+
+def _stale(outputs: list[np.ndarray], context: _Context) -> list[np.ndarray]:
+    if context.calls % STALE_EVERY == 0 and context.previous is not None:
+        return [o.copy() for o in context.previous]
+    return outputs
+
+
+def _every_nth(fill: float) -> Callable[[list[np.ndarray], _Context], list[np.ndarray]]:
+    def change(outputs: list[np.ndarray], context: _Context) -> list[np.ndarray]:
+        if context.calls % DROPOUT_EVERY == 0:
+            return _map_prediction(outputs, lambda p: np.full_like(p, fill))
+        return outputs
+
+    return change
+
+
+def _reverse_batch(outputs: list[np.ndarray], context: _Context) -> list[np.ndarray]:
+    """Rows handed back in reverse order. The harness runs one image per call, so this fault plays a batcher that
+    pairs each request with the previous one and returns the pair reversed: each image gets the previous one's."""
+    if outputs and np.asarray(outputs[0]).shape[0] > 1:
+        return [np.asarray(o)[::-1].copy() for o in outputs]
+    if context.previous is not None:
+        return [o.copy() for o in context.previous]
+    return outputs
+
+
+FAULTS: dict[str, Fault] = {fault.name: fault for fault in (
+    Fault("identity", "the control: the runtime as it is, through the wrapper"),
+    Fault("bgr", "input channel order swapped (RGB read as BGR by a driver's colour conversion)", on_input=_swap_channels),
+    Fault("mean_offset", "input normalisation off by a small constant (mean 0.485 instead of 0.5)",
+          on_input=_offset_mean),
+    Fault("shift", "output shifted by one pixel (an off-by-one in the device's resize)", on_output=_shift_one_pixel),
+    Fault("half_res", "output computed at half resolution (a fast path at the wrong scale)",
+          on_output=_half_resolution),
+    Fault("noise", f"output noise (sigma {NOISE_SHARE:.0%} of the range: an uninitialised accumulator tile)",
+          on_output=_noise),
+    Fault("saturate", f"output saturated at {SATURATION_LEVEL:.0%} of its range (output scale calibrated too small)",
+          on_output=_saturate),
+    Fault("stale", f"stale output buffer: every {STALE_EVERY}th image gets the previous image's output",
+          on_output=_stale),
+    Fault("zero", f"an all-zero output on one image in {DROPOUT_EVERY} (a DMA that did not complete)",
+          on_output=_every_nth(0.0)),
+    Fault("nan", f"a NaN output on one image in {DROPOUT_EVERY} (a kernel reading uninitialised memory)",
+          on_output=_every_nth(float("nan"))),
+    Fault("batch_reverse", "batch order reversed (a batcher handing rows back in reverse)", on_output=_reverse_batch),
+    Fault("slow", f"the int8 path {SLOW_SHARE:.0%} slower (a fallback to a reference kernel)", slows_int8=SLOW_SHARE),
+)}
+
+
+def split(name: str) -> tuple[str, Fault | None]:
+    """``"onnxruntime+shift"`` -> ("onnxruntime", the shift fault); a plain name -> (name, None)."""
+    if SEPARATOR not in name:
+        return name, None
+    base, fault = name.split(SEPARATOR, 1)
+    if fault not in FAULTS:
+        raise ValueError(f"runtime {name!r}: unknown fault {fault!r}; known faults: {', '.join(FAULTS)}")
+    return base, FAULTS[fault]
+
+
+class FaultySession(Session):
+    """A session whose calls go through one fault; its deployed twin (what latency times) carries the same fault."""
+
+    def __init__(self, inner: Session, fault: Fault, context: _Context) -> None:
+        self._inner, self._fault, self._context = inner, fault, context
+        self.provider = f"{inner.provider} + fault {fault.name}"
+        self.live = inner.live
+        self._deployed: Session | None = None
+
+    def _run(self, batch: RunInput) -> list[np.ndarray]:
+        context, fault = self._context, self._fault
+        context.calls += 1
+        if fault.on_input is not None:
+            batch = fault.on_input(batch, context)
+        started = time.perf_counter()
+        outputs = self._inner.run(batch)
+        elapsed = time.perf_counter() - started
+        clean = [np.asarray(o).copy() for o in outputs] if fault.on_output is not None else outputs
+        if fault.on_output is not None:
+            outputs = fault.on_output(outputs, context)
+        context.previous = clean
+        if fault.slows_int8 and context.precision in INT8_PRECISIONS:
+            time.sleep(fault.slows_int8 * elapsed)
+        return outputs
+
+    def covers(self, stem: str) -> bool:
+        return self._inner.covers(stem)
+
+    def notes(self) -> list[str]:
+        return [*self._inner.notes(), f"fault injected: {self._fault.name} ({self._fault.models})"]
+
+    def settings(self) -> dict[str, Any]:
+        return {**self._inner.settings(), "fault": self._fault.name}
+
+    @property
+    def deployed(self) -> Session:
+        inner = self._inner.deployed
+        if inner is self._inner:
+            return self
+        if self._deployed is None:
+            self._deployed = FaultySession(inner, self._fault, dataclasses.replace(self._context, calls=0))
+        return self._deployed
+
+    def _close(self) -> None:
+        self._inner.close()
+
+
+class FaultyRuntime(Runtime):
+    """``base`` with ``fault`` applied to every call. Not registered by name: :func:`harness.runtimes.get` builds
+    it from ``BASE+FAULT``, so every runtime, a third-party one included, can be wrapped."""
+
+    def __init__(self, base: Runtime, fault: Fault) -> None:
+        super().__init__(base.config)
+        self.base, self.fault = base, fault
+        self.name = f"{base.name}{SEPARATOR}{fault.name}"  # type: ignore[misc]
+        self.takes_images = base.takes_images  # type: ignore[misc]
+        self.artifact = base.artifact  # type: ignore[misc]
+
+    def _unavailable(self) -> str | None:
+        return self.base.unavailable
+
+    def _unsupported(self, variant: "Variant") -> str | None:
+        return self.base.unsupported(variant)
+
+    def _load(self, item: "Item", artifact: Artifact | None) -> Session:
+        inner = self.base.load(dataclasses.replace(item, runtime=self.base.name), artifact)
+        return FaultySession(inner, self.fault, _Context(item.variant.precision, *_normalisation(item)))
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.base.describe(), "runtime": self.name, "fault": self.fault.name}
+
+
+def _normalisation(item: "Item") -> tuple[np.ndarray, np.ndarray]:
+    """The per-channel mean and std of the item's normalisation (0 and 1 where the recipe does not normalise)."""
+    for op in item.model.preprocess:
+        if op.op == "normalize":
+            mean, std = (np.broadcast_to(np.asarray(op.args[k], dtype=np.float64).reshape(-1), (3,)).copy()
+                         for k in ("mean", "std"))
+            return mean, std
+    return np.zeros(3), np.ones(3)

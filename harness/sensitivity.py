@@ -1,0 +1,255 @@
+"""``python -m harness sensitivity MODEL``: which check catches which injected fault, and does any slip through.
+
+One pytest session runs the item (a model at one precision) on the healthy runtime, on the control
+(``RUNTIME+identity``) and on ``RUNTIME+FAULT`` for every fault of :mod:`harness.runtimes.faults`, through the
+normal checks (conformance, regression, accuracy, structure and, for int8, the speed-up gate). Each fault's
+*effect* is measured against the healthy item on the same images: paired deltas of MAE / avg F / S with their
+intervals and the per-image MAE between the two maps. Then, per fault:
+
+* **caught**: some check fails on it that passes on the control;
+* **miss**: nothing caught it, yet its effect exceeds what the checks allow (the seed's documented loss for the
+  precision plus the case's tolerance, on any of the documented metrics; for seeded weights, the conformance
+  budget's mean MAE). The one-pixel shift and the half-resolution output always count: they are the structural
+  faults quantisation noise hides from every metric budget;
+* **below allowance**: not caught, and too small to matter by that definition;
+* **false alarm**: the control fails a check.
+
+A miss or a false alarm makes the command exit 1. The table goes to the terminal and, with one JSON row per
+fault, to ``sensitivity.md`` / ``sensitivity.json`` in the run's report folder (whose ``summary.json`` also
+gets the rows, under ``sensitivity``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import datasets as ds
+from .cases import LOWER_IS_BETTER, Item, Variant
+from .judgement import Comparison, conformance_budget, documented_delta, judge_paired
+from .pipeline import OutputError
+from .report import atomic_write
+from .runtimes.faults import FAULTS, SEPARATOR, SLOW_SHARE
+
+#: Checks whose verdicts the table shows (latency and pipeline overhead time a wrapper, not a model).
+CHECKS = ("conformance", "regression", "accuracy", "structure", "speedup")
+#: Paired metrics shown as the effect of a fault.
+EFFECT_METRICS = ("mae", "avg_f", "sm")
+#: Faults that must be caught whatever their metric effect (see the module docstring).
+STRUCTURAL = ("shift", "half_res")
+FAILING = ("failed", "xfail", "error")
+#: Outcomes that are failures nobody expected.
+UNEXPECTED = ("failed", "error")
+
+
+@dataclass
+class FaultRow:
+    """One fault's effect and the checks that caught it."""
+
+    fault: str
+    models: str
+    dataset: str = ""
+    images: int = 0
+    deltas: dict[str, dict[str, float]] = field(default_factory=dict)
+    mae_vs_healthy: dict[str, float] = field(default_factory=dict)
+    effect: str = ""
+    exceeds: bool = False
+    outcomes: dict[str, str] = field(default_factory=dict)
+    caught_by: list[str] = field(default_factory=list)
+    verdict: str = ""
+
+
+class _Collector:
+    """A pytest plugin object that takes the items' outcomes and effects before the session closes its runtimes."""
+
+    def __init__(self, base: Item, runtimes: list[str], dataset: str | None) -> None:
+        self.base, self.runtimes, self.dataset = base, runtimes, dataset
+        self.rows: list[FaultRow] = []
+        self.summary_path: Path | None = None
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        from .plugin import STATE
+
+        state = session.config.stash.get(STATE, None)
+        if state is None:
+            return
+        self.summary_path = state.recorder.report_dir / "summary.json"
+        suite, outcomes = state.suite, state.recorder.outcomes
+        healthy = _item_on(self.base, self.base.runtime)
+        datasets = suite.catalogue.for_model(healthy.model)
+        chosen = [d for d in datasets if d.name == self.dataset] if self.dataset else \
+            [d for d in datasets if d.name != ds.SYNTHETIC] or datasets
+        if not chosen:
+            raise pytest.UsageError(f"sensitivity: no dataset {self.dataset!r} for {healthy.model.name}; "
+                                    f"available: {', '.join(d.name for d in datasets)}")
+        dataset = chosen[0]
+        control_outcomes = outcomes.get(_item_on(self.base, _with_fault(self.base.runtime, "identity")).id, {})
+        for name in self.runtimes:
+            fault = name.split(SEPARATOR, 1)[1]
+            item = _item_on(self.base, name)
+            row = FaultRow(fault, FAULTS[fault].models, dataset.name,
+                           outcomes={c: outcomes.get(item.id, {}).get(c, "not run") for c in CHECKS})
+            _measure(suite, item, healthy, dataset, row)
+            _settle(row, control_outcomes, suite, state.recorder, healthy, item)
+            self.rows.append(row)
+
+
+def _item_on(base: Item, runtime: str) -> Item:
+    return Item(base.family, base.model, base.variant, runtime)
+
+
+def _with_fault(runtime: str, fault: str) -> str:
+    return f"{runtime}{SEPARATOR}{fault}"
+
+
+def _measure(suite: Any, item: Item, healthy: Item, dataset: ds.Dataset, row: FaultRow) -> None:
+    """The fault's effect against the healthy item on the same images (``dataset``; a rejected output on any)."""
+    try:
+        for other in suite.datasets_for(item):
+            suite.run(item, other)
+        faulty_maps = suite.run(item, dataset).maps
+    except OutputError as error:  # zero / NaN output: the run path rejects it, which every check reports
+        row.effect, row.exceeds = f"output rejected: {error}", True
+        return
+    healthy_maps = suite.run(healthy, dataset).maps
+    budget = conformance_budget(item, "fp32", suite.trained(item))
+    stats = Comparison.of(faulty_maps, healthy_maps, budget).stats
+    row.images = int(stats.get("images", 0))
+    row.mae_vs_healthy = {"mean": stats.get("mae_mean", 0.0), "worst": stats.get("mae_worst", 0.0)}
+    family = item.family
+    if suite.trained(item) and dataset.name in {d.name for d in item.model.datasets}:
+        paired = judge_paired(suite.scores(item, dataset), suite.scores(healthy, dataset), {},
+                              family.acceptance.reproduction, {}, suite.settings.bootstrap,
+                              f"sensitivity/{item.id}/{dataset.name}")
+        documented = documented_delta(item.model, healthy, dataset.name)
+        for metric in EFFECT_METRICS:
+            verdict = paired.deltas.get(metric)
+            if verdict is None:
+                continue
+            allowance = _allowance(metric, documented, family.acceptance.reproduction)
+            row.deltas[metric] = {"delta": verdict.value, "ci": list(verdict.interval), "allowance": allowance}
+            if allowance is not None and abs(verdict.value) > allowance:
+                row.exceeds = True
+    else:  # seeded weights: metrics mean nothing; the precision's conformance budget is the allowance
+        row.exceeds = row.mae_vs_healthy["mean"] > budget.mae
+    if row.fault in STRUCTURAL:
+        row.exceeds = True
+    row.effect = _effect_text(row)
+
+
+def _allowance(metric: str, documented: dict[str, float], tolerance: dict[str, float]) -> float | None:
+    if metric not in tolerance:
+        return None
+    loss = documented.get(metric, 0.0)
+    worse = loss if metric in LOWER_IS_BETTER else -loss
+    return max(worse, 0.0) + tolerance[metric]
+
+
+def _effect_text(row: FaultRow) -> str:
+    parts = [f"d{m} {v['delta']:+.4f} [{v['ci'][0]:+.4f}, {v['ci'][1]:+.4f}]" for m, v in row.deltas.items()]
+    parts.append(f"MAE vs healthy {row.mae_vs_healthy['mean']:.4f} (worst {row.mae_vs_healthy['worst']:.4f})")
+    return "; ".join(parts)
+
+
+def _settle(row: FaultRow, control: dict[str, str], suite: Any, recorder: Any, healthy: Item, item: Item) -> None:
+    """Which checks caught the fault, and the verdict."""
+    if row.fault == "slow":
+        _slow_effect(row, recorder, healthy, item)
+    if row.fault == "identity":  # an expected failure (a documented collapse, xfail) is no alarm
+        failing = [c for c, outcome in row.outcomes.items() if outcome in UNEXPECTED]
+        row.caught_by = failing
+        row.verdict = "false alarm" if failing else "control passes"
+        return
+    row.caught_by = [c for c, outcome in row.outcomes.items()
+                     if outcome in FAILING and control.get(c) not in FAILING]
+    if row.caught_by:
+        row.verdict = "caught"
+    elif row.exceeds and any(control.get(c) == "xfail" for c in CHECKS):
+        row.verdict = "not judged: the item is a documented failure, its checks against fp32 fail anyway"
+    elif row.exceeds:
+        row.verdict = "MISS"
+    else:
+        row.verdict = "below allowance"
+
+
+def _slow_effect(row: FaultRow, recorder: Any, healthy: Item, item: Item) -> None:
+    """The slow fault's effect is on latency: it matters when the healthy speed-up divided by the slow-down falls
+    below the case's floor."""
+    floor = item.family.performance_of(item.model).min_speedup_vs_fp32.get(item.variant.precision)
+    measured = recorder.rows.get((healthy.id, ds.SYNTHETIC))
+    ratio = measured.performance.get("speedup_vs_fp32", {}).get("ratio") if measured is not None else None
+    if item.variant.precision not in ("int8", "int8_dynamic"):
+        row.effect, row.exceeds = "none (only the int8 path is slowed)", False
+    elif floor is None or ratio is None:
+        row.effect, row.exceeds = "latency x2.5 (no speed-up floor or no measured speed-up to judge it by)", False
+    else:
+        slowed = ratio / (1.0 + SLOW_SHARE)
+        row.effect = f"speed-up {ratio:.2f}x -> {slowed:.2f}x expected (floor {floor}x)"
+        row.exceeds = slowed < floor
+
+
+def render(base: Item, rows: list[FaultRow]) -> str:
+    """The table, one line per fault."""
+    lines = [f"# Fault sensitivity of {base.model.name} {base.variant.label} on {base.runtime}", "",
+             "| fault | models | effect against the healthy item | exceeds | caught by | verdict |",
+             "|---|---|---|---|---|---|"]
+    for row in rows:
+        lines.append(f"| {row.fault} | {row.models} | {row.effect} | {'yes' if row.exceeds else 'no'} | "
+                     f"{', '.join(row.caught_by) or '-'} | {row.verdict} |")
+    return "\n".join(lines) + "\n"
+
+
+def run(model: str, precision: str, calibration: str | None, dataset: str | None, runtime: str, faults: list[str],
+        cases: Path, report_dir: Path | None, pytest_args: list[str]) -> int:
+    """Run the checks on the healthy runtime, the control and every fault; write and print the table."""
+    from .cases import load_all
+
+    families = load_all(cases)
+    found = [(f, m) for f in families for m in f.models if m.name == model]
+    if not found:
+        raise ValueError(f"no model {model!r} in {cases}")
+    family, case_model = found[0]
+    labels = {v.label: v for v in case_model.variants()}
+    if precision == "int8" and calibration is None:
+        calibration = next((v.calibration for v in case_model.variants() if v.precision == "int8"), None)
+    variant = Variant(precision, calibration if precision == "int8" else None)
+    if variant.label not in labels:
+        raise ValueError(f"{model} has no variant {variant.label}; it has {', '.join(labels)}")
+    unknown = [f for f in faults if f not in FAULTS]
+    if unknown:
+        raise ValueError(f"unknown fault(s) {unknown}; known: {', '.join(FAULTS)}")
+    base = Item(family, case_model, variant, runtime)
+    faulty = [_with_fault(runtime, f) for f in ["identity", *[f for f in faults if f != "identity"]]]
+    out = report_dir or Path("reports") / "sensitivity" / f"{model}-{variant.label}-{runtime}"
+    selection = f"{model}-{variant.label}-{runtime}"
+    checks = " or ".join(f"test_{c}" for c in CHECKS)
+    # No fault localisation: rebuilding a faulty runtime's model in parts says nothing about the runtime.
+    args = [str(cases), "-k", f"{selection} and ({checks})", "--runtime", runtime,
+            *[a for r in faulty for a in ("--runtime", r)], "--report-dir", str(out), "-p", "no:cacheprovider",
+            "--localise-builds", "0", *pytest_args]
+    collector = _Collector(base, faulty, dataset)
+    print(f"sensitivity: pytest {' '.join(args)}", flush=True)
+    pytest.main(args, plugins=[collector])
+    if not collector.rows:
+        raise ValueError("sensitivity: the pytest run collected nothing to judge (see its output above)")
+    table = render(base, collector.rows)
+    print("\n" + table)
+    payload = [asdict(r) for r in collector.rows]
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / "sensitivity.md", table)
+    atomic_write(out / "sensitivity.json", json.dumps(payload, indent=2))
+    if collector.summary_path is not None and collector.summary_path.exists():
+        summary = json.loads(collector.summary_path.read_text(encoding="utf-8"))
+        summary["sensitivity"] = payload
+        atomic_write(collector.summary_path, json.dumps(summary, indent=2))
+    bad = [r for r in collector.rows if r.verdict in ("MISS", "false alarm")]
+    for row in bad:
+        print(f"sensitivity: {row.verdict}: {row.fault} ({row.effect})")
+    print(f"sensitivity: {len(collector.rows)} runs, {sum(r.verdict == 'caught' for r in collector.rows)} caught, "
+          f"{len(bad)} misses or false alarms; table in {out / 'sensitivity.md'}")
+    return 1 if bad else 0

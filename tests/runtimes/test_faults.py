@@ -1,0 +1,185 @@
+"""Fault injection: each fault does to a run exactly what its description says, deterministically, on any runtime."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.cases import Item, Variant, load_all
+from harness.pipeline import Pipeline
+from harness.runtimes import RunInput, Runtime, RuntimeConfig, Session, get, validated
+from harness.runtimes.faults import DROPOUT_EVERY, FAULTS, MEAN_OFFSET, SLOW_SHARE, STALE_EVERY, FaultyRuntime
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class EchoSession(Session):
+    """Output = the input's channel mean (1 x 1 x H x W per batch row), optionally after a fixed sleep."""
+
+    provider = "echo"
+
+    def __init__(self, sleep: float = 0.0) -> None:
+        self.sleep = sleep
+        self.inputs: list[RunInput] = []
+
+    def _run(self, batch: RunInput) -> list[np.ndarray]:
+        self.inputs.append(batch)
+        time.sleep(self.sleep)
+        return [batch.tensor.mean(axis=1, keepdims=True).astype(np.float32)]
+
+
+class EchoRuntime(Runtime):
+    name = "echo"
+    artifact = None
+    sleep = 0.0
+
+    def _load(self, item, artifact):
+        return EchoSession(self.sleep)
+
+
+def _item(model: str = "u2netp", variant: Variant = Variant("fp32")) -> Item:
+    for family in load_all(ROOT / "cases"):
+        for case_model in family.models:
+            if case_model.name == model:
+                return Item(family, case_model, variant, "echo")
+    raise LookupError(model)
+
+
+def _faulty(fault: str, item: Item | None = None, sleep: float = 0.0) -> tuple[Session, Item]:
+    runtime = EchoRuntime(RuntimeConfig())
+    runtime.sleep = sleep
+    item = item or _item()
+    return FaultyRuntime(runtime, FAULTS[fault]).load(item), item
+
+
+def _batch(seed: int, size: int = 1) -> RunInput:
+    tensor = np.random.default_rng(seed).normal(size=(size, 3, 8, 10)).astype(np.float32)
+    return RunInput(tensor, [], [f"s{seed}"])
+
+
+def _clean(batch: RunInput) -> np.ndarray:
+    return EchoSession()._run(batch)[0]
+
+
+def test_identity_is_the_runtime_as_it_is_and_says_it_is_wrapped():
+    session, _ = _faulty("identity")
+    for seed in range(6):
+        np.testing.assert_array_equal(session.run(_batch(seed))[0], _clean(_batch(seed)))
+    assert session.provider == "echo + fault identity" and session.settings()["fault"] == "identity"
+    assert any("fault injected: identity" in note for note in session.notes())
+
+
+@pytest.mark.parametrize("model", ["u2netp", "isnet"])  # ImageNet mean/std, and mean 0.5 / std 1
+def test_bgr_is_the_image_read_with_its_channels_reversed_before_normalisation(model):
+    item = _item(model)
+    pipeline = Pipeline(item.model)
+    image = np.random.default_rng(1).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    session, _ = _faulty("bgr", item)
+    session.run(pipeline.batch(image, "x", False))
+    seen = session._inner.inputs[-1].tensor  # what the wrapped runtime was handed
+    np.testing.assert_allclose(seen, pipeline.preprocess(np.ascontiguousarray(image[..., ::-1]))[None], atol=1e-5)
+
+
+def test_mean_offset_is_normalisation_with_a_mean_0015_lower():
+    item = _item("u2netp")
+    session, _ = _faulty("mean_offset", item)
+    batch = _batch(2)
+    session.run(batch)
+    std = np.array([0.229, 0.224, 0.225], np.float32)[None, :, None, None]
+    np.testing.assert_allclose(session._inner.inputs[-1].tensor - batch.tensor, np.broadcast_to(MEAN_OFFSET / std,
+                               batch.tensor.shape), rtol=1e-5)
+
+
+def test_shift_moves_the_prediction_one_column_right():
+    session, _ = _faulty("shift")
+    out, clean = session.run(_batch(3))[0], _clean(_batch(3))
+    np.testing.assert_array_equal(out[..., 1:], clean[..., :-1])
+    np.testing.assert_array_equal(out[..., 0], clean[..., 0])
+
+
+def test_half_resolution_keeps_the_shape_and_loses_the_finest_detail():
+    session, _ = _faulty("half_res")
+    out, clean = session.run(_batch(4))[0], _clean(_batch(4))
+    assert out.shape == clean.shape and not np.allclose(out, clean)
+    assert np.abs(np.diff(out, axis=-1)).mean() < 0.8 * np.abs(np.diff(clean, axis=-1)).mean()
+
+
+def test_noise_and_saturation_are_deterministic():
+    for fault in ("noise", "saturate"):
+        first = [_faulty(fault)[0].run(_batch(s))[0] for s in range(3)]
+        again = [_faulty(fault)[0].run(_batch(s))[0] for s in range(3)]
+        assert all(np.array_equal(a, b) for a, b in zip(first, again))
+        assert not np.allclose(first[0], _clean(_batch(0)))
+    saturated = _faulty("saturate")[0].run(_batch(5))[0]
+    clean = _clean(_batch(5))
+    assert saturated.max() == pytest.approx(clean.min() + 0.8 * (clean.max() - clean.min()), rel=1e-5)
+
+
+def test_stale_hands_every_kth_call_the_previous_calls_output():
+    session, _ = _faulty("stale")
+    outputs = [session.run(_batch(s))[0] for s in range(2 * STALE_EVERY)]
+    for index, out in enumerate(outputs):
+        expected = _clean(_batch(index - 1 if (index + 1) % STALE_EVERY == 0 else index))
+        np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize("fault, check", [("zero", lambda o: np.all(o == 0)), ("nan", lambda o: np.all(np.isnan(o)))])
+def test_dropout_hits_one_call_in_n(fault, check):
+    session, _ = _faulty(fault)
+    hit = [bool(check(session.run(_batch(s))[0])) for s in range(2 * DROPOUT_EVERY)]
+    assert hit == [(i + 1) % DROPOUT_EVERY == 0 for i in range(2 * DROPOUT_EVERY)]
+
+
+def test_batch_reverse_reverses_rows_and_pairs_single_requests_with_the_previous_one():
+    session, _ = _faulty("batch_reverse")
+    pair = _batch(6, size=2)
+    np.testing.assert_array_equal(session.run(pair)[0], _clean(pair)[::-1])
+    session, _ = _faulty("batch_reverse")
+    first, second = session.run(_batch(7))[0], session.run(_batch(8))[0]
+    np.testing.assert_array_equal(first, _clean(_batch(7)))
+    np.testing.assert_array_equal(second, _clean(_batch(7)))
+
+
+def test_slow_delays_only_the_int8_path_by_its_share():
+    sleep = 0.02
+    fp32, _ = _faulty("slow", _item("isnet", Variant("fp32")), sleep)
+    int8, _ = _faulty("slow", _item("isnet", Variant("int8", "kl_divergence")), sleep)
+    timings = {}
+    for name, session in (("fp32", fp32), ("int8", int8)):
+        started = time.perf_counter()
+        session.run(_batch(0))
+        timings[name] = time.perf_counter() - started
+    assert timings["int8"] >= (1 + SLOW_SHARE) * sleep * 0.95  # sleep() waits at least as long as it is asked
+    np.testing.assert_array_equal(int8.run(_batch(1))[0], _clean(_batch(1)))
+
+
+def test_the_deployed_twin_carries_the_same_fault():
+    class Twin(EchoSession):
+        def __init__(self):
+            super().__init__()
+            self._deployed = EchoSession()
+
+        @property
+        def deployed(self):
+            return self._deployed
+
+    runtime = EchoRuntime(RuntimeConfig())
+    runtime._load = lambda item, artifact: Twin()
+    session = FaultyRuntime(runtime, FAULTS["shift"]).load(_item())
+    assert session.deployed is not session
+    np.testing.assert_array_equal(session.deployed.run(_batch(3))[0][..., 1:], _clean(_batch(3))[..., :-1])
+    session.close()
+    assert session._inner._closed and session._inner.deployed._closed
+
+
+def test_any_runtime_is_wrapped_by_name_and_unknown_names_list_what_is_known():
+    runtime = get("onnxruntime+shift", RuntimeConfig())
+    assert isinstance(runtime, FaultyRuntime) and runtime.name == "onnxruntime+shift"
+    assert runtime.artifact == "onnx" and validated("openvino+bgr") == "openvino+bgr"
+    with pytest.raises(ValueError, match="unknown fault 'typo'; known faults: identity, bgr"):
+        get("onnxruntime+typo", RuntimeConfig())
+    with pytest.raises(ValueError, match="unknown runtime 'nope'.*NAME\\+FAULT"):
+        validated("nope+shift")
