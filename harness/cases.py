@@ -224,6 +224,30 @@ class Performance(_Strict):
         return floors
 
 
+class StructureBounds(_Strict):
+    """Bounds of the structural checks (:mod:`harness.structure`) of a model's non-reference items against fp32.
+
+    The defaults were measured on 4 ECSSD / human-seg / portrait and 4 synthetic images, with the int8 items judged
+    by their builds' exact arithmetic (the same on every CPU): healthy fp16, int8 and int8_dynamic builds of ISNet,
+    u2netp, u2net, unet3p and the human_seg UNets (trained or official weights) against the injected faults of
+    :mod:`harness.runtimes.faults`:
+
+    * ``alignment_max_px``: healthy |offset| <= 0.066 model px (quantisation noise has no direction); the one-pixel
+      shift 1.0-1.4 px on every precision. A quarter pixel is four times the healthy maximum.
+    * ``detail_floor``: healthy 0.95-1.02 of the reference's Laplacian content kept (u2net int8 1.07-1.10); half
+      resolution 0.48-0.58, one-pixel shift 0.51-0.72. The floor leaves 0.1 below the lowest healthy figure.
+    * ``spurious_ceiling``: healthy 0.000-0.020 of the reference's Laplacian content added by the difference (int8
+      flips edge pixels); Gaussian noise of 3% of the output's range 0.40-0.84 at 320x320. Five times the healthy
+      maximum. A model whose healthy builds add more (a graph quantised at another resolution) sets its own, with a
+      note of what was measured.
+    """
+
+    alignment_max_px: float = Field(0.25, gt=0)
+    detail_floor: float = Field(0.85, gt=0, le=1)
+    spurious_ceiling: float = Field(0.1, gt=0)
+    note: str | None = None
+
+
 class Model(_Strict):
     """One model of a family: everything needed to build, run and judge it."""
 
@@ -256,6 +280,7 @@ class Model(_Strict):
         description="budgets for seeded (untrained) weights, measured with exact int8 arithmetic (same on every CPU)")
     performance: Performance | None = Field(None, description="overrides the family's performance floors")
     int8: Int8Scheme | None = Field(None, description="overrides the family's static int8 scheme")
+    structure: StructureBounds = Field(StructureBounds(), description="bounds of the structural checks against fp32")
     extra_precisions: tuple[Literal["fp32", "fp16", "int8_dynamic"], ...] = ()
     results: tuple[ResultRow, ...]
 

@@ -254,6 +254,19 @@ def _run_lines(run: dict[str, Any] | None) -> list[str]:
     return [*lines, ""]
 
 
+def _structure_cell(row: Row) -> str:
+    """Offset (model pixels), detail kept / spurious, channel probe: the structural figures against fp32."""
+    if not row.structure:
+        return "-"
+    aligned, detail = row.structure.get("alignment", {}), row.structure.get("detail", {})
+    text = (f"{_fmt(aligned.get('magnitude_px'), 2)} px, detail {_fmt(detail.get('kept'), 3)} / "
+            f"{_fmt(detail.get('spurious'), 3)}")
+    probe = row.structure.get("channel_order")
+    if probe:
+        text += f", RGB {_fmt(probe.get('mae_as_is'), 4)} vs BGR {_fmt(probe.get('mae_swapped'), 4)}"
+    return text
+
+
 def render_markdown(rows: list[Row], architectures: dict[str, dict[str, Any]] | None = None,
                     run: dict[str, Any] | None = None, extra: list[str] | None = None) -> str:
     lines = [
@@ -264,7 +277,8 @@ def render_markdown(rows: list[Row], architectures: dict[str, dict[str, Any]] | 
         "documented). vs fp32: the paired difference from the fp32 item on the same images, with its interval "
         "(✗ = outside what the seed allows). Conformance is per image against the fp32 reference on the same inputs: "
         "mean and worst MAE, worst max |diff|; int8 kernels: the deployed int8 kernels of this CPU against the build's "
-        "exact arithmetic.",
+        "exact arithmetic. Structure: the offset against fp32 in model pixels, the share of its fine detail kept / the "
+        "spurious detail added, and the channel-order probe's MAE fed RGB vs BGR.",
         "",
     ]
     for family in sorted({r.family for r in rows}):
@@ -275,7 +289,7 @@ def render_markdown(rows: list[Row], architectures: dict[str, dict[str, Any]] | 
             lines += [f"## {family} on {dataset}", ""]
             header = ["model", "precision", "runtime", "weights", "images", *metrics]
             header += ["accuracy vs doc", "vs fp32", "conf. MAE mean/worst", "conf. max|d|", "int8 kernels", "golden",
-                       "latency ms", "ratios", "checks"]
+                       "structure", "latency ms", "ratios", "checks"]
             lines.append(_table_line(header))
             lines.append("|" + "---|" * len(header))
             for r in subset:
@@ -291,6 +305,7 @@ def render_markdown(rows: list[Row], architectures: dict[str, dict[str, Any]] | 
                 cells.append(f"{kernels.get('path', '?')}: {_fmt(kernels.get('mae_mean'), 4)} / "
                              f"{_fmt(kernels.get('mae_worst'), 4)}" if kernels else "-")
                 cells.append(str(r.regression.get("status", "-")))
+                cells.append(_structure_cell(r))
                 cells.append(" / ".join(f"{k} {v:.1f}" for k, v in r.latency_ms.items()) if r.latency_ms else "-")
                 cells.append("; ".join(str(p.get("text", "")) for p in r.performance.values()) or "-")
                 cells.append(", ".join(f"{k}: {v}" for k, v in sorted(r.outcomes.items())) or "-")

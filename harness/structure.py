@@ -13,8 +13,8 @@ separates them. These checks measure the properties such faults change and quant
 * **channel order**: the candidate run on the same images with their colour channels swapped. If that matches the
   reference better than the candidate as it is, the runtime reads the channels in the other order.
 
-Each is judged against a bound in :data:`ALIGNMENT_MAX_PX`, :data:`DETAIL_FLOOR`; see their comments for the
-measurements behind them.
+Each is judged against the model's :class:`~harness.cases.StructureBounds` (defaults measured on healthy fp16 and
+int8 builds of the real models; its docstring gives the figures).
 """
 
 from __future__ import annotations
@@ -24,20 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: Largest accepted offset (model pixels) of the candidate against fp32, median over images. Measured with 4 ECSSD
-#: and 4 synthetic images: healthy fp16, int8 kl_divergence and int8_dynamic builds of ISNet and fp16 of u2netp
-#: |offset| <= 0.066 px (int8 verdicts use the build's exact arithmetic, the same on every CPU; quantisation noise has
-#: no direction); the one-pixel shift fault 1.0-1.4 px on every precision. A quarter pixel is almost four times the
-#: healthy maximum and a quarter of the smallest fault.
-ALIGNMENT_MAX_PX = 0.25
-#: Least share of the reference's Laplacian content a candidate must reproduce (sum over images). Measured as above:
-#: healthy 0.953-1.015; half-resolution output 0.48-0.58, one-pixel shift 0.51-0.72 (a documented collapse such as
-#: u2netp's percentile int8 0.12). The floor leaves 0.1 below the lowest healthy figure.
-DETAIL_FLOOR = 0.85
-#: Most Laplacian content of the candidate-minus-reference difference, relative to the reference's own. Measured as
-#: above: healthy 0.000-0.019 (int8 flips edge pixels, which the Laplacian of the difference sees); output noise of 3%
-#: of the range 0.40-0.84; saturation 0.06-0.14. The ceiling is five times the healthy maximum, a quarter of the noise.
-SPURIOUS_CEILING = 0.1
+from .cases import StructureBounds
+
 #: Images that pass through the channel-order probe (extra runs of the candidate and the reference, so few).
 PROBE_IMAGES = 2
 #: The probe decides only where swapping the channels moves the reference's output at least this many times the
@@ -59,6 +47,7 @@ class Alignment:
     """Per-image offsets (dx, dy) in model pixels, and their median."""
 
     offsets: dict[str, tuple[float, float]]
+    bound_px: float = StructureBounds().alignment_max_px
 
     @property
     def median(self) -> tuple[float, float]:
@@ -73,16 +62,16 @@ class Alignment:
 
     @property
     def passed(self) -> bool:
-        return not self.magnitude > ALIGNMENT_MAX_PX  # a NaN fails
+        return bool(self.magnitude <= self.bound_px)  # a NaN fails
 
     def as_dict(self) -> dict[str, object]:
         dx, dy = self.median
         return {"offset_px": [round(dx, 4), round(dy, 4)], "magnitude_px": round(self.magnitude, 4),
-                "bound_px": ALIGNMENT_MAX_PX, "images": len(self.offsets), "passed": self.passed}
+                "bound_px": self.bound_px, "images": len(self.offsets), "passed": self.passed}
 
 
 def alignment(candidate: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray],
-              model_hw: tuple[int, int]) -> Alignment:
+              model_hw: tuple[int, int], bound_px: float = StructureBounds().alignment_max_px) -> Alignment:
     """The candidate's offset against the reference on every image both have whose reference map is not flat."""
     import cv2
 
@@ -98,7 +87,7 @@ def alignment(candidate: Mapping[str, np.ndarray], reference: Mapping[str, np.nd
             window = cv2.createHanningWindow((theirs.shape[1], theirs.shape[0]), cv2.CV_32F)
         (dx, dy), _ = cv2.phaseCorrelate(theirs.astype(np.float64), ours.astype(np.float64), window.astype(np.float64))
         offsets[stem] = (float(dx), float(dy))
-    return Alignment(offsets)
+    return Alignment(offsets, bound_px)
 
 
 def _laplacian(map_: np.ndarray) -> np.ndarray:
@@ -115,18 +104,19 @@ class Detail:
     kept: float
     spurious: float
     images: int
+    bounds: StructureBounds = StructureBounds()
 
     @property
     def passed(self) -> bool:
-        return bool(self.kept >= DETAIL_FLOOR and self.spurious <= SPURIOUS_CEILING)  # a NaN fails
+        return bool(self.kept >= self.bounds.detail_floor and self.spurious <= self.bounds.spurious_ceiling)  # NaN fails
 
     def as_dict(self) -> dict[str, object]:
-        return {"kept": round(self.kept, 4), "floor": DETAIL_FLOOR, "spurious": round(self.spurious, 4),
-                "ceiling": SPURIOUS_CEILING, "images": self.images, "passed": self.passed}
+        return {"kept": round(self.kept, 4), "floor": self.bounds.detail_floor, "spurious": round(self.spurious, 4),
+                "ceiling": self.bounds.spurious_ceiling, "images": self.images, "passed": self.passed}
 
 
 def detail_kept(candidate: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray],
-                model_hw: tuple[int, int]) -> Detail:
+                model_hw: tuple[int, int], bounds: StructureBounds = StructureBounds()) -> Detail:
     """``sum <L(c), L(r)> / sum <L(r), L(r)>`` at the model's resolution, over the images both have."""
     shared, energy, residual, images = 0.0, 0.0, 0.0, 0
     for stem, map_ in candidate.items():
@@ -139,8 +129,8 @@ def detail_kept(candidate: Mapping[str, np.ndarray], reference: Mapping[str, np.
         residual += float(np.sum((ours - theirs) ** 2))
         images += 1
     if energy <= 0:
-        return Detail(1.0, 0.0 if residual == 0 else float("inf"), images)
-    return Detail(shared / energy, residual / energy, images)
+        return Detail(1.0, 0.0 if residual == 0 else float("inf"), images, bounds)
+    return Detail(shared / energy, residual / energy, images, bounds)
 
 
 @dataclass(frozen=True)

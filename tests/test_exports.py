@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from harness.cases import Variant, load_all
+from harness.export import EXPORT_TOLERANCE
 from harness.settings import Settings
 from harness.suite import Suite
 
@@ -34,6 +35,11 @@ def model():
     return next(m for f in load_all(ROOT / "cases") for m in f.models if m.name == "unet_mobilenetv2")
 
 
+#: The export checks compare an export with its eager source: the harness's own bound for that, EXPORT_TOLERANCE
+#: (float reassociation only; its summation order follows the CPU's vector width, AVX2 or AVX-512). Measured max |diff|
+#: of the logits: export check 9.1e-7 / 9.2e-7, batch of 2 3.1e-7 / 3.2e-7, TorchScript 0 / 0, natively (AVX-512 VNNI) /
+#: with PyTorch forced to AVX2 (ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2).
+@pytest.mark.float_sensitive
 def test_onnx_export_is_opset_17_with_dynamic_axes_and_checked(suite: Suite, model) -> None:
     import onnxruntime as ort
 
@@ -42,7 +48,8 @@ def test_onnx_export_is_opset_17_with_dynamic_axes_and_checked(suite: Suite, mod
     assert next(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")) == 17
     dims = graph.graph.input[0].type.tensor_type.shape.dim
     assert [d.dim_param for d in dims] == ["batch", "", "height", "width"]
-    assert artifact.manifest["export_max_abs_diff"] <= 1e-3
+    print(f"unet_mobilenetv2 export vs eager: max |diff| {artifact.manifest['export_max_abs_diff']:.3g}")
+    assert artifact.manifest["export_max_abs_diff"] <= EXPORT_TOLERANCE
     assert artifact.manifest["weights"].startswith("seeded")
     for tool in ("torch", "onnx", "onnxruntime"):
         assert artifact.manifest[tool]
@@ -53,7 +60,8 @@ def test_onnx_export_is_opset_17_with_dynamic_axes_and_checked(suite: Suite, mod
     assert output.shape == (2, 2, 96, 160)
     with torch.no_grad():
         expected = suite.networks.torch_module(model)(torch.from_numpy(batch)).numpy()
-    assert np.abs(output - expected).max() < 1e-3
+    print(f"unet_mobilenetv2 ONNX Runtime batch of 2 vs eager: max |diff| {np.abs(output - expected).max():.3g}")
+    assert np.abs(output - expected).max() < EXPORT_TOLERANCE
 
 
 def test_same_source_is_not_rebuilt(suite: Suite, model) -> None:
@@ -70,6 +78,7 @@ def test_same_source_is_not_rebuilt(suite: Suite, model) -> None:
     assert "Resize" in fp16.manifest["kept_fp32_ops"]
 
 
+@pytest.mark.float_sensitive
 def test_torchscript_export_matches_eager_and_is_cached(suite: Suite, model) -> None:
     artifact = suite.builder.torchscript(model)
     builds = suite.builder.store.builds
@@ -79,5 +88,6 @@ def test_torchscript_export_matches_eager_and_is_cached(suite: Suite, model) -> 
     probe = torch.rand(1, 3, 320, 320, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         difference = (scripted(probe) - suite.networks.torch_module(model)(probe)).abs().max().item()
-    assert difference < 1e-4
+    print(f"unet_mobilenetv2 TorchScript vs eager: max |diff| {difference:.3g}")
+    assert difference < EXPORT_TOLERANCE
     assert artifact.manifest["exporter"].startswith("torch.jit.trace")

@@ -22,6 +22,7 @@ import torch
 from onnx import helper, numpy_helper
 
 from harness.graph_import import state_dict_from_onnx
+from harness.judgement import SOURCE_BUDGET
 from harness.models import build
 
 SMALL = (1, 3, 64, 64)
@@ -31,7 +32,12 @@ REAL_GRAPH_MEAN_ABS = 5e-5
 """Bounds on |torch - onnxruntime| for sigmoid(d1) on the real graph at 1024x1024.
 
 Measured: max 4.5e-4, mean 4.3e-6. The published graph is an fp16 graph (activations too, with
-casts only at its ends and around each Resize), so the difference is fp16 activation rounding.
+casts only at its ends and around each Resize), so the difference is fp16 activation rounding (half an fp16 ulp,
+4.9e-4 relative, at each of its ~100 convolutions), which is the same on every CPU. What the instruction set
+changes is only the fp32 part, float reassociation (1.4e-4 at most on u2netp's maps between AVX2 and AVX-512):
+4.5e-4 + 1.4e-4 stays 3x below 2e-3, and the mean moves by the reassociation's mean (< 1e-6), an order below 5e-5.
+Measured max / mean: 4.55e-4 / 4.34e-6 natively (AVX-512 VNNI), 4.53e-4 / 4.35e-6 with PyTorch forced to AVX2
+(ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2).
 """
 
 
@@ -89,14 +95,20 @@ def imported(exported: onnx.ModelProto, tmp_path_factory: pytest.TempPathFactory
     return state_dict_from_onnx(_save(exported, tmp_path_factory.mktemp("isnet") / "shuffled.onnx"), "isnet")
 
 
+@pytest.mark.float_sensitive
 def test_import_of_folded_graph_reproduces_the_network(original: torch.nn.Module, imported: dict) -> None:
     rebuilt = build("isnet")
     rebuilt.load_state_dict(imported, strict=True)
     image = torch.rand(SMALL, generator=torch.Generator().manual_seed(1)) - 0.5
     with torch.no_grad():
         (expected, _), (actual, _) = original(image), rebuilt(image)
+    # The folded graph against the network it came from: SOURCE_BUDGET's comparison (graph vs its PyTorch source);
+    # a wrongly paired convolution or batch-norm moves these sigmoid maps by far more than its mean bound.
+    # Measured max |diff| 1.2e-7 both natively (AVX-512 VNNI) and with PyTorch forced to AVX2.
     for want, got in zip(expected, actual):
-        assert (want - got).abs().max() < 1e-5
+        difference = (want - got).abs()
+        print(f"folded ISNet vs source: max |diff| {difference.max():.3g}, mean {difference.mean():.3g}")
+        assert difference.max() < SOURCE_BUDGET.max_abs and difference.mean() < SOURCE_BUDGET.mae
 
 
 def test_batch_norms_become_exact_identities(imported: dict) -> None:
@@ -178,6 +190,7 @@ def _isnet_input(image_path: Path) -> np.ndarray:
 
 
 @pytest.mark.slow
+@pytest.mark.float_sensitive
 def test_real_graph_is_reproduced() -> None:
     from harness.weights import NpmWeights, default_cache_dir
 
@@ -223,13 +236,16 @@ def test_pytorch_half_pixel_resize_pairs_with_half_pixel(exported: onnx.ModelPro
     assert set(state) == set(build("isnet").state_dict())
 
 
-#: |our u2netp - the wheel's graph| at 320 on ECSSD 0001, all seven outputs (sigmoid maps); measured max 2.7e-5
-#: (d2; d0 2.2e-5, float reassociation of the folded batch-norms), so 1e-4 leaves room for other CPUs' kernels
-#: and nothing else: one wrongly paired convolution moves the maps by far more.
-U2NETP_MAX_ABS = 1e-4
+# |our u2netp - the wheel's graph| at 320 on ECSSD 0001, all seven outputs (sigmoid maps): the fp32 graph against its
+# PyTorch source, exactly the comparison ``SOURCE_BUDGET`` bounds (max_abs 5e-3, per-image MAE 1e-4). Measured max
+# |diff| / largest mean: 2.7e-5 / 2.2e-7 on AVX-512 VNNI; 1.0e-4 / 8.8e-7 with PyTorch forced to AVX2
+# (ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2); 1.4e-4 / 9.6e-7 with both PyTorch and ONNX Runtime on an
+# emulated AVX2 CPU (qemu-x86_64 -cpu EPYC-Milan), as on the AVX2 CI machine (1.42e-4): float reassociation, 8- vs
+# 16-lane sums. One wrongly paired convolution moves the maps by far more than the MAE bound.
 
 
 @pytest.mark.slow
+@pytest.mark.float_sensitive
 def test_real_u2netp_graph_is_reproduced() -> None:
     from harness.cases import load_all
     from harness.weights import WheelWeights, default_cache_dir
@@ -256,5 +272,8 @@ def test_real_u2netp_graph_is_reproduced() -> None:
     with torch.no_grad():
         ours = model(torch.from_numpy(tensor))
     differences = [float(np.abs(a.numpy() - b).max()) for a, b in zip(ours, reference, strict=True)]
-    print(f"u2netp wheel graph vs our network at 320: max |diff| per output {[f'{d:.2g}' for d in differences]}")
-    assert max(differences) < U2NETP_MAX_ABS
+    means = [float(np.abs(a.numpy() - b).mean()) for a, b in zip(ours, reference, strict=True)]
+    print(f"u2netp wheel graph vs our network at 320: max |diff| per output {[f'{d:.2g}' for d in differences]}, "
+          f"largest mean {max(means):.2g}")
+    assert max(differences) < SOURCE_BUDGET.max_abs
+    assert max(means) < SOURCE_BUDGET.mae

@@ -167,3 +167,11 @@ def test_rows_of_one_item_from_two_workers_merge_into_one(tmp_path):
     assert (row.conformance, row.metrics, row.images) == ({"mae_mean": 0.003}, {"mae": 0.12}, 100)
     assert row.notes == ["seen by the first worker"]
     assert row.outcomes == {"conformance": "passed", "accuracy": "failed"}
+
+
+def test_structure_figures_are_shown_beside_the_golden_status():
+    row = _row(structure={"alignment": {"magnitude_px": 1.18}, "detail": {"kept": 0.55, "spurious": 0.4},
+                          "channel_order": {"mae_as_is": 0.036, "mae_swapped": 0.0039}})
+    line = next(line for line in render_markdown([row]).splitlines() if line.startswith("| isnet"))
+    assert "1.18 px, detail 0.550 / 0.400, RGB 0.0360 vs BGR 0.0039" in line
+    assert "| - |" in next(line for line in render_markdown([_row()]).splitlines() if line.startswith("| isnet"))

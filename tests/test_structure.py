@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness import structure
+from harness.cases import StructureBounds
 
 MODEL_HW = (64, 64)
 
@@ -78,8 +79,8 @@ def test_half_resolution_and_noise_fail_detail_int8_does_not():
     blurred = structure.detail_kept(*_maps(range(6), half), MODEL_HW)
     noisy = structure.detail_kept(*_maps(range(6), noise), MODEL_HW)
     healthy = structure.detail_kept(*_maps(range(6), _int8_like), MODEL_HW)
-    assert blurred.kept < structure.DETAIL_FLOOR and not blurred.passed
-    assert noisy.spurious > structure.SPURIOUS_CEILING and not noisy.passed
+    assert blurred.kept < StructureBounds().detail_floor and not blurred.passed
+    assert noisy.spurious > StructureBounds().spurious_ceiling and not noisy.passed
     assert healthy.passed and healthy.kept > 0.9
 
 

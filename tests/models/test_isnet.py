@@ -41,6 +41,17 @@ OFFICIAL_FEATURE_MEANS = [3.386944, 2.780238, 2.672995, 2.348888, 1.712324, 1.34
 """Means of sigmoid(d1..d6), d1 at ``GOLDEN_PIXELS`` and means of hx1d..hx6 of the *official*
 ISNetDIS (run outside this package) with ``seeded_official_state`` on ``golden_input()``."""
 
+OFFICIAL_ABS = 1e-5
+OFFICIAL_FEATURE_REL = 1e-5
+"""Bounds on our ISNet against those figures (the official run was on an AVX-512 CPU).
+
+What varies is float32 reassociation: each output sums up to 9 x 512 products, and oneDNN's / ATen's kernels sum them
+in 16 lanes on AVX-512 and 8 on AVX2, each sum off by ~1.2e-7 (float32 epsilon) x sqrt(terms) of its scale, carried
+through ~100 layers; the figures are also printed to 7 significant digits (<= 5e-8). Measured largest |diff|: map
+means 4.0e-8 / pixels 4.4e-8 / feature means 2.8e-7 relative natively (AVX-512 VNNI), 3.6e-7 / 7.4e-7 / 3.6e-7 with
+PyTorch forced to AVX2 (ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2). The bounds are over 10x the AVX2
+figure and still 100x below what a wrong resize mode or pooling does to these maps."""
+
 
 @pytest.fixture(scope="module")
 def model() -> ISNet:
@@ -90,11 +101,18 @@ def test_builder_is_deterministic_under_a_seed() -> None:
     assert all(torch.equal(first[key], second[key]) for key in first)
 
 
+@pytest.mark.float_sensitive
 def test_outputs_match_the_official_implementation() -> None:
     target = build("isnet")
     target.load_state_dict(seeded_official_state(official_shapes("isnet")), strict=True)
     with torch.no_grad():
         maps, features = target(golden_input())
-    assert [side.double().mean().item() for side in maps] == pytest.approx(OFFICIAL_MAP_MEANS, abs=2e-6)
-    assert [maps[0][0, 0, i, j].item() for i, j in GOLDEN_PIXELS] == pytest.approx(OFFICIAL_D1_PIXELS, abs=2e-6)
-    assert [f.double().mean().item() for f in features] == pytest.approx(OFFICIAL_FEATURE_MEANS, rel=1e-5)
+    means = [side.double().mean().item() for side in maps]
+    pixels = [maps[0][0, 0, i, j].item() for i, j in GOLDEN_PIXELS]
+    feature_means = [f.double().mean().item() for f in features]
+    print(f"ISNet vs official: map means {max(abs(a - b) for a, b in zip(means, OFFICIAL_MAP_MEANS)):.3g}, "
+          f"pixels {max(abs(a - b) for a, b in zip(pixels, OFFICIAL_D1_PIXELS)):.3g}, feature means (rel) "
+          f"{max(abs(a - b) / b for a, b in zip(feature_means, OFFICIAL_FEATURE_MEANS)):.3g}")
+    assert means == pytest.approx(OFFICIAL_MAP_MEANS, abs=OFFICIAL_ABS)
+    assert pixels == pytest.approx(OFFICIAL_D1_PIXELS, abs=OFFICIAL_ABS)
+    assert feature_means == pytest.approx(OFFICIAL_FEATURE_MEANS, rel=OFFICIAL_FEATURE_REL)

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from harness.export import EXPORT_TOLERANCE
 from harness.models import build, get
 from harness.models.modnet import MODNet
 from harness.models.profile import count_flops, count_params
@@ -109,6 +110,7 @@ def test_builder_is_deterministic_under_a_seed() -> None:
     assert all(torch.equal(first[key], second[key]) for key in first)
 
 
+@pytest.mark.float_sensitive
 def test_onnx_export_with_one_input_matches_torch(model: MODNet) -> None:
     ort = pytest.importorskip("onnxruntime")
     image = torch.rand(SMALL)
@@ -119,4 +121,8 @@ def test_onnx_export_with_one_input_matches_torch(model: MODNet) -> None:
     with torch.no_grad():
         torch_matte = model(image)[2].numpy()
     assert onnx_matte.shape == torch_matte.shape
-    assert np.abs(onnx_matte - torch_matte).max() < 1e-4
+    # An export against its eager source: the harness's bound for that (float reassociation only), EXPORT_TOLERANCE.
+    # Measured max |diff| 4.6e-6 natively (AVX-512 VNNI), 6.0e-6 with PyTorch forced to AVX2, 3.9e-6 with both
+    # PyTorch and ONNX Runtime on an emulated AVX2 CPU (qemu-x86_64 -cpu EPYC-Milan).
+    print(f"MODNet ONNX Runtime vs eager: max |diff| {np.abs(onnx_matte - torch_matte).max():.3g}")
+    assert np.abs(onnx_matte - torch_matte).max() < EXPORT_TOLERANCE

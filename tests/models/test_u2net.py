@@ -35,6 +35,14 @@ OFFICIAL_OUTPUTS = {
 """Output means and d0 at ``GOLDEN_PIXELS`` of the *official* U2NET/U2NETP (run outside this package)
 with ``seeded_official_state`` on ``golden_input()``: the behavioural oracle for the architecture."""
 
+OFFICIAL_ABS = 1e-5
+"""Bound on our networks against those figures (the official run was on an AVX-512 CPU): float32 reassociation only,
+as for ISNet (each output sums up to 9 x 512 products, summed in 16 lanes on AVX-512 and 8 on AVX2, ~1.2e-7 x
+sqrt(terms) of its scale per layer), plus printing to 7 significant digits (<= 5e-8). Measured largest |diff| of
+means / pixels: u2net 5.0e-8 / 3.3e-8, u2netp 3.8e-8 / 3.4e-8 natively (AVX-512 VNNI); u2net 7.3e-7 / 1.1e-6,
+u2netp 1.9e-7 / 4.9e-7 with PyTorch forced to AVX2 (ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2). The bound
+is about 10x the AVX2 figure."""
+
 
 MEASURED_FLOPS = {"u2net": 117_196_492_800, "u2netp": 39_512_179_200}
 """``count_flops`` at ``SEED_SHAPE``; the seed documents 130.610 G and 44.185 G.
@@ -100,11 +108,16 @@ def test_builder_is_deterministic_under_a_seed(name: str) -> None:
     assert all(torch.equal(first[key], second[key]) for key in first)
 
 
+@pytest.mark.float_sensitive
 def test_outputs_match_the_official_implementation(name: str) -> None:
     target = build(name)
     target.load_state_dict(seeded_official_state(official_shapes(name)), strict=True)
     with torch.no_grad():
         outputs = target(golden_input())
     expected = OFFICIAL_OUTPUTS[name]
-    assert [output.double().mean().item() for output in outputs] == pytest.approx(expected["means"], abs=2e-6)
-    assert [outputs[0][0, 0, i, j].item() for i, j in GOLDEN_PIXELS] == pytest.approx(expected["pixels"], abs=2e-6)
+    means = [output.double().mean().item() for output in outputs]
+    pixels = [outputs[0][0, 0, i, j].item() for i, j in GOLDEN_PIXELS]
+    print(f"{name} vs official: means {max(abs(a - b) for a, b in zip(means, expected['means'])):.3g}, "
+          f"pixels {max(abs(a - b) for a, b in zip(pixels, expected['pixels'])):.3g}")
+    assert means == pytest.approx(expected["means"], abs=OFFICIAL_ABS)
+    assert pixels == pytest.approx(expected["pixels"], abs=OFFICIAL_ABS)

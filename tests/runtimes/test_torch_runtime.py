@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from harness.cases import Variant
+from harness.judgement import BACKEND_FP32_BUDGET
 from harness.runtimes import RunInput, RuntimeConfig, RuntimeUnavailable, get
 from harness.runtimes.base import Artifact
 
@@ -33,15 +34,20 @@ def _batch() -> RunInput:
     return RunInput(tensor, [], ["x"])
 
 
+@pytest.mark.float_sensitive
 def test_fp32_is_the_network(traced: tuple[nn.Module, Artifact]) -> None:
     network, artifact = traced
     outputs = get("torch", RuntimeConfig(threads=1)).load(_item("fp32"), artifact).run(_batch())
     with torch.no_grad():
         expected = network(torch.from_numpy(_batch().tensor)).numpy()
     assert outputs[0].dtype == np.float32
-    np.testing.assert_allclose(outputs[0], expected, atol=1e-6)
+    # fp32 on the torch backend against the eager network: the harness's budget for fp32 on another backend.
+    # Measured 0 natively (AVX-512 VNNI) and with PyTorch forced to AVX2: the same kernels in the same order.
+    print(f"torch runtime fp32 vs eager: max |diff| {np.abs(outputs[0] - expected).max():.3g}")
+    np.testing.assert_allclose(outputs[0], expected, rtol=0, atol=BACKEND_FP32_BUDGET.max_abs)
 
 
+@pytest.mark.float_sensitive
 def test_fp16_runs_in_half_and_returns_float32(traced: tuple[nn.Module, Artifact]) -> None:
     network, artifact = traced
     runtime = get("torch", RuntimeConfig())
@@ -50,7 +56,12 @@ def test_fp16_runs_in_half_and_returns_float32(traced: tuple[nn.Module, Artifact
     full = runtime.load(_item("fp32"), artifact).run(_batch())[0]
     assert session.dtype == "float16" and half.dtype == np.float32
     difference = float(np.abs(half - full).max())
-    assert 0 < difference < 5e-3  # fp16 rounding happened, and only rounding
+    # fp16 rounding happened, and only rounding. The sigmoid's input is a 27- then 72-term sum of O(1) terms, each
+    # rounded to fp16 (half an ulp: 4.9e-4 relative), so |error| <= 0.25 (sigmoid's slope) x ~10 x 4.9e-4 ~ 1.2e-3;
+    # the CPU's vector width only reorders the fp32 part (~1e-7), which 5e-3 does not notice. Measured 2.5e-4 both
+    # natively (AVX-512 VNNI) and with PyTorch forced to AVX2.
+    print(f"torch runtime fp16 vs fp32: max |diff| {difference:.3g}")
+    assert 0 < difference < 5e-3
     assert next(network.parameters()).dtype == torch.float32  # the fp32 module was not touched
 
 
