@@ -107,3 +107,12 @@ def test_channel_probe_does_not_decide_where_colour_hardly_matters():
     noisy = {"a": reference["a"] + 0.08}  # a collapsed int8 build
     probe = structure.channel_probe(noisy, {"a": reference["a"] + 0.078}, reference, barely)
     assert not probe.decisive and probe.passed
+
+
+def test_a_model_can_set_its_own_bounds():
+    candidate, reference = _maps(range(4), lambda m, i: m + np.random.default_rng(i).normal(0, 0.03, m.shape))
+    default = structure.detail_kept(candidate, reference, MODEL_HW)
+    loose = structure.detail_kept(candidate, reference, MODEL_HW, StructureBounds(spurious_ceiling=100.0))
+    assert not default.passed and loose.passed and loose.as_dict()["ceiling"] == 100.0
+    shifted, reference = _maps(range(4), lambda m, i: _shift(m, 1, 0))
+    assert structure.alignment(shifted, reference, MODEL_HW, bound_px=2.0).passed
