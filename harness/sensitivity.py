@@ -70,6 +70,15 @@ class _Collector:
         self.base, self.runtimes, self.dataset = base, runtimes, dataset
         self.rows: list[FaultRow] = []
         self.summary_path: Path | None = None
+        self.rejected: dict[str, str] = {}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Remember items whose outputs the run path rejected (zero / NaN): running them again afterwards would
+        count the fault's calls differently, so the checks' own runs are the evidence."""
+        if report.failed and "OutputError" in report.longreprtext and "[" in report.nodeid:
+            item_id = report.nodeid[report.nodeid.index("[") + 1:report.nodeid.rindex("]")]
+            lines = [line for line in report.longreprtext.splitlines() if "OutputError: " in line]
+            self.rejected.setdefault(item_id, lines[-1].split("OutputError: ", 1)[-1].strip() if lines else "")
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
@@ -94,7 +103,7 @@ class _Collector:
             item = _item_on(self.base, name)
             row = FaultRow(fault, FAULTS[fault].models, dataset.name,
                            outcomes={c: outcomes.get(item.id, {}).get(c, "not run") for c in CHECKS})
-            _measure(suite, item, healthy, dataset, row)
+            _measure(suite, item, healthy, dataset, row, self.rejected.get(item.id))
             _settle(row, control_outcomes, suite, state.recorder, healthy, item)
             self.rows.append(row)
 
@@ -107,13 +116,16 @@ def _with_fault(runtime: str, fault: str) -> str:
     return f"{runtime}{SEPARATOR}{fault}"
 
 
-def _measure(suite: Any, item: Item, healthy: Item, dataset: ds.Dataset, row: FaultRow) -> None:
-    """The fault's effect against the healthy item on the same images (``dataset``; a rejected output on any)."""
+def _measure(suite: Any, item: Item, healthy: Item, dataset: ds.Dataset, row: FaultRow,
+             rejected: str | None) -> None:
+    """The fault's effect against the healthy item on the same images of ``dataset``; ``rejected``: why the run
+    path refused one of its outputs during the checks (zero / NaN), which is an effect of any size."""
+    if rejected is not None:
+        row.effect, row.exceeds = f"output rejected: {rejected}", True
+        return
     try:
-        for other in suite.datasets_for(item):
-            suite.run(item, other)
         faulty_maps = suite.run(item, dataset).maps
-    except OutputError as error:  # zero / NaN output: the run path rejects it, which every check reports
+    except OutputError as error:
         row.effect, row.exceeds = f"output rejected: {error}", True
         return
     healthy_maps = suite.run(healthy, dataset).maps
