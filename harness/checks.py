@@ -12,7 +12,7 @@ import json
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -35,6 +35,9 @@ from .perf import Interleaved, RatioFloor
 from .report import Recorder, Row
 from .runtimes import RunInput
 from .suite import Suite
+
+if TYPE_CHECKING:
+    from .structure import ChannelProbe
 
 Property = Callable[[str, Any], None]
 
@@ -243,7 +246,7 @@ def test_structure(item: Item, runnable: Item, suite: Suite, recorder: Recorder,
 
 
 def _channel_probe(suite: Suite, item: Item, dataset: ds.Dataset, candidate: dict[str, np.ndarray],
-                   reference: dict[str, np.ndarray]):
+                   reference: dict[str, np.ndarray]) -> "ChannelProbe":
     """The candidate and the reference run again on a few images with their channels swapped."""
     from .structure import PROBE_IMAGES, channel_probe
 

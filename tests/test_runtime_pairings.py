@@ -48,4 +48,7 @@ def test_every_precision_of_a_real_model_is_judged_on_each_installed_runtime(run
         assert set(checks) >= set(CHECKS) - ({"structure"} if item == "u2netp-fp32-onnxruntime" else set()), item
         assert set(checks.values()) <= ACCEPTED, (item, checks)
     if runtime != "onnxruntime":  # fp32 on a second runtime: judged against the reference, and passed
-        assert all(outcome == "passed" for outcome in outcomes[f"u2netp-fp32-{runtime}"].values()), outcomes
+        fp32 = outcomes[f"u2netp-fp32-{runtime}"]
+        assert all(fp32[check] == "passed" for check in ("conformance", "regression", "structure")), fp32
+        # Accuracy is judged (paired, as an equivalence) on a real dataset; on the synthetic set alone it is skipped.
+        assert fp32["accuracy"] == ("skipped" if runtime in SYNTHETIC_ONLY else "passed"), fp32
