@@ -226,6 +226,12 @@ def _worse(metric: str, value: float | np.ndarray) -> float | np.ndarray:
     return value if metric in LOWER_IS_BETTER else -value
 
 
+def allowed_worsening(metric: str, documented: float, tolerance: Mapping[str, float]) -> float:
+    """How much worse than fp32 ``metric`` may be: the seed's documented loss (none if it documents a gain) plus
+    the case's tolerance. The paired verdict and the sensitivity report's allowance both use it."""
+    return max(float(_worse(metric, documented)), 0.0) + tolerance[metric]
+
+
 def _interval(metric: str, ours: Scores, weights: np.ndarray, bootstrap: Bootstrap, draws: np.ndarray,
               theirs: Scores | None = None) -> tuple[float, float]:
     """The interval of ``metric`` (of ``ours`` minus ``theirs`` when given, image by image)."""
@@ -333,7 +339,7 @@ def judge_paired(candidate: Scores, reference: Scores, documented_delta: Mapping
                                         "model on the reference runtime")
             deltas[metric] = MetricVerdict(metric, delta, (low, high), documented, allowed, passed, reason)
             continue
-        allowance = max(float(_worse(metric, documented)), 0.0) + tolerance[metric]
+        allowance = allowed_worsening(metric, documented, tolerance)
         worse_low = min(float(_worse(metric, low)), float(_worse(metric, high)))
         passed = bool(worse_low <= allowance)
         direction = "+" if metric in LOWER_IS_BETTER else "-"

@@ -29,11 +29,11 @@ from typing import Any
 import pytest
 
 from . import datasets as ds
-from .cases import LOWER_IS_BETTER, Item, Variant
-from .judgement import Comparison, conformance_budget, documented_delta, judge_paired
+from .cases import Item, Variant
+from .judgement import Comparison, allowed_worsening, conformance_budget, documented_delta, judge_paired
 from .pipeline import OutputError
 from .report import atomic_write
-from .runtimes.faults import FAULTS, SEPARATOR, SLOW_SHARE
+from .runtimes.faults import FAULTS, INT8_PRECISIONS, SEPARATOR, SLOW_SHARE
 
 #: Checks whose verdicts the table shows (latency and pipeline overhead time a wrapper, not a model).
 CHECKS = ("conformance", "regression", "accuracy", "structure", "speedup")
@@ -104,7 +104,7 @@ class _Collector:
             row = FaultRow(fault, FAULTS[fault].models, dataset.name,
                            outcomes={c: outcomes.get(item.id, {}).get(c, "not run") for c in CHECKS})
             _measure(suite, item, healthy, dataset, row, self.rejected.get(item.id))
-            _settle(row, control_outcomes, suite, state.recorder, healthy, item)
+            _settle(row, control_outcomes, state.recorder, healthy, item)
             self.rows.append(row)
 
 
@@ -143,7 +143,9 @@ def _measure(suite: Any, item: Item, healthy: Item, dataset: ds.Dataset, row: Fa
             verdict = paired.deltas.get(metric)
             if verdict is None:
                 continue
-            allowance = _allowance(metric, documented, family.acceptance.reproduction)
+            tolerance = family.acceptance.reproduction
+            allowance = allowed_worsening(metric, documented.get(metric, 0.0), tolerance) if metric in tolerance \
+                else None
             row.deltas[metric] = {"delta": verdict.value, "ci": list(verdict.interval), "allowance": allowance}
             if allowance is not None and abs(verdict.value) > allowance:
                 row.exceeds = True
@@ -154,21 +156,13 @@ def _measure(suite: Any, item: Item, healthy: Item, dataset: ds.Dataset, row: Fa
     row.effect = _effect_text(row)
 
 
-def _allowance(metric: str, documented: dict[str, float], tolerance: dict[str, float]) -> float | None:
-    if metric not in tolerance:
-        return None
-    loss = documented.get(metric, 0.0)
-    worse = loss if metric in LOWER_IS_BETTER else -loss
-    return max(worse, 0.0) + tolerance[metric]
-
-
 def _effect_text(row: FaultRow) -> str:
     parts = [f"d{m} {v['delta']:+.4f} [{v['ci'][0]:+.4f}, {v['ci'][1]:+.4f}]" for m, v in row.deltas.items()]
     parts.append(f"MAE vs healthy {row.mae_vs_healthy['mean']:.4f} (worst {row.mae_vs_healthy['worst']:.4f})")
     return "; ".join(parts)
 
 
-def _settle(row: FaultRow, control: dict[str, str], suite: Any, recorder: Any, healthy: Item, item: Item) -> None:
+def _settle(row: FaultRow, control: dict[str, str], recorder: Any, healthy: Item, item: Item) -> None:
     """Which checks caught the fault, and the verdict."""
     if row.fault == "slow":
         _slow_effect(row, recorder, healthy, item)
@@ -195,10 +189,11 @@ def _slow_effect(row: FaultRow, recorder: Any, healthy: Item, item: Item) -> Non
     floor = item.family.performance_of(item.model).min_speedup_vs_fp32.get(item.variant.precision)
     measured = recorder.rows.get((healthy.id, ds.SYNTHETIC))
     ratio = measured.performance.get("speedup_vs_fp32", {}).get("ratio") if measured is not None else None
-    if item.variant.precision not in ("int8", "int8_dynamic"):
+    if item.variant.precision not in INT8_PRECISIONS:
         row.effect, row.exceeds = "none (only the int8 path is slowed)", False
     elif floor is None or ratio is None:
-        row.effect, row.exceeds = "latency x2.5 (no speed-up floor or no measured speed-up to judge it by)", False
+        row.effect = f"latency x{1 + SLOW_SHARE:g} (no speed-up floor or no measured speed-up to judge it by)"
+        row.exceeds = False
     else:
         slowed = ratio / (1.0 + SLOW_SHARE)
         row.effect = f"speed-up {ratio:.2f}x -> {slowed:.2f}x expected (floor {floor}x)"

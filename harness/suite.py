@@ -97,7 +97,7 @@ class Suite:
 
     def run_swapped(self, item: Item, dataset: ds.Dataset, stems: list[str]) -> dict[str, np.ndarray]:
         """The item's maps of ``stems`` with each image's colour channels reversed (the channel-order probe)."""
-        key = (f"{item.id}-swapped", dataset.name)
+        key = (f"{item.id}-swapped-{','.join(stems)}", dataset.name)  # a session may cover other stems
         if key not in self._runs:
             session = self.sessions.session(item)
             takes_images = self.sessions.runtime(item.runtime).takes_images
@@ -105,7 +105,7 @@ class Suite:
             for sample in (s for s in dataset.samples if s.stem in stems):
                 image = np.ascontiguousarray(dataset.image(sample)[..., ::-1])
                 maps[sample.stem] = self.pipeline(item.model).infer(session, image, sample.stem, takes_images,
-                                                                    key[0])
+                                                                    f"{item.id}-swapped")
             self._runs[key] = RunResult(key[0], dataset.name, maps, {})
         return self._runs[key].maps
 
