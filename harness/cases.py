@@ -182,6 +182,11 @@ class Acceptance(_Strict):
         return floors
 
 
+#: ``--int8-scheme``: the case's own static int8 scheme, or one of ONNX Runtime's remedies for CPUs whose U8S8 kernels
+#: saturate (7-bit weights, or u8 weights).
+INT8_SCHEME_CHOICES = ("case", "reduce_range", "u8u8")
+
+
 class Int8Scheme(_Strict):
     """How static int8 is built: ONNX Runtime QDQ with these types, made explicit per case.
 
@@ -196,6 +201,22 @@ class Int8Scheme(_Strict):
     reduce_range: bool = False
     per_channel: bool = True
     note: str | None = None
+
+    def chosen(self, choice: str) -> "Int8Scheme":
+        """This scheme under ``--int8-scheme choice`` (one of :data:`INT8_SCHEME_CHOICES`)."""
+        if choice == "case":
+            return self
+        if choice == "reduce_range":
+            return self.model_copy(update={"reduce_range": True, "note": "--int8-scheme reduce_range"})
+        if choice == "u8u8":
+            return self.model_copy(update={"weights": "u8", "note": "--int8-scheme u8u8"})
+        raise ValueError(f"--int8-scheme {choice!r}: one of {', '.join(INT8_SCHEME_CHOICES)}")
+
+    @property
+    def saturates_u8s8(self) -> bool:
+        """Whether this scheme's fused kernels can saturate on a CPU whose U8S8 kernels do (AVX2, AVX-512 without
+        VNNI): full-range u8 activations times s8 weights. 7-bit weights (``reduce_range``) and U8U8 cannot."""
+        return self.activations == "u8" and self.weights == "s8" and not self.reduce_range
 
     @property
     def label(self) -> str:
@@ -236,16 +257,28 @@ class StructureBounds(_Strict):
       shift 1.0-1.4 px on every precision. A quarter pixel is four times the healthy maximum.
     * ``detail_floor``: healthy 0.95-1.02 of the reference's Laplacian content kept (u2net int8 1.07-1.10); half
       resolution 0.48-0.58, one-pixel shift 0.51-0.72. The floor leaves 0.1 below the lowest healthy figure.
-    * ``spurious_ceiling``: healthy 0.000-0.020 of the reference's Laplacian content added by the difference (int8
-      flips edge pixels); Gaussian noise of 3% of the output's range 0.40-0.84 at 320x320. Five times the healthy
-      maximum. A model whose healthy builds add more (a graph quantised at another resolution) sets its own, with a
-      note of what was measured.
+    * ``spurious_ceiling``: the median over images of the reference's Laplacian content added by the difference
+      (int8 flips edge pixels): healthy 0.000-0.036 (isnet_1024's dynamic int8 the highest); Gaussian noise of 3%
+      of the output's range 0.40-0.84 at 320x320. About three times the healthy maximum. A model whose healthy builds
+      add more (U2-Net's near-binary maps, whose int8 edges flip) sets its own, with a note of what was measured.
     """
 
     alignment_max_px: float = Field(0.25, gt=0)
     detail_floor: float = Field(0.85, gt=0, le=1)
     spurious_ceiling: float = Field(0.1, gt=0)
     note: str | None = None
+
+
+class DeployedInt8(_Strict):
+    """What a static int8 build is known to lose as deployed on a kind of CPU: the deployment verdict's expected
+    failures (:func:`harness.checks.test_deployment`), with the measured effect as the reason.
+
+    ``saturating_u8s8``: variant label (``int8-kl_divergence``) -> why, for CPUs whose U8S8 kernels saturate a 16-bit
+    sum (AVX2, AVX-512 without VNNI) when the item's scheme is full-range U8S8. Elsewhere, and with a scheme that
+    cannot saturate (``--int8-scheme reduce_range`` or ``u8u8``), the same item must pass.
+    """
+
+    saturating_u8s8: dict[str, str] = Field(default_factory=dict)
 
 
 class Model(_Strict):
@@ -281,6 +314,7 @@ class Model(_Strict):
     performance: Performance | None = Field(None, description="overrides the family's performance floors")
     int8: Int8Scheme | None = Field(None, description="overrides the family's static int8 scheme")
     structure: StructureBounds = Field(StructureBounds(), description="bounds of the structural checks against fp32")
+    deployed_int8: DeployedInt8 = Field(DeployedInt8(), description="int8 losses known on a kind of CPU, as deployed")
     extra_precisions: tuple[Literal["fp32", "fp16", "int8_dynamic"], ...] = ()
     results: tuple[ResultRow, ...]
 
@@ -313,6 +347,10 @@ class Model(_Strict):
         for label in self.skip_variants:
             if label not in labels:
                 raise ValueError(f"skip_variants names {label!r}, which is not one of this model's variants {sorted(labels)}")
+        for label in self.deployed_int8.saturating_u8s8:
+            if label not in {v.label for v in self.variants() if v.precision == "int8"}:
+                raise ValueError(f"deployed_int8.saturating_u8s8 names {label!r}, which is not one of this model's "
+                                 f"static int8 variants {sorted(v for v in labels if v.startswith('int8-'))}")
         return self
 
     def variants(self) -> list["Variant"]:

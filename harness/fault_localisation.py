@@ -260,7 +260,8 @@ def localise(suite: "Suite", item: "Item", dataset: "Dataset", max_builds: int =
     takes_images = runtime.takes_images
 
     def build(excluded: tuple[str, ...]) -> Path:
-        return suite.builder.onnx(item.model, item.variant, item.int8_scheme, nodes_to_exclude=excluded).path
+        return suite.builder.onnx(item.model, item.variant, suite.sessions.int8_scheme(item),
+                                  nodes_to_exclude=excluded).path
 
     def score(path: Path) -> Comparison:
         session = runtime.load(item, Artifact(path, {}))

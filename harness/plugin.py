@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from . import runtimes
-from .cases import CALIBRATIONS, PRECISIONS, CaseError, Family, Item, expand, load_all
+from .cases import CALIBRATIONS, INT8_SCHEME_CHOICES, PRECISIONS, CaseError, Family, Item, expand, load_all
 from .judgement import Bootstrap
 from .report import Recorder
 from .runtimes import RuntimeConfig, RuntimeUnavailable
@@ -35,7 +35,7 @@ from .suite import Suite
 from .weights import default_cache_dir
 
 #: Checks that compare the item with fp32: a documented collapse (``expected_failure``) is an xfail of each.
-CHECKS_AGAINST_FP32 = {"test_accuracy", "test_conformance", "test_regression", "test_structure"}
+CHECKS_AGAINST_FP32 = {"test_accuracy", "test_conformance", "test_deployment", "test_regression", "test_structure"}
 
 
 @dataclass
@@ -106,6 +106,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--vacc-device", default="0",
                     help="VACC device id, or 'auto': the pytest-xdist worker's index (one card per worker)")
     group.addoption("--vamp-outputs", type=Path, default=None, help="folder of vamp npz outputs for --runtime vamp")
+    group.addoption("--int8-scheme", default="case", choices=INT8_SCHEME_CHOICES,
+                    help="static int8 builds: each case's scheme (default), or ONNX Runtime's remedy for CPUs whose "
+                         "U8S8 kernels saturate: 7-bit weights (reduce_range) or u8 weights (u8u8)")
     group.addoption("--threads", type=int, default=None, help="intra-op threads for CPU runtimes (default: all cores)")
     parser.addini("segconform_cases", "folder of case files, relative to the rootdir", default="cases")
     parser.addini("segconform_golden", "folder of golden masks, relative to the rootdir", default="golden")
@@ -167,6 +170,7 @@ def _settings(config: pytest.Config, cases_dir: Path) -> Settings:
         strict_data=option.strict_data,
         bootstrap=Bootstrap(confidence, option.bootstrap_resamples or int(config.getini("segconform_bootstrap_resamples"))),
         latency_rounds=option.latency_rounds,
+        int8_scheme=option.int8_scheme,
         runtime_config=RuntimeConfig(
             threads=option.threads,
             ort_providers=tuple(p.strip() for p in option.ort_providers.split(",") if p.strip()),
@@ -246,6 +250,8 @@ def _gated(item: Item, check: str) -> bool:
         return item.variant.precision in performance.min_speedup_vs_fp32
     if check == "test_pipeline_overhead":
         return performance.max_pipeline_overhead is not None
+    if check == "test_deployment":  # only static int8 has an exact-arithmetic build verdict beside the deployed one
+        return item.variant.precision == "int8"
     return True
 
 
@@ -366,6 +372,12 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         unscored = " (no accuracy item scored it: seeded weights or not selected)" if not entry["scored"] else ""
         terminalreporter.write_line(f"segconform: {name}: {entry['scored']} of {entry['files']} images scored for accuracy"
                                     + unscored + (f"; data problems: {problems}" if problems else ""))
+    deployed = {row.item: row.deployment for row in state.recorder.rows.values() if row.deployment}
+    for item_id, verdict in sorted(deployed.items()):
+        kernels = "saturating" if verdict.get("saturating_u8s8") else "non-saturating"
+        outcome = state.recorder.outcomes.get(item_id, {}).get("deployment", "not run")
+        terminalreporter.write_line(f"segconform: {item_id} as deployed on this CPU ({verdict.get('int8_path')}, "
+                                    f"{kernels} U8S8 kernels, {verdict.get('scheme')}): {outcome}")
 
 
 # --------------------------------------------------------------------------- pytest-xdist: one model, one worker

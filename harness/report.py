@@ -52,6 +52,7 @@ class Row:
     comparison: str = ""
     conformance: dict[str, float] = field(default_factory=dict)
     int8_kernels: dict[str, Any] = field(default_factory=dict)
+    deployment: dict[str, Any] = field(default_factory=dict)
     regression: dict[str, Any] = field(default_factory=dict)
     structure: dict[str, Any] = field(default_factory=dict)
     latency_ms: dict[str, float] = field(default_factory=dict)
@@ -249,8 +250,9 @@ def _run_lines(run: dict[str, Any] | None) -> list[str]:
     lines = [f"Run {run.get('started', '?')} on {machine.get('cpu', '?')} ({machine.get('cores', '?')} cores, int8 path "
              f"{machine.get('int8', '?')}), onnxruntime {machine.get('onnxruntime', '?')}, commit {run.get('commit', '?')}."]
     if machine.get("int8") in SATURATING_U8S8:
-        lines.append("This CPU's U8S8 int8 kernels saturate 16-bit intermediates (vpmaddubsw): static int8 verdicts use "
-                     "the builds' exact arithmetic; what the deployed kernels change is in the int8 kernels column.")
+        lines.append("This CPU's U8S8 int8 kernels saturate 16-bit intermediates (vpmaddubsw): static int8 build verdicts "
+                     "use the builds' exact arithmetic, the same on every CPU; the deployment verdict (deployed column) "
+                     "judges what this CPU's kernels compute.")
     return [*lines, ""]
 
 
@@ -267,6 +269,18 @@ def _structure_cell(row: Row) -> str:
     return text
 
 
+def _deployment_cell(row: Row) -> str:
+    """The deployed session's verdict figures: this CPU's int8 path, conformance against fp32, paired deltas."""
+    if not row.deployment:
+        return "-"
+    conf = row.deployment.get("conformance", {})
+    text = f"{row.deployment.get('int8_path', '?')}: {_fmt(conf.get('mae_mean'), 4)} / {_fmt(conf.get('mae_worst'), 4)}"
+    deltas = row.deployment.get("vs_fp32", {}).get("delta", {})
+    if deltas:
+        text += "; vs fp32 " + ", ".join(f"{m} {v['value']:+.4f}" for m, v in deltas.items())
+    return text
+
+
 def render_markdown(rows: list[Row], architectures: dict[str, dict[str, Any]] | None = None,
                     run: dict[str, Any] | None = None, extra: list[str] | None = None) -> str:
     lines = [
@@ -277,8 +291,10 @@ def render_markdown(rows: list[Row], architectures: dict[str, dict[str, Any]] | 
         "documented). vs fp32: the paired difference from the fp32 item on the same images, with its interval "
         "(✗ = outside what the seed allows). Conformance is per image against the fp32 reference on the same inputs: "
         "mean and worst MAE, worst max |diff|; int8 kernels: the deployed int8 kernels of this CPU against the build's "
-        "exact arithmetic. Structure: the offset against fp32 in model pixels, the share of its fine detail kept / the "
-        "spurious detail added, and the channel-order probe's MAE fed RGB vs BGR.",
+        "exact arithmetic; deployed: the int8 item as deployed on this CPU (its int8 path), judged like the build "
+        "(conformance MAE mean / worst against fp32, paired differences). Structure: the offset against fp32 in model "
+        "pixels, the share of its fine detail kept / the spurious detail added, and the channel-order probe's MAE fed "
+        "RGB vs BGR.",
         "",
     ]
     for family in sorted({r.family for r in rows}):
@@ -288,7 +304,7 @@ def render_markdown(rows: list[Row], architectures: dict[str, dict[str, Any]] | 
             metrics = [m for m in METRIC_ORDER if any(m in r.metrics or m in r.documented for r in subset)]
             lines += [f"## {family} on {dataset}", ""]
             header = ["model", "precision", "runtime", "weights", "images", *metrics]
-            header += ["accuracy vs doc", "vs fp32", "conf. MAE mean/worst", "conf. max|d|", "int8 kernels", "golden",
+            header += ["accuracy vs doc", "vs fp32", "conf. MAE mean/worst", "conf. max|d|", "int8 kernels", "deployed", "golden",
                        "structure", "latency ms", "ratios", "checks"]
             lines.append(_table_line(header))
             lines.append("|" + "---|" * len(header))
@@ -304,6 +320,7 @@ def render_markdown(rows: list[Row], architectures: dict[str, dict[str, Any]] | 
                 kernels = r.int8_kernels
                 cells.append(f"{kernels.get('path', '?')}: {_fmt(kernels.get('mae_mean'), 4)} / "
                              f"{_fmt(kernels.get('mae_worst'), 4)}" if kernels else "-")
+                cells.append(_deployment_cell(r))
                 cells.append(str(r.regression.get("status", "-")))
                 cells.append(_structure_cell(r))
                 cells.append(" / ".join(f"{k} {v:.1f}" for k, v in r.latency_ms.items()) if r.latency_ms else "-")

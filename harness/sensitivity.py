@@ -2,8 +2,8 @@
 
 One pytest session runs the item (a model at one precision) on the healthy runtime, on the control
 (``RUNTIME+identity``) and on ``RUNTIME+FAULT`` for every fault of :mod:`harness.runtimes.faults`, through the
-normal checks (conformance, regression, accuracy, structure and, for int8, the speed-up gate). Each fault's
-*effect* is measured against the healthy item on the same images: paired deltas of MAE / avg F / S with their
+normal checks (conformance, regression, accuracy, structure and, for static int8, the deployment verdict and the
+speed-up gate). Each fault's *effect* is measured against the healthy item on the same images: paired deltas of MAE / avg F / S with their
 intervals and the per-image MAE between the two maps. Then, per fault:
 
 * **caught**: some check fails on it that passes on the control;
@@ -36,7 +36,7 @@ from .report import atomic_write
 from .runtimes.faults import FAULTS, INT8_PRECISIONS, SEPARATOR, SLOW_SHARE
 
 #: Checks whose verdicts the table shows (latency and pipeline overhead time a wrapper, not a model).
-CHECKS = ("conformance", "regression", "accuracy", "structure", "speedup")
+CHECKS = ("conformance", "regression", "accuracy", "structure", "deployment", "speedup")
 #: Paired metrics shown as the effect of a fault.
 EFFECT_METRICS = ("mae", "avg_f", "sm")
 #: Faults that must be caught whatever their metric effect (see the module docstring).
@@ -123,19 +123,22 @@ def _measure(suite: Any, item: Item, healthy: Item, dataset: ds.Dataset, row: Fa
     if rejected is not None:
         row.effect, row.exceeds = f"output rejected: {rejected}", True
         return
+    # A deployed-only fault changes what this CPU's deployed session computes: its effect is measured there.
+    deployed = FAULTS[row.fault].deployed_only
+    run = suite.run_deployed if deployed else suite.run
     try:
-        faulty_maps = suite.run(item, dataset).maps
+        faulty_maps = run(item, dataset).maps
     except OutputError as error:
         row.effect, row.exceeds = f"output rejected: {error}", True
         return
-    healthy_maps = suite.run(healthy, dataset).maps
+    healthy_maps = run(healthy, dataset).maps
     budget = conformance_budget(item, "fp32", suite.trained(item))
     stats = Comparison.of(faulty_maps, healthy_maps, budget).stats
     row.images = int(stats.get("images", 0))
     row.mae_vs_healthy = {"mean": stats.get("mae_mean", 0.0), "worst": stats.get("mae_worst", 0.0)}
     family = item.family
     if suite.trained(item):  # any dataset with masks, the synthetic one included (no documented delta there)
-        paired = judge_paired(suite.scores(item, dataset), suite.scores(healthy, dataset), {},
+        paired = judge_paired(suite.scores(item, dataset, deployed), suite.scores(healthy, dataset, deployed), {},
                               family.acceptance.reproduction, {}, suite.settings.bootstrap,
                               f"sensitivity/{item.id}/{dataset.name}")
         documented = documented_delta(item.model, healthy, dataset.name)

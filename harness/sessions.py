@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from .artifacts import ArtifactBuilder
-from .cases import Item, Model
+from .cases import Int8Scheme, Item, Model
 from .networks import Networks
 from .runtimes import RunInput, Runtime, RuntimeConfig, Session
 from .runtimes import get as get_runtime
@@ -35,10 +35,12 @@ class EagerTorchSession(Session):
 
 
 class SessionPool:
-    def __init__(self, config: RuntimeConfig, builder: ArtifactBuilder, networks: Networks) -> None:
+    def __init__(self, config: RuntimeConfig, builder: ArtifactBuilder, networks: Networks,
+                 int8_scheme: str = "case") -> None:
         self.config = config
         self.builder = builder
         self.networks = networks
+        self.int8_choice = int8_scheme
         self._runtimes: dict[str, Runtime] = {}
         self._sessions: dict[str, Session] = {}
         self._artifacts: dict[str, Artifact | None] = {}
@@ -61,13 +63,17 @@ class SessionPool:
             return self.networks.unbuildable(item.model)
         return None
 
+    def int8_scheme(self, item: Item) -> Int8Scheme:
+        """The static int8 scheme the item is built with: its case's, or the ``--int8-scheme`` remedy."""
+        return item.int8_scheme.chosen(self.int8_choice)
+
     def artifact(self, item: Item) -> Artifact | None:
         """What the item's runtime declared it needs, built (or found in the cache); looked up once per session,
         since even a cache hit of static int8 preprocesses its calibration images to know its key."""
         if item.id not in self._artifacts:
             kind = self.runtime(item.runtime).artifact
             if kind == "onnx":
-                self._artifacts[item.id] = self.builder.onnx(item.model, item.variant, item.int8_scheme)
+                self._artifacts[item.id] = self.builder.onnx(item.model, item.variant, self.int8_scheme(item))
             elif kind == "torchscript":
                 self._artifacts[item.id] = self.builder.torchscript(item.model)
             else:

@@ -31,3 +31,5 @@ class Settings:
     bootstrap: Bootstrap = field(default_factory=Bootstrap)
     latency_rounds: int = 15
     runtime_config: RuntimeConfig = field(default_factory=RuntimeConfig)
+    #: ``--int8-scheme``: "case" (each case file's scheme) or a remedy applied to every static int8 build.
+    int8_scheme: str = "case"

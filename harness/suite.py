@@ -30,7 +30,7 @@ class Suite:
         self.store = ArtifactStore(settings.cache_dir / "artifacts")
         self.builder = ArtifactBuilder(self.store, self.networks, self.calibration_tensors,
                                        settings.calibration_samples)
-        self.sessions = SessionPool(settings.runtime_config, self.builder, self.networks)
+        self.sessions = SessionPool(settings.runtime_config, self.builder, self.networks, settings.int8_scheme)
         self.golden = GoldenStore(settings.golden_dir)
         self.regeneration = Regeneration(self.golden, settings.update_golden)
         self._reported: set[tuple[str, ds.DataProblem]] = set()
@@ -87,6 +87,22 @@ class Suite:
                                                             self.samples_for(item, dataset))
         return self._runs[key]
 
+    def run_deployed(self, item: Item, dataset: ds.Dataset) -> RunResult:
+        """The item's maps from its session as deployed (on CPU int8: this CPU's fused kernels), same samples as run().
+
+        Only a session with a separate exact-arithmetic path has a deployed twin that computes differently; for
+        every other session this is the item's own run.
+        """
+        session = self.sessions.session(item)
+        if session.deployed is session:
+            return self.run(item, dataset)
+        key = (f"{item.id}-deployed", dataset.name)
+        if key not in self._runs:
+            takes_images = self.sessions.runtime(item.runtime).takes_images
+            self._runs[key] = self.pipeline(item.model).run(key[0], session.deployed, takes_images, dataset,
+                                                            self.samples_for(item, dataset))
+        return self._runs[key]
+
     def run_source(self, item: Item, dataset: ds.Dataset) -> RunResult:
         """What the model's source (PyTorch eager, or the graph as shipped) gives on the same samples as ``item``."""
         key = (f"{item.model.name}-source", dataset.name)
@@ -109,11 +125,12 @@ class Suite:
             self._runs[key] = RunResult(key[0], dataset.name, maps, {})
         return self._runs[key].maps
 
-    def scores(self, item: Item, dataset: ds.Dataset) -> Scores:
-        """Per-image metric parts of the item's maps against the ground truth (computed once per session)."""
-        key = (item.id, dataset.name)
+    def scores(self, item: Item, dataset: ds.Dataset, deployed: bool = False) -> Scores:
+        """Per-image metric parts of the item's maps (``deployed``: its deployed session's) against the ground truth
+        (computed once per session)."""
+        key = (item.id + ("-deployed" if deployed else ""), dataset.name)
         if key not in self._scores:
-            run = self.run(item, dataset)
+            run = self.run_deployed(item, dataset) if deployed else self.run(item, dataset)
             scorer = Scorer(item.model.task)
             for sample in dataset.samples:
                 if sample.stem not in run.maps:

@@ -168,6 +168,10 @@ def _seeded_budget_for_fp32(case):
     case["models"][0]["seeded_budgets"] = {"fp32": case["models"][0]["budgets"]["int8"]}
 
 
+def _deployment_loss_of_an_unknown_variant(case):
+    case["models"][0]["deployed_int8"] = {"saturating_u8s8": {"int8-kl_divergence": "measured on AVX2"}}
+
+
 @pytest.mark.parametrize(
     "mutate, key_path, reason",
     [
@@ -185,6 +189,9 @@ def _seeded_budget_for_fp32(case):
         (_speedup_keyed_by_label, "models.0.performance.min_speedup_vs_fp32", "unknown key(s) ['int8-max']"),
         (_budget_keyed_by_calibration, "models.0.budgets", "unknown key(s) ['int8-kl_divergence']"),
         (_seeded_budget_for_fp32, "models.0.seeded_budgets", "unknown key(s) ['fp32']"),
+        (_deployment_loss_of_an_unknown_variant, "models.0",
+         "deployed_int8.saturating_u8s8 names 'int8-kl_divergence', which is not one of this model's static int8 "
+         "variants ['int8-max']"),
     ],
     ids=lambda v: v.__name__.strip("_") if callable(v) else None,
 )
@@ -244,3 +251,17 @@ def test_pytest_collection_fails_on_a_broken_case_file_naming_file_key_and_reaso
     assert str(broken) in output
     assert "models.1" in output  # u2net_human_seg is the second model of u2net.yaml
     assert "calibration_dataset 'supervisely' is not one of datasets ['human_seg']" in output
+
+
+def test_int8_scheme_choices_and_which_can_saturate():
+    from harness.cases import INT8_SCHEME_CHOICES, Int8Scheme
+
+    case = Int8Scheme()
+    assert case.saturates_u8s8 and case.chosen("case") is case
+    remedies = {name: case.chosen(name) for name in INT8_SCHEME_CHOICES if name != "case"}
+    assert remedies["reduce_range"].reduce_range and "7-bit" in remedies["reduce_range"].label
+    assert (remedies["u8u8"].activations, remedies["u8u8"].weights) == ("u8", "u8")
+    assert not any(scheme.saturates_u8s8 for scheme in remedies.values())
+    assert not Int8Scheme(activations="s8").saturates_u8s8  # S8S8 has no saturating U8S8 product
+    with pytest.raises(ValueError, match="--int8-scheme 'u4': one of case, reduce_range, u8u8"):
+        case.chosen("u4")

@@ -18,6 +18,7 @@ import torch
 import yaml
 
 from harness.datasets import synthetic
+from harness.machine import int8_path
 from harness.models import build
 
 pytest_plugins = ["pytester"]
@@ -42,6 +43,8 @@ CASE = {
         "calibration_dataset": "people",
         "budgets": {"fp16": {"mae": 0.01, "mae_worst": 0.03, "max_abs": 0.3, "why": "demo"},
                     "int8": {"mae": 0.15, "mae_worst": 0.3, "max_abs": 1.0, "why": "demo"}},
+        # Random weights through fused U8S8 kernels that saturate: what that loses was not measured, so it is stated.
+        "deployed_int8": {"saturating_u8s8": {"int8-max": "demo network: saturation on AVX2 not measured"}},
         "results": [{"precision": "fp32", "runtime": "source", "dataset": "people", "metrics": {"miou": 0.5}},
                     {"precision": "int8", "calibration": "max", "runtime": "vacc", "dataset": "people",
                      "metrics": {"miou": 0.5}}],
@@ -83,6 +86,16 @@ def _run(repo: pytest.Pytester, *args: str) -> pytest.RunResult:
         "--calibration-samples=3", "--benchmark-disable", "-rs", *args, timeout=900)
 
 
+def _assert_outcomes_with_deployment(result: pytest.RunResult, passed: int, skipped: int) -> None:
+    """``passed`` counts int8's deployment verdict, which on a CPU whose U8S8 kernels saturate is the expected failure
+    the case states (xfailed, or xpassed when the loss did not show)."""
+    outcomes = result.parseoutcomes()
+    expected = outcomes.get("xfailed", 0) + outcomes.get("xpassed", 0)
+    assert expected == (1 if int8_path().saturates_u8s8 else 0), outcomes
+    result.assert_outcomes(passed=passed - expected, skipped=skipped, xfailed=outcomes.get("xfailed", 0),
+                           xpassed=outcomes.get("xpassed", 0))
+
+
 @pytest.mark.slow
 def test_a_repository_with_only_its_case_file_collects_creates_golden_and_passes(repository: pytest.Pytester):
     collected = _run(repository, "--collect-only", "-q")
@@ -95,12 +108,15 @@ def test_a_repository_with_only_its_case_file_collects_creates_golden_and_passes
 
     created = _run(repository, "--update-golden=all")
     # Skipped: no speed-up or overhead bound declared, no parameter count, structure of the fp32 reference itself.
-    created.assert_outcomes(passed=9, skipped=4)
+    _assert_outcomes_with_deployment(created, passed=10, skipped=4)
     for dataset in ("synthetic", "people"):
         meta = json.loads((repository.path / "golden" / "mynet" / dataset / "meta.json").read_text())
         assert meta["weights"] == "checkpoint mynet.pth" and len(meta["images"]) == 3 + (dataset == "synthetic")
     summary = json.loads((repository.path / "reports" / "summary.json").read_text())
     assert {row["item"] for row in summary["rows"]} >= {"mynet-fp32-onnxruntime", "mynet-int8-max-onnxruntime"}
+    deployed = next(r for r in summary["rows"] if (r["item"], r["dataset"]) == ("mynet-int8-max-onnxruntime", "people"))
+    assert deployed["deployment"]["int8_path"] == int8_path().name and "miou" in deployed["deployment"]["vs_fp32"]["delta"]
+    assert f"mynet-int8-max-onnxruntime as deployed on this CPU ({int8_path().name}" in created.stdout.str()
     assert list((repository.path / "reports" / "history").glob("*.json"))
 
     again = _run(repository, "-k", "mynet and fp32")
@@ -157,10 +173,10 @@ def test_data_problems_are_warnings_naming_the_file_and_failures_under_strict_da
 
 @pytest.mark.slow
 def test_two_workers_give_the_serial_run_s_metrics_in_one_report(repository: pytest.Pytester):
-    _run(repository, "--update-golden=all").assert_outcomes(passed=9, skipped=4)
+    _assert_outcomes_with_deployment(_run(repository, "--update-golden=all"), passed=10, skipped=4)
     serial = json.loads((repository.path / "reports" / "summary.json").read_text())
     parallel_run = _run(repository, "-n", "2", "--dist", "loadgroup")
-    parallel_run.assert_outcomes(passed=9, skipped=4)
+    _assert_outcomes_with_deployment(parallel_run, passed=10, skipped=4)
     parallel = json.loads((repository.path / "reports" / "summary.json").read_text())
 
     def metrics(summary):

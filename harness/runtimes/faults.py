@@ -33,6 +33,7 @@ SATURATION_LEVEL = 0.8  # outputs clipped at this share of their range (an outpu
 STALE_EVERY = 4  # every 4th call returns the previous call's outputs
 DROPOUT_EVERY = 5  # every 5th call returns zeros / NaN
 SLOW_SHARE = 1.5  # int8 calls take 150% longer (2.5x): a fallback to a slow kernel path
+KERNEL_NOISE_SHARE = 0.1  # the deployed kernels' noise, sigma as a share of the output's range
 INT8_PRECISIONS = ("int8", "int8_dynamic")
 
 
@@ -56,6 +57,7 @@ class Fault:
     on_input: Callable[[RunInput, _Context], RunInput] | None = None
     on_output: Callable[[list[np.ndarray], _Context], list[np.ndarray]] | None = None
     slows_int8: float = 0.0
+    deployed_only: bool = False  #: acts only on a deployed twin that computes apart from the judged session
 
 
 # --------------------------------------------------------------------------- input faults
@@ -119,6 +121,16 @@ def _noise(outputs: list[np.ndarray], context: _Context) -> list[np.ndarray]:
     return _map_prediction(outputs, change)
 
 
+def _kernel_noise(outputs: list[np.ndarray], context: _Context) -> list[np.ndarray]:
+    rng = np.random.default_rng(context.calls)
+
+    def change(prediction: np.ndarray) -> np.ndarray:
+        spread = float(prediction.max() - prediction.min())
+        return (prediction + rng.normal(0.0, KERNEL_NOISE_SHARE * spread, prediction.shape)).astype(prediction.dtype)
+
+    return _map_prediction(outputs, change)
+
+
 def _saturate(outputs: list[np.ndarray], context: _Context) -> list[np.ndarray]:
     def change(prediction: np.ndarray) -> np.ndarray:
         low, high = float(prediction.min()), float(prediction.max())
@@ -172,6 +184,9 @@ FAULTS: dict[str, Fault] = {fault.name: fault for fault in (
           on_output=_every_nth(float("nan"))),
     Fault("batch_reverse", "batch order reversed (a batcher handing rows back in reverse)", on_output=_reverse_batch),
     Fault("slow", f"the int8 path {SLOW_SHARE:.0%} slower (a fallback to a reference kernel)", slows_int8=SLOW_SHARE),
+    Fault("kernels", f"the deployed int8 kernels compute apart from the build's exact arithmetic (noise, sigma "
+                     f"{KERNEL_NOISE_SHARE:.0%} of the range: a kernel dispatched wrongly on this CPU)",
+          on_output=_kernel_noise, deployed_only=True),
 )}
 
 
@@ -186,15 +201,20 @@ def split(name: str) -> tuple[str, Fault | None]:
 
 
 class FaultySession(Session):
-    """A session whose calls go through one fault; its deployed twin (what latency times) carries the same fault."""
+    """A session whose calls go through one fault; its deployed twin (what latency times) carries the same fault.
 
-    def __init__(self, inner: Session, fault: Fault, context: _Context) -> None:
-        self._inner, self._fault, self._context = inner, fault, context
+    A ``deployed_only`` fault leaves the session itself untouched (``active`` False) and acts on its deployed twin
+    alone, where the two compute apart (static int8 on ONNX Runtime's CPU: exact arithmetic vs fused kernels)."""
+
+    def __init__(self, inner: Session, fault: Fault, context: _Context, active: bool = True) -> None:
+        self._inner, self._fault, self._context, self._active = inner, fault, context, active
         self.provider = f"{inner.provider} + fault {fault.name}"
         self.live = inner.live
         self._deployed: Session | None = None
 
     def _run(self, batch: RunInput) -> list[np.ndarray]:
+        if not self._active:
+            return self._inner.run(batch)
         context, fault = self._context, self._fault
         context.calls += 1
         if fault.on_input is not None:
@@ -251,7 +271,8 @@ class FaultyRuntime(Runtime):
 
     def _load(self, item: "Item", artifact: Artifact | None) -> Session:
         inner = self.base.load(dataclasses.replace(item, runtime=self.base.name), artifact)
-        return FaultySession(inner, self.fault, _Context(item.variant.precision, *_normalisation(item)))
+        return FaultySession(inner, self.fault, _Context(item.variant.precision, *_normalisation(item)),
+                             active=not self.fault.deployed_only)
 
     def describe(self) -> dict[str, Any]:
         return {**self.base.describe(), "runtime": self.name, "fault": self.fault.name}

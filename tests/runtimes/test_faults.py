@@ -11,7 +11,15 @@ import pytest
 from harness.cases import Item, Variant, load_all
 from harness.pipeline import Pipeline
 from harness.runtimes import RunInput, Runtime, RuntimeConfig, Session, get, validated
-from harness.runtimes.faults import DROPOUT_EVERY, FAULTS, MEAN_OFFSET, SLOW_SHARE, STALE_EVERY, FaultyRuntime
+from harness.runtimes.faults import (
+    DROPOUT_EVERY,
+    FAULTS,
+    KERNEL_NOISE_SHARE,
+    MEAN_OFFSET,
+    SLOW_SHARE,
+    STALE_EVERY,
+    FaultyRuntime,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -173,6 +181,28 @@ def test_the_deployed_twin_carries_the_same_fault():
     np.testing.assert_array_equal(session.deployed.run(_batch(3))[0][..., 1:], _clean(_batch(3))[..., :-1])
     session.close()
     assert session._inner._closed and session._inner.deployed._closed
+
+
+def test_kernels_changes_only_a_deployed_twin_that_computes_apart():
+    class Twin(EchoSession):
+        def __init__(self):
+            super().__init__()
+            self._deployed = EchoSession()
+
+        @property
+        def deployed(self):
+            return self._deployed
+
+    runtime = EchoRuntime(RuntimeConfig())
+    runtime._load = lambda item, artifact: Twin()
+    session = FaultyRuntime(runtime, FAULTS["kernels"]).load(_item("isnet", Variant("int8", "kl_divergence")))
+    np.testing.assert_array_equal(session.run(_batch(4))[0], _clean(_batch(4)))  # the build's exact path: untouched
+    deployed, clean = session.deployed.run(_batch(4))[0], _clean(_batch(4))
+    spread = float(clean.max() - clean.min())
+    assert np.std(deployed - clean) == pytest.approx(KERNEL_NOISE_SHARE * spread, rel=0.3)
+    alone, _ = _faulty("kernels")  # no twin: the session is the deployed one, and the fault has nothing to act on
+    assert alone.deployed is alone
+    np.testing.assert_array_equal(alone.run(_batch(5))[0], _clean(_batch(5)))
 
 
 def test_any_runtime_is_wrapped_by_name_and_unknown_names_list_what_is_known():
