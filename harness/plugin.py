@@ -27,6 +27,7 @@ import pytest
 
 from . import runtimes
 from .cases import CALIBRATIONS, PRECISIONS, CaseError, Family, Item, expand, load_all
+from .isolation import Isolation
 from .judgement import Bootstrap
 from .report import Recorder
 from .runtimes import RuntimeConfig, RuntimeUnavailable
@@ -107,6 +108,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="VACC device id, or 'auto': the pytest-xdist worker's index (one card per worker)")
     group.addoption("--vamp-outputs", type=Path, default=None, help="folder of vamp npz outputs for --runtime vamp")
     group.addoption("--threads", type=int, default=None, help="intra-op threads for CPU runtimes (default: all cores)")
+    group.addoption("--isolation", default="process", choices=("process", "none"),
+                    help="process (default): each item's session in a worker process, every call bounded, a crash "
+                         "fails the item only; none: in pytest's own process, unbounded (see harness/isolation.py)")
+    group.addoption("--item-timeout", type=float, default=None, metavar="SECONDS",
+                    help="bound of every runtime call, seconds (default: the case's timeout_s, else 20x the "
+                         "session's fastest call, at least 10 s; a load or first call 300 s)")
+    group.addoption("--resume", action="store_true",
+                    help="continue the last incomplete run of this commit, these case files and this machine: skip "
+                         "the checks that finished, rerun the rest, complete the same run record")
     parser.addini("segconform_cases", "folder of case files, relative to the rootdir", default="cases")
     parser.addini("segconform_golden", "folder of golden masks, relative to the rootdir", default="golden")
     parser.addini("segconform_reports", "folder of reports, relative to the rootdir", default="reports")
@@ -151,6 +161,8 @@ def _settings(config: pytest.Config, cases_dir: Path) -> Settings:
     device = option.vacc_device
     if device != "auto" and not device.isdigit():
         raise pytest.UsageError(f"--vacc-device {device!r}: a device id or 'auto'")
+    if option.item_timeout is not None and not option.item_timeout > 0:
+        raise pytest.UsageError(f"--item-timeout {option.item_timeout}: a number of seconds above 0")
     confidence = option.confidence or float(config.getini("segconform_confidence"))
     if not 0 < confidence < 1:
         raise pytest.UsageError(f"--confidence {confidence}: a level between 0 and 1, e.g. 0.95")
@@ -175,6 +187,7 @@ def _settings(config: pytest.Config, cases_dir: Path) -> Settings:
             vacc_models=option.vacc_models,
             vamp_outputs=option.vamp_outputs,
         ),
+        isolation=Isolation(option.isolation == "process", option.item_timeout),
     )
 
 

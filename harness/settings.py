@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from .isolation import Isolation
 from .judgement import Bootstrap
 from .runtimes.base import RuntimeConfig
 
@@ -31,3 +32,4 @@ class Settings:
     bootstrap: Bootstrap = field(default_factory=Bootstrap)
     latency_rounds: int = 15
     runtime_config: RuntimeConfig = field(default_factory=RuntimeConfig)
+    isolation: Isolation = field(default_factory=Isolation)
