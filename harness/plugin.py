@@ -28,6 +28,7 @@ import pytest
 from . import runtimes
 from .cases import CALIBRATIONS, PRECISIONS, CaseError, Family, Item, expand, load_all
 from .isolation import Isolation
+from .journaling import JournalPlugin
 from .judgement import Bootstrap
 from .report import Recorder
 from .runtimes import RuntimeConfig, RuntimeUnavailable
@@ -49,6 +50,7 @@ class State:
     suite: Suite
     recorder: Recorder
     started: str
+    journal: "JournalPlugin | None" = None
 
 
 STATE = pytest.StashKey["State | None"]()
@@ -214,9 +216,11 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(error)) from None
     from datetime import datetime, timezone
 
-    config.stash[STATE] = State(cases_dir.resolve(), families, config.option.runtime or ["onnxruntime"],
-                                Suite(settings), Recorder(settings.report_dir),
-                                datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    state = State(cases_dir.resolve(), families, config.option.runtime or ["onnxruntime"], Suite(settings),
+                  Recorder(settings.report_dir), datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    state.journal = JournalPlugin(config, state)
+    config.pluginmanager.register(state.journal, "segconform-journal")
+    config.stash[STATE] = state
 
 
 def _state(config: pytest.Config) -> State | None:
@@ -339,7 +343,7 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
         state.recorder.merge(exported)
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = _state(session.config)
     if state is None:
         return
@@ -348,13 +352,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if hasattr(session.config, "workerinput"):  # an xdist worker: the controller writes the report
         session.config.workeroutput["segconform"] = state.recorder.export()  # type: ignore[attr-defined]
         return
-    if not state.recorder.rows:
+    assert state.journal is not None
+    written = state.journal.finish(exitstatus)
+    if not written:
         return
-    from . import history
-
-    record = history.run_record(session.config, state)
-    written = state.recorder.write(record["run"], history.plot_links(state.recorder.report_dir))
-    written.append(history.save(state.recorder.report_dir, record))
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         reporter.write_line(f"segconform: report written to {', '.join(str(p) for p in written)}")
