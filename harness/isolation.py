@@ -100,10 +100,14 @@ class Isolation:
 @dataclass(frozen=True)
 class TimeoutPolicy:
     """The bound of each request: ``fixed`` (``--item-timeout``, else the case's ``timeout_s``) when set, else
-    :data:`TIMEOUT_FACTOR` times the session's own fastest call, at least :data:`TIMEOUT_FLOOR_S`; a load and a
-    first call get :data:`FIRST_CALL_S`."""
+    :data:`TIMEOUT_FACTOR` times the session's own fastest call, at least :data:`TIMEOUT_FLOOR_S`; a first call
+    gets :data:`FIRST_CALL_S`. Loading always gets at least :data:`FIRST_CALL_S`: it includes starting the worker
+    and its imports (seconds), which a bound meant for one image must not count."""
 
     fixed: float | None = None
+
+    def load_bound(self) -> float:
+        return max(FIRST_CALL_S, self.fixed or 0.0)
 
     def bound(self, fastest: float | None) -> float:
         if self.fixed is not None:
@@ -141,7 +145,7 @@ class _Worker:
                                         name=f"segconform-{label}", daemon=True)
         self._process.start()
         child.close()
-        self.info: dict[str, Any] = self._await(policy.bound(None), "loading its session")
+        self.info: dict[str, Any] = self._await(policy.load_bound(), "loading its session")
 
     def request(self, target: str, method: str, *args: Any, what: str, timed: bool = False) -> Any:
         """``method(*args)`` on the worker's ``target`` session ("main" or "deployed"), within its bound."""

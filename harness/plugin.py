@@ -27,7 +27,7 @@ import pytest
 
 from . import runtimes
 from .cases import CALIBRATIONS, PRECISIONS, CaseError, Family, Item, expand, load_all
-from .isolation import Isolation
+from .isolation import Isolation, RuntimeFault
 from .journaling import JournalPlugin
 from .judgement import Bootstrap
 from .report import Recorder
@@ -305,6 +305,29 @@ def recorder(pytestconfig: pytest.Config) -> Recorder:
     return _state_or_skip(pytestconfig).recorder
 
 
+def _junit_family(config: pytest.Config) -> str | None:
+    """The JUnit family of this run's ``--junitxml`` file, None without one."""
+    return config.getini("junit_family") if getattr(config.option, "xmlpath", None) else None
+
+
+@pytest.fixture
+def figures(request: pytest.FixtureRequest) -> Any:
+    """A check's headline figures as JUnit properties of its test case (pytest's ``record_property`` without its
+    warning). Per-test properties exist in junit_family xunit1 (this repository's pytest.ini); xunit2's schema has
+    none, so there they are left out (summary.json has them), which the header says once."""
+    if _junit_family(request.config) not in (None, "xunit1", "legacy"):
+        return lambda name, value: None
+    return lambda name, value: request.node.user_properties.append((name, value))
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    family = _junit_family(config)
+    if _state(config) is None or family in (None, "xunit1", "legacy"):
+        return []
+    return [f"segconform: --junitxml in junit_family {family} has no per-test properties: the checks' figures are "
+            "left out of it (they are in summary.json); set junit_family = xunit1 to have them there"]
+
+
 @pytest.fixture
 def runnable(item: Item, suite: Suite) -> Item:
     """The item, or a skip that says exactly why it cannot run here."""
@@ -329,7 +352,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
         if hasattr(report, "wasxfail"):  # a documented failure: say whether it happened
             outcome = "xpass" if report.passed else "xfail"
         state.recorder.outcome(case_item.id, item.originalname.removeprefix("test_"), outcome)
+        if call.excinfo is not None and isinstance(call.excinfo.value, RuntimeFault):
+            _runtime_fault(state, case_item, item.originalname.removeprefix("test_"), call.excinfo.value)
+            report.longrepr = f"{call.excinfo.typename}: {call.excinfo.value}"  # the reason; a traceback adds nothing
     return report
+
+
+def _runtime_fault(state: State, item: Item, check: str, fault: RuntimeFault) -> None:
+    """A check failed by a runtime that hung or crashed: the item's rows say so (they may hold nothing else)."""
+    for dataset in state.suite.catalogue.for_model(item.model):
+        state.recorder.note(item, dataset.name, f"{check}: {fault.kind}: {fault.reason}")
 
 
 # --------------------------------------------------------------------------- end of session: report and record

@@ -1,0 +1,160 @@
+"""Runtime sessions in worker processes (harness/isolation.py): a hang, a native crash and an error each fail the
+call that met them, with the image and the reason, and outputs are the same as in-process.
+
+The runtimes here are tiny: a fake whose "model" is a mean over channels, wrapped with the process faults of
+harness/runtimes/faults.py, and ONNX Runtime on a one-convolution graph; no real model runs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.cases import Item, Variant, load_all
+from harness.isolation import (
+    FIRST_CALL_S,
+    TIMEOUT_FACTOR,
+    TIMEOUT_FLOOR_S,
+    IsolatedSession,
+    RuntimeCrash,
+    RuntimeTimeout,
+    TimeoutPolicy,
+)
+from harness.runtimes import RunInput, Runtime, RuntimeConfig, Session
+from harness.runtimes.base import Artifact
+from harness.runtimes.faults import FaultyRuntime, InjectedRuntimeError, split
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class MeanSession(Session):
+    provider = "CPU (mean over channels)"
+
+    def _run(self, batch: RunInput) -> list[np.ndarray]:
+        assert batch.tensor is not None
+        return [batch.tensor.mean(axis=1, keepdims=True)]
+
+
+class MeanRuntime(Runtime):
+    """Not registered by name (tests only): it reaches the worker pickled, as any runtime object does."""
+
+    artifact = None
+
+    def _load(self, item: Item, artifact: Artifact | None) -> Session:
+        return MeanSession()
+
+
+class SegfaultSession(MeanSession):
+    def _run(self, batch: RunInput) -> list[np.ndarray]:
+        os.kill(os.getpid(), signal.SIGSEGV)  # what a bad pointer in native code does
+        raise AssertionError("unreachable")
+
+
+class SegfaultRuntime(MeanRuntime):
+    def _load(self, item: Item, artifact: Artifact | None) -> Session:
+        return SegfaultSession()
+
+
+@pytest.fixture(scope="module")
+def item() -> Item:
+    family = next(f for f in load_all(ROOT / "cases") if any(m.name == "u2netp" for m in f.models))
+    return Item(family, next(m for m in family.models if m.name == "u2netp"), Variant("fp32"), "mean")
+
+
+def _runtime(fault: str | None = None) -> Runtime:
+    base = MeanRuntime(RuntimeConfig())
+    base.name = "mean"  # type: ignore[misc]
+    return base if fault is None else FaultyRuntime(base, split(f"mean+{fault}")[1])  # type: ignore[arg-type]
+
+
+def _batch(stem: str) -> RunInput:
+    tensor = np.random.default_rng(len(stem)).random((1, 3, 8, 8), dtype=np.float32)
+    return RunInput(tensor, [], [stem])
+
+
+def test_a_hung_call_fails_naming_the_image_and_the_bound_and_the_item_costs_one_timeout(item: Item):
+    session = IsolatedSession.start(_runtime("hang"), item, None, TimeoutPolicy(fixed=1.0))
+    assert session.run(_batch("first"))[0].shape == (1, 1, 8, 8)
+    started = time.perf_counter()
+    with pytest.raises(RuntimeTimeout, match=r"u2netp-fp32-mean: runtime call on image second did not return "
+                                             r"within 1 s; its process was killed"):
+        session.run(_batch("second"))
+    assert time.perf_counter() - started < 6  # the bound, plus reaping the killed worker
+    started = time.perf_counter()
+    with pytest.raises(RuntimeTimeout, match="not run: the session was abandoned after runtime call on image second"):
+        session.run(_batch("third"))  # every later call of the item fails at once, with the first reason
+    assert time.perf_counter() - started < 0.5
+    assert not session._worker._process.is_alive()
+    session.close()
+
+
+@pytest.mark.parametrize("runtime, signal_name", [(_runtime("abort@1"), "SIGABRT"),
+                                                  (SegfaultRuntime(RuntimeConfig()), "SIGSEGV")])
+def test_a_native_crash_fails_the_call_with_the_signal_named(item: Item, runtime: Runtime, signal_name: str):
+    session = IsolatedSession.start(runtime, item, None, TimeoutPolicy(fixed=30.0))
+    with pytest.raises(RuntimeCrash, match=f"process was killed by {signal_name} during runtime call on image a"):
+        session.run(_batch("a"))
+    with pytest.raises(RuntimeCrash, match="not run"):
+        session.covers("b")
+
+
+def test_a_raising_call_is_the_runtime_s_own_error_and_the_session_goes_on(item: Item):
+    session = IsolatedSession.start(_runtime("raise@1"), item, None, TimeoutPolicy(fixed=30.0))
+    with pytest.raises(InjectedRuntimeError, match="returned an error on call 1") as raised:
+        session.run(_batch("a"))
+    assert any("worker process" in note for note in raised.value.__notes__)
+    assert session.run(_batch("b"))[0].shape == (1, 1, 8, 8)
+    assert session.notes() == ["fault injected: raise@1 (a call that raises (a driver returning an error code))"]
+    session.close()
+    assert not session._worker._process.is_alive()
+
+
+def test_the_bound_scales_with_the_session_s_fastest_call_above_a_floor():
+    derived = TimeoutPolicy()
+    assert derived.bound(None) == FIRST_CALL_S
+    assert derived.bound(0.05) == TIMEOUT_FLOOR_S
+    assert derived.bound(2.0) == TIMEOUT_FACTOR * 2.0
+    assert TimeoutPolicy(fixed=7.0).bound(None) == TimeoutPolicy(fixed=7.0).bound(100.0) == 7.0
+
+
+def test_a_fault_name_takes_the_call_it_names_and_rejects_nonsense():
+    assert split("onnxruntime+hang")[1].at_call == 2 and split("onnxruntime+abort")[1].at_call == 3
+    assert split("onnxruntime+hang@5")[1].at_call == 5
+    for wrong in ("onnxruntime+hang@0", "onnxruntime+hang@x", "onnxruntime+freeze"):
+        with pytest.raises(ValueError, match="unknown fault"):
+            split(wrong)
+
+
+def test_isolated_outputs_are_identical_to_in_process_ones(item: Item, tmp_path: Path):
+    """ONNX Runtime on a small convolution: the worker's outputs are bit for bit those of this process."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from harness.runtimes.onnxruntime import OnnxRuntime
+
+    weights = np.random.default_rng(3).standard_normal((4, 3, 3, 3)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Sigmoid", ["c"], ["y"])],
+        "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 32, 32])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 32, 32])], [numpy_helper.from_array(weights, "w")])
+    path = tmp_path / "tiny.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    artifact, runtime = Artifact(path, {}), OnnxRuntime(RuntimeConfig(threads=1))
+    onnx_item = Item(item.family, item.model, Variant("fp32"), "onnxruntime")
+    batches = [RunInput(np.random.default_rng(i).standard_normal((1, 3, 32, 32)).astype(np.float32), [], [str(i)])
+               for i in range(3)]
+    here = runtime.load(onnx_item, artifact)
+    isolated = IsolatedSession.start(runtime, onnx_item, artifact, TimeoutPolicy())
+    try:
+        assert isolated.provider == here.provider and isolated.settings() == here.settings()
+        for batch in batches:
+            ours, theirs = here.run(batch), isolated.run(batch)
+            assert len(ours) == len(theirs) and all(np.array_equal(a, b) for a, b in zip(ours, theirs))
+    finally:
+        isolated.close()
+        here.close()
