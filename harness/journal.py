@@ -112,6 +112,14 @@ def _lines(path: Path) -> list[dict[str, Any]]:
     return entries
 
 
+def tests(selected: list[str], finished: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A record's ``tests`` entry: how many checks were selected and finished, which did not run, which met a
+    runtime fault (``finished``: node id -> its ``outcome`` and ``fault``)."""
+    return {"selected": len(selected), "finished": len(finished),
+            "not_run": [nodeid for nodeid in selected if nodeid not in finished],
+            "runtime_faults": {nodeid: entry["fault"] for nodeid, entry in finished.items() if entry["fault"]}}
+
+
 class Progress:
     """What a journal says: the run, the checks selected, those finished (outcome and fault) and the rows."""
 
@@ -135,15 +143,8 @@ class Progress:
         """Checks that need not run again: finished, and not failed by a runtime that timed out or crashed."""
         return {nodeid for nodeid, entry in self.finished.items() if not entry["fault"]}
 
-    @property
-    def not_run(self) -> list[str]:
-        return [nodeid for nodeid in self.selected if nodeid not in self.finished]
-
     def tests(self) -> dict[str, Any]:
-        """The record's ``tests`` entry: how many checks were selected and finished, and which did not finish."""
-        faulted = {n: e["fault"] for n, e in self.finished.items() if e["fault"]}
-        return {"selected": len(self.selected), "finished": len(self.finished), "not_run": self.not_run,
-                "runtime_faults": faulted}
+        return tests(self.selected, self.finished)
 
     def record(self) -> dict[str, Any]:
         """The journal as a run record marked incomplete (what ``harness trend`` reads)."""

@@ -21,7 +21,7 @@ import pytest
 
 from . import history
 from .isolation import RuntimeFault
-from .journal import Journal, Progress, cases_digest, resumable
+from .journal import Journal, Progress, cases_digest, resumable, tests
 
 if TYPE_CHECKING:
     from .plugin import State
@@ -47,6 +47,8 @@ class JournalPlugin:
         self.resumed: Progress | None = None
         self.done: set[str] = set()
         self.running: dict[str, dict[str, Any]] = {}
+        self.selected: list[str] = []  # the journal's, over every session of the run (as Progress reads them)
+        self.finished: dict[str, dict[str, Any]] = {}
         self.announced = False  # the selection of this session is in the journal (xdist: every worker reports one)
         self.last_summary = 0.0
         if self.worker:
@@ -55,6 +57,7 @@ class JournalPlugin:
             self.resumed = resumable(self.folder, self.key())
             if self.resumed is not None:
                 self.done = self.resumed.done
+                self.selected, self.finished = list(self.resumed.selected), dict(self.resumed.finished)
                 state.started = self.resumed.run["started"]
                 state.recorder.merge(self.resumed.recorder.export())
                 self.journal = Journal(self.resumed.path)
@@ -118,6 +121,7 @@ class JournalPlugin:
         elif self.resumed is not None:
             self.journal.append({"kind": "resumed", "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
         self.journal.selected(cases)
+        self.selected += [n for n in cases if n not in self.selected]
 
     # ----------------------------------------------------------------- each check as it finishes
 
@@ -148,6 +152,7 @@ class JournalPlugin:
             self.state.recorder.merge(exported)
         self.journal.finished(report.nodeid, entry["outcome"], entry["fault"],
                               self.state.recorder.export(_param(report.nodeid)))
+        self.finished[report.nodeid] = {"outcome": entry["outcome"], "fault": entry["fault"]}
         if time.monotonic() - self.last_summary >= SUMMARY_EVERY_S:
             self.write_summary(complete=False)
 
@@ -157,8 +162,8 @@ class JournalPlugin:
         self.last_summary = time.monotonic()
         record = history.run_record(self.config, self.state)
         run = {**record["run"], "complete": complete}
-        if not complete and self.journal is not None:
-            run["progress"] = Progress(self.journal.path).tests()
+        if not complete:
+            run["progress"] = tests(self.selected, self.finished)
         return self.state.recorder.write(run, history.plot_links(self.state.recorder.report_dir))
 
     def finish(self, exitstatus: int) -> list[Any]:
@@ -166,12 +171,12 @@ class JournalPlugin:
         the incomplete record; the summary either way. Returns the files written."""
         if self.journal is None:
             return []
-        progress = Progress(self.journal.path)
-        complete = not progress.not_run and exitstatus != pytest.ExitCode.INTERRUPTED
+        progress = tests(self.selected, self.finished)
+        complete = not progress["not_run"] and exitstatus != pytest.ExitCode.INTERRUPTED
         written = self.write_summary(complete)
         if not complete:
             return [*written, self.journal.path]
         record = history.run_record(self.config, self.state)
         record["run"]["complete"] = True
-        record["tests"] = progress.tests()
+        record["tests"] = progress
         return [*written, self.journal.complete(record)]

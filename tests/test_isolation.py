@@ -158,3 +158,47 @@ def test_isolated_outputs_are_identical_to_in_process_ones(item: Item, tmp_path:
     finally:
         isolated.close()
         here.close()
+
+
+# --------------------------------------------------------------------------- what isolation costs (benchmarks)
+
+
+def _conv_session(item: Item, tmp_path: Path, side: int, isolated: bool) -> Session:
+    """ONNX Runtime on one 3->1 convolution at ``side`` x ``side``: the arrays of u2netp (320) or ISNet (1024) cross
+    the pipe, while the model itself costs next to nothing, so the time measured is what isolation adds."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from harness.runtimes.onnxruntime import OnnxRuntime
+
+    weights = np.full((1, 3, 1, 1), 1 / 3, dtype=np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"])], "conv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, side, side])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, side, side])], [numpy_helper.from_array(weights, "w")])
+    path = tmp_path / f"conv{side}.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    runtime, artifact = OnnxRuntime(RuntimeConfig(threads=1)), Artifact(path, {})
+    onnx_item = Item(item.family, item.model, Variant("fp32"), "onnxruntime")
+    return IsolatedSession.start(runtime, onnx_item, artifact, TimeoutPolicy()) if isolated else runtime.load(
+        onnx_item, artifact)
+
+
+@pytest.mark.parametrize("side", [320, 1024], ids=["u2netp-320", "isnet-1024"])
+@pytest.mark.parametrize("isolated", [False, True], ids=["in-process", "isolated"])
+def test_benchmark_a_call_isolated_and_in_process(benchmark, item: Item, tmp_path: Path, side: int, isolated: bool):
+    """Per call, isolation adds two copies of the input and output through a pipe; compare the groups' medians."""
+    session = _conv_session(item, tmp_path, side, isolated)
+    batch = RunInput(np.random.default_rng(0).random((1, 3, side, side), dtype=np.float32), [], ["x"])
+    benchmark.group = f"isolation per call, {side}x{side}"
+    try:
+        assert benchmark(session.run, batch)[0].shape == (1, 1, side, side)
+    finally:
+        session.close()
+
+
+def test_benchmark_starting_and_closing_a_worker(benchmark, item: Item):
+    """Per session, isolation adds a process start (spawn, imports, the runtime's load) and its exit."""
+    benchmark.group = "isolation per session"
+    benchmark.pedantic(lambda: IsolatedSession.start(_runtime(), item, None, TimeoutPolicy()).close(), rounds=3,
+                       iterations=1)

@@ -8,7 +8,6 @@ The repository is test_plugin.py's: one small model (unet_mobilenetv2 at 96x96) 
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -26,12 +25,6 @@ from harness.journal import SUFFIX
 ROOT = Path(__file__).resolve().parent.parent
 FAULTY = ("--runtime", "onnxruntime", "--runtime", "onnxruntime+hang", "--runtime", "onnxruntime+abort@1",
           "--runtime", "onnxruntime+raise@1", "--item-timeout", "3")
-
-
-@pytest.fixture(autouse=True)
-def this_checkout(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The user's pytest (and its runtime workers) import this checkout's harness, not another installed copy."""
-    monkeypatch.setenv("PYTHONPATH", str(ROOT))
 
 
 def _record(repo: pytest.Pytester, report_dir: str = "reports") -> dict:
