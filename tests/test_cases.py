@@ -168,6 +168,14 @@ def _seeded_budget_for_fp32(case):
     case["models"][0]["seeded_budgets"] = {"fp32": case["models"][0]["budgets"]["int8"]}
 
 
+def _timeout_of_zero(case):
+    case["models"][0]["timeout_s"] = 0  # would time every call out at once
+
+
+def _misspelt_timeout(case):
+    case["models"][0]["timeout"] = 60  # must not silently fall back to the derived bound
+
+
 @pytest.mark.parametrize(
     "mutate, key_path, reason",
     [
@@ -185,6 +193,8 @@ def _seeded_budget_for_fp32(case):
         (_speedup_keyed_by_label, "models.0.performance.min_speedup_vs_fp32", "unknown key(s) ['int8-max']"),
         (_budget_keyed_by_calibration, "models.0.budgets", "unknown key(s) ['int8-kl_divergence']"),
         (_seeded_budget_for_fp32, "models.0.seeded_budgets", "unknown key(s) ['fp32']"),
+        (_timeout_of_zero, "models.0.timeout_s", "Input should be greater than 0"),
+        (_misspelt_timeout, "models.0.timeout", "Extra inputs are not permitted"),
     ],
     ids=lambda v: v.__name__.strip("_") if callable(v) else None,
 )

@@ -122,6 +122,17 @@ def test_the_bound_scales_with_the_session_s_fastest_call_above_a_floor():
     assert TimeoutPolicy(fixed=7.0).bound(None) == TimeoutPolicy(fixed=7.0).bound(100.0) == 7.0
 
 
+def test_the_command_line_bound_wins_over_the_case_s_which_wins_over_the_derived_one(item: Item):
+    from dataclasses import replace
+
+    from harness.isolation import Isolation
+
+    timed = replace(item, model=item.model.model_copy(update={"timeout_s": 42.0}))
+    assert Isolation(True).policy(item) == TimeoutPolicy()
+    assert Isolation(True).policy(timed) == TimeoutPolicy(fixed=42.0)
+    assert Isolation(True, item_timeout=5.0).policy(timed) == TimeoutPolicy(fixed=5.0)
+
+
 def test_a_fault_name_takes_the_call_it_names_and_rejects_nonsense():
     assert split("onnxruntime+hang")[1].at_call == 2 and split("onnxruntime+abort")[1].at_call == 3
     assert split("onnxruntime+hang@5")[1].at_call == 5
