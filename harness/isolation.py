@@ -150,7 +150,8 @@ class _Worker:
     def request(self, target: str, method: str, *args: Any, what: str, timed: bool = False) -> Any:
         """``method(*args)`` on the worker's ``target`` session ("main" or "deployed"), within its bound."""
         if self.fault is not None:
-            raise type(self.fault)(f"{self.label}: not run: the session was abandoned after {self.fault.reason}")
+            reason = f"not run: an earlier call of this session failed: {self.fault.reason}"
+            raise type(self.fault)(f"{self.label}: {reason}", reason)
         started = time.perf_counter()
         try:
             self._conn.send((target, method, args))
@@ -167,7 +168,7 @@ class _Worker:
         if not self._conn.poll(bound):
             self._process.kill()
             self._process.join(5)
-            raise self._fail(RuntimeTimeout, f"{what} did not return within {bound:g} s; its process was killed "
+            raise self._fail(RuntimeTimeout, f"{what} did not return within {bound:.3g} s; its process was killed "
                                              "and the session abandoned")
         try:
             status, value = self._conn.recv()

@@ -353,15 +353,21 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
             outcome = "xpass" if report.passed else "xfail"
         state.recorder.outcome(case_item.id, item.originalname.removeprefix("test_"), outcome)
         if call.excinfo is not None and isinstance(call.excinfo.value, RuntimeFault):
-            _runtime_fault(state, case_item, item.originalname.removeprefix("test_"), call.excinfo.value)
+            _runtime_fault(state, case_item, item.originalname.removeprefix("test_"), call.excinfo.value,
+                           getattr(item, "funcargs", {}))
             report.longrepr = f"{call.excinfo.typename}: {call.excinfo.value}"  # the reason; a traceback adds nothing
     return report
 
 
-def _runtime_fault(state: State, item: Item, check: str, fault: RuntimeFault) -> None:
-    """A check failed by a runtime that hung or crashed: the item's rows say so (they may hold nothing else)."""
+def _runtime_fault(state: State, item: Item, check: str, fault: RuntimeFault, funcargs: dict[str, Any]) -> None:
+    """A check failed by a runtime that hung or crashed: the item's rows say so (they may hold nothing else). A
+    latency check it failed never timed anything, so pytest-benchmark's "fixture was not used" warning is dropped:
+    the warning summary keeps real problems only."""
     for dataset in state.suite.catalogue.for_model(item.model):
         state.recorder.note(item, dataset.name, f"{check}: {fault.kind}: {fault.reason}")
+    benchmark = funcargs.get("benchmark")
+    if benchmark is not None:
+        benchmark.skipped = True
 
 
 # --------------------------------------------------------------------------- end of session: report and record
