@@ -77,15 +77,19 @@ class JournalPlugin:
 
     # ----------------------------------------------------------------- which checks run
 
-    def pytest_report_header(self, config: pytest.Config) -> list[str]:
-        if not config.option.resume:
-            return []
+    def _say_resume(self) -> None:
+        """What ``--resume`` found, on the terminal even under ``-q`` (a nightly's log must show it)."""
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if not self.config.option.resume or reporter is None:
+            return
         if self.resumed is None:
-            return ["segconform: --resume: no unfinished run of this commit, these case files and this machine under "
-                    f"{self.folder}; starting a new run"]
-        return [f"segconform: resuming {self.resumed.path.name}: {len(self.done)} checks done, "
-                f"{len(self.resumed.finished) - len(self.done)} that met a runtime fault run again, "
-                f"{len(self.resumed.not_run)} not run yet"]
+            reporter.write_line("segconform: --resume: no unfinished run of this commit, these case files and this "
+                                f"machine under {self.folder}; starting a new run")
+            return
+        progress = self.resumed.tests()
+        reporter.write_line(f"segconform: resuming {self.resumed.path.name}: {len(self.done)} checks done, "
+                            f"{len(progress['runtime_faults'])} that met a runtime fault run again, "
+                            f"{len(progress['not_run'])} not run yet")
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
@@ -114,6 +118,7 @@ class JournalPlugin:
         if self.config.option.collectonly or not cases or self.announced:
             return
         self.announced = True
+        self._say_resume()
         if self.journal is None:
             run = history.run_record(self.config, self.state)["run"]
             del run["finished"]

@@ -104,7 +104,7 @@ def test_a_run_killed_with_sigkill_is_resumed_into_the_record_of_an_uninterrupte
     assert killed["run"]["complete"] is False and 2 <= killed["tests"]["finished"] < 4, killed["tests"]
 
     resumed = _run(repository, "--resume", *selection[:2])
-    assert "segconform: resuming" in resumed.stdout.str()
+    assert "segconform: resuming" in resumed.stdout.str(), resumed.stdout.str()[-2000:]
     resumed.assert_outcomes(passed=4 - killed["tests"]["finished"])
     record = _record(repository)
     assert record["run"]["complete"] is True and record["run"]["started"] == killed["run"]["started"]
