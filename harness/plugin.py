@@ -352,22 +352,25 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
         if hasattr(report, "wasxfail"):  # a documented failure: say whether it happened
             outcome = "xpass" if report.passed else "xfail"
         state.recorder.outcome(case_item.id, item.originalname.removeprefix("test_"), outcome)
-        if call.excinfo is not None and isinstance(call.excinfo.value, RuntimeFault):
-            _runtime_fault(state, case_item, item.originalname.removeprefix("test_"), call.excinfo.value,
-                           getattr(item, "funcargs", {}))
-            report.longrepr = f"{call.excinfo.typename}: {call.excinfo.value}"  # the reason; a traceback adds nothing
+        check = item.originalname.removeprefix("test_")
+        error = call.excinfo.value if call.excinfo is not None and report.failed else None
+        if isinstance(error, RuntimeFault):
+            _noted(state, case_item, f"{check}: {error.kind}: {error.reason}")
+            benchmark = getattr(item, "funcargs", {}).get("benchmark")
+            if benchmark is not None:  # it never timed anything: its "fixture was not used" warning would be noise
+                benchmark.skipped = True
+            report.longrepr = f"{call.excinfo.typename}: {error}"  # the reason; a traceback adds nothing
+        elif error is not None and not any(row.item == case_item.id for row in state.recorder.rows.values()):
+            first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            _noted(state, case_item, f"{check}: {call.excinfo.typename}: {first}")
     return report
 
 
-def _runtime_fault(state: State, item: Item, check: str, fault: RuntimeFault, funcargs: dict[str, Any]) -> None:
-    """A check failed by a runtime that hung or crashed: the item's rows say so (they may hold nothing else). A
-    latency check it failed never timed anything, so pytest-benchmark's "fixture was not used" warning is dropped:
-    the warning summary keeps real problems only."""
+def _noted(state: State, item: Item, text: str) -> None:
+    """A check that failed before it recorded anything (a runtime that hung, crashed or raised): the item's rows
+    say why, so the report and the run record hold a row for every item."""
     for dataset in state.suite.catalogue.for_model(item.model):
-        state.recorder.note(item, dataset.name, f"{check}: {fault.kind}: {fault.reason}")
-    benchmark = funcargs.get("benchmark")
-    if benchmark is not None:
-        benchmark.skipped = True
+        state.recorder.note(item, dataset.name, text)
 
 
 # --------------------------------------------------------------------------- end of session: report and record
