@@ -13,6 +13,10 @@ one worker; workers hand their report rows to the controller, which alone writes
 record. The grouping is done by this plugin's scheduler (:func:`pytest_xdist_make_scheduler`), which reads
 the model from each item's id: pytest-xdist's own ``xdist_group`` marks (still set on every item) stopped
 taking effect with pytest 9.2, which no longer lets xdist rewrite node ids (pytest-xdist issue 1386).
+
+A night survives its device: each item's runtime session lives in a worker process with every call bounded
+(:mod:`harness.isolation`, ``--isolation``, ``--item-timeout``), and the run record is journaled as checks finish
+and resumable (:mod:`harness.journaling`, ``--resume``).
 """
 
 from __future__ import annotations
@@ -351,8 +355,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
         outcome = report.outcome
         if hasattr(report, "wasxfail"):  # a documented failure: say whether it happened
             outcome = "xpass" if report.passed else "xfail"
-        state.recorder.outcome(case_item.id, item.originalname.removeprefix("test_"), outcome)
         check = item.originalname.removeprefix("test_")
+        state.recorder.outcome(case_item.id, check, outcome)
         error = call.excinfo.value if call.excinfo is not None and report.failed else None
         if isinstance(error, RuntimeFault):
             _noted(state, case_item, f"{check}: {error.kind}: {error.reason}")
