@@ -46,7 +46,7 @@ class JournalPlugin:
         self.journal: Journal | None = None
         self.resumed: Progress | None = None
         self.done: set[str] = set()
-        self.running: dict[str, dict[str, Any]] = {}
+        self.running: dict[str, dict[str, Any]] = {}  # node id -> outcome and fault so far, until its teardown
         self.selected: list[str] = []  # the journal's, over every session of the run (as Progress reads them)
         self.finished: dict[str, dict[str, Any]] = {}
         self.announced = False  # the selection of this session is in the journal (xdist: every worker reports one)
@@ -70,7 +70,8 @@ class JournalPlugin:
         """What a resumed run must share with the run it continues: commit, case files, machine."""
         from .machine import fingerprint
 
-        return {"commit": history.head_commit(self.config.rootpath), "cases": cases_digest(self.state.families), "machine": fingerprint().id}
+        return {"commit": history.head_commit(self.config.rootpath), "cases": cases_digest(self.state.families),
+                "machine": fingerprint().id}
 
     def _is_case(self, nodeid: str) -> bool:
         return (self.config.rootpath / nodeid.split("::")[0]).resolve() in self.state.families
@@ -144,7 +145,8 @@ class JournalPlugin:
             return
         entry = self.running.setdefault(report.nodeid, {"outcome": "passed", "fault": None})
         if report.when == "call":
-            entry["outcome"] = ("xpass" if report.passed else "xfail") if hasattr(report, "wasxfail") else report.outcome
+            xfail = hasattr(report, "wasxfail")  # a documented failure: whether it happened
+            entry["outcome"] = ("xpass" if report.passed else "xfail") if xfail else report.outcome
         elif report.when == "???":  # xdist: the worker died running it
             entry.update(outcome="failed", fault="crash")
         elif report.outcome != "passed":

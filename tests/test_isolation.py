@@ -86,7 +86,8 @@ def test_a_hung_call_fails_naming_the_image_and_the_bound_and_the_item_costs_one
         session.run(_batch("second"))
     assert time.perf_counter() - started < 6  # the bound, plus reaping the killed worker
     started = time.perf_counter()
-    with pytest.raises(RuntimeTimeout, match="not run: an earlier call of this session failed: runtime call on image second"):
+    with pytest.raises(RuntimeTimeout, match="not run: an earlier call of this session failed: runtime call on image "
+                                             "second"):
         session.run(_batch("third"))  # every later call of the item fails at once, with the first reason
     assert time.perf_counter() - started < 0.5
     assert not session._worker._process.is_alive()
@@ -152,7 +153,8 @@ def test_isolated_outputs_are_identical_to_in_process_ones(item: Item, tmp_path:
     graph = helper.make_graph(
         [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Sigmoid", ["c"], ["y"])],
         "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 32, 32])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 32, 32])], [numpy_helper.from_array(weights, "w")])
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 32, 32])],
+        [numpy_helper.from_array(weights, "w")])
     path = tmp_path / "tiny.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
     artifact, runtime = Artifact(path, {}), OnnxRuntime(RuntimeConfig(threads=1))
@@ -186,7 +188,8 @@ def _conv_session(item: Item, tmp_path: Path, side: int, isolated: bool) -> Sess
     graph = helper.make_graph(
         [helper.make_node("Conv", ["x", "w"], ["y"])], "conv",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, side, side])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, side, side])], [numpy_helper.from_array(weights, "w")])
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, side, side])],
+        [numpy_helper.from_array(weights, "w")])
     path = tmp_path / f"conv{side}.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
     runtime, artifact = OnnxRuntime(RuntimeConfig(threads=1)), Artifact(path, {})
