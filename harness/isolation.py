@@ -32,6 +32,7 @@ process as before (unbounded: for debugging a runtime, or measuring what isolati
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 import time
 import traceback
@@ -141,7 +142,7 @@ class _Worker:
         self.fastest: dict[str, float] = {}
         context = multiprocessing.get_context("spawn")  # no fork: the parent holds threads (ORT pools, torch)
         self._conn, child = context.Pipe()
-        self._process = context.Process(target=_serve, args=(child, runtime, item, artifact),
+        self._process = context.Process(target=_serve, args=(child, runtime, item, artifact, os.getpid()),
                                         name=f"segconform-{label}", daemon=True)
         self._process.start()
         child.close()
@@ -250,8 +251,22 @@ def _describe(session: Session) -> dict[str, Any]:
     return {"provider": session.provider, "live": session.live}
 
 
-def _serve(conn: Connection, runtime: Runtime, item: "Item", artifact: Artifact | None) -> None:
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel kill this worker when pytest dies (Linux ``PR_SET_PDEATHSIG``): a worker stuck in a call
+    never reads the pipe's end-of-file, and would outlive a run killed with SIGKILL, holding its device."""
+    import ctypes
+    import sys
+
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before that took effect
+        os._exit(1)
+
+
+def _serve(conn: Connection, runtime: Runtime, item: "Item", artifact: Artifact | None, parent: int) -> None:
     """The worker: load the item's session, then answer requests until ``close`` (or until it is killed)."""
+    _die_with_parent(parent)
     try:
         session = runtime.load(item, artifact)
     except BaseException as error:  # noqa: BLE001 - every load failure goes back to the parent, with its type

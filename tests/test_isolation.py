@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -216,3 +219,41 @@ def test_benchmark_starting_and_closing_a_worker(benchmark, item: Item):
     benchmark.group = "isolation per session"
     benchmark.pedantic(lambda: IsolatedSession.start(_runtime(), item, None, TimeoutPolicy()).close(), rounds=3,
                        iterations=1)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal and /proc are Linux's")
+def test_a_worker_stuck_in_a_call_dies_with_its_parent(tmp_path: Path):
+    """A run killed with SIGKILL must not leave a hung worker behind (it would hold its device)."""
+    script = tmp_path / "parent.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys
+        sys.path[:0] = {[str(Path(__file__).parent), str(ROOT)]!r}
+        from harness.cases import Item, Variant, load_all
+        from harness.isolation import IsolatedSession, TimeoutPolicy
+        from test_isolation import _batch, _runtime
+
+        if __name__ == "__main__":
+            family = next(f for f in load_all(ROOT) if any(m.name == "u2netp" for m in f.models))
+            item = Item(family, next(m for m in family.models if m.name == "u2netp"), Variant("fp32"), "mean")
+            session = IsolatedSession.start(_runtime("hang@1"), item, None, TimeoutPolicy(fixed=600))
+            print(session._worker._process.pid, flush=True)
+            session.run(_batch("x"))
+        """).replace("load_all(ROOT)", f"load_all(__import__('pathlib').Path({str(ROOT / 'cases')!r}))"),
+        encoding="utf-8")
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    worker = int(parent.stdout.readline())
+    time.sleep(0.5)  # into the hanging call
+    parent.kill()
+    parent.wait()
+
+    def alive() -> bool:
+        stat = Path(f"/proc/{worker}/stat")
+        return stat.exists() and stat.read_text().split()[2] != "Z"
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and alive():
+        time.sleep(0.1)
+    survived = alive()
+    if survived:
+        os.kill(worker, signal.SIGKILL)  # the test's own leftover
+    assert not survived
