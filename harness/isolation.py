@@ -11,7 +11,8 @@ pipe, and every request to it is bounded (:class:`TimeoutPolicy`):
 - a worker that dies during a request is a :class:`RuntimeCrash` naming the signal (or exit status);
 - either fails the check that made the request, and every later request to that session fails at once
   with the same reason ("not run: ..."), so an item whose runtime hung costs one timeout, not one per check,
-  and the run goes on with the next item.
+  and the run goes on with the next item;
+- a worker dies with pytest (:func:`_die_with_parent`), so a run killed from outside leaves no hung worker behind.
 
 **A device session after a timeout** (VACC, :mod:`harness.runtimes.vacc`) is abandoned, not closed: a call
 that hung inside the driver may hold the driver's lock on the stream, so a ``close`` from the same
