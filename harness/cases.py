@@ -302,6 +302,9 @@ class Model(_Strict):
     eval_limit: int | None = Field(
         None, gt=0, description="most images per real dataset for this model, below --eval-limit (slow models whose "
                                 "accuracy cannot be compared with the seed's)")
+    timeout_s: float | None = Field(
+        None, gt=0, description="bound of each runtime call of this model's items, seconds (--item-timeout overrides; "
+                                "default: 20x the session's fastest call, at least 10 s; see harness/isolation.py)")
     preprocess: tuple[Op, ...]
     postprocess: tuple[Op, ...]
     datasets: tuple[Dataset, ...]

@@ -2,8 +2,8 @@
 
 The plugin (:mod:`harness.plugin`) collects this module once per case file and parametrises each
 check over that file's items; every check records what it measured into the report, whatever its
-outcome, and hands its headline figures to JUnit XML as properties (``record_property``), so nightly
-CI dashboards can show them. The verdicts themselves are decided in :mod:`harness.judgement`.
+outcome, and hands its headline figures to JUnit XML as properties (the plugin's ``figures`` fixture), so
+nightly CI dashboards can show them. The verdicts themselves are decided in :mod:`harness.judgement`.
 """
 
 from __future__ import annotations
@@ -46,8 +46,8 @@ def _is_reference(item: Item) -> bool:
     return item == item.reference
 
 
-def _property(record_property: Property, name: str, value: Any) -> None:
-    record_property(f"segconform.{name}", value if isinstance(value, (str, int, float)) else json.dumps(value))
+def _property(figures: Property, name: str, value: Any) -> None:
+    figures(f"segconform.{name}", value if isinstance(value, (str, int, float)) else json.dumps(value))
 
 
 def _strip(recorder: Recorder, item: Item, dataset: ds.Dataset, stem: str,
@@ -113,7 +113,7 @@ def _data_failures(suite: Suite, item: Item, dataset: ds.Dataset, recorder: Reco
 # --------------------------------------------------------------------------- conformance
 
 
-def test_conformance(item: Item, runnable: Item, suite: Suite, recorder: Recorder, record_property: Property) -> None:
+def test_conformance(item: Item, runnable: Item, suite: Suite, recorder: Recorder, figures: Property) -> None:
     """Same inputs, same outputs within the budget: fp32 against its source, every other item against fp32."""
     against = "source" if _is_reference(item) else "fp32"
     budget = conformance_budget(item, against, suite.trained(item))
@@ -132,7 +132,7 @@ def test_conformance(item: Item, runnable: Item, suite: Suite, recorder: Recorde
             recorder.note(item, dataset.name, f"seeded weights: budget {budget.mae:g} / {budget.mae_worst:g} / "
                           f"{budget.max_abs:g} measured for them ({budget.why}); it catches a broken build, "
                           "not an accuracy regression of the seed tables' size")
-        _property(record_property, f"conformance.{dataset.name}", comparison.stats)
+        _property(figures, f"conformance.{dataset.name}", comparison.stats)
         target = "its source" if _is_reference(item) else item.reference.id
         if comparison.worst is None:
             failures.append(f"{dataset.name}: {comparison.violations[0]}")
@@ -196,7 +196,7 @@ def _localise(suite: Suite, recorder: Recorder, item: Item, dataset: ds.Dataset)
 # --------------------------------------------------------------------------- structure
 
 
-def test_structure(item: Item, runnable: Item, suite: Suite, recorder: Recorder, record_property: Property) -> None:
+def test_structure(item: Item, runnable: Item, suite: Suite, recorder: Recorder, figures: Property) -> None:
     """Against fp32, what quantisation noise cannot hide: alignment, detail kept, channel order (any precision)."""
     from . import structure
 
@@ -239,7 +239,7 @@ def test_structure(item: Item, runnable: Item, suite: Suite, recorder: Recorder,
                                 f"{item.reference.id} better than fed them as the recipe orders them (MAE "
                                 f"{probe.swapped:.4g} vs {probe.as_is:.4g}, {probe.images} images): the runtime reads "
                                 "the channels in the other order")
-        _property(record_property, f"structure.{dataset.name}", row.structure)
+        _property(figures, f"structure.{dataset.name}", row.structure)
     assert not failures, "\n".join(failures)
 
 
@@ -269,7 +269,7 @@ def _settle(suite: Suite, item: Item, dataset: ds.Dataset) -> Settled:
     return suite.regeneration.settle(item.model.name, dataset.name, suite.weights_label(reference), maps)
 
 
-def test_regression(item: Item, runnable: Item, suite: Suite, recorder: Recorder, record_property: Property) -> None:
+def test_regression(item: Item, runnable: Item, suite: Suite, recorder: Recorder, figures: Property) -> None:
     """Outputs still match the reviewed golden masks (made from fp32; rewritten only with --update-golden)."""
     failures, skipped = [], []
     device = suite.sessions.runtime(item.runtime).brings_own_model  # its weights are whatever was compiled
@@ -302,7 +302,7 @@ def test_regression(item: Item, runnable: Item, suite: Suite, recorder: Recorder
         comparison = Comparison.of({s: run.maps[s] for s in expected}, expected, budget, QUANTISATION)
         row.regression = {"status": f"{'ok' if comparison.passed else 'fail'} ({comparison.images} images)",
                           **comparison.stats}
-        _property(record_property, f"regression.{dataset.name}", comparison.stats)
+        _property(figures, f"regression.{dataset.name}", comparison.stats)
         if settled.fails:
             failures.append(f"{dataset.name}: {settled.message}")
         if comparison.worst is not None and not comparison.passed:
@@ -333,7 +333,7 @@ def _judged_row(model: Model, item: Item, dataset: str):
     return (fp32[0] if fp32 else None), shown
 
 
-def test_accuracy(item: Item, runnable: Item, suite: Suite, recorder: Recorder, record_property: Property) -> None:
+def test_accuracy(item: Item, runnable: Item, suite: Suite, recorder: Recorder, figures: Property) -> None:
     """Dataset metrics against the seed's values with a bootstrap interval, and against fp32 on the same images."""
     source = suite.networks.weights(item.model)
     if not suite.trained(item):
@@ -358,7 +358,7 @@ def test_accuracy(item: Item, runnable: Item, suite: Suite, recorder: Recorder, 
         keep_per_image(row, scores, run.maps, tolerance)  # what the next night's trend pairs with
         row.latency_ms.setdefault("pipeline (eval run)", 1000 * run.mean_seconds)
         _describe_session(suite, item, row)
-        _property(record_property, f"metrics.{dataset.name}", row.metrics)
+        _property(figures, f"metrics.{dataset.name}", row.metrics)
         for problem in run.problems:
             recorder.note(item, dataset.name, problem)
         if dataset.name == ds.SYNTHETIC:
@@ -392,7 +392,7 @@ def test_accuracy(item: Item, runnable: Item, suite: Suite, recorder: Recorder, 
             recorder.note(item, dataset.name, f"documented collapse ({shown.expected_failure}); judged against the "
                                               f"healthy fp32 row: {'reproduced' if shortfalls else 'did not reproduce'}")
         if not _is_reference(item):
-            shortfalls += _paired(suite, item, dataset, row, key, record_property)
+            shortfalls += _paired(suite, item, dataset, row, key, figures)
         how = "reproduction" if full else (f"vs documented {unjudged}" if unjudged else f"{bootstrap.confidence:.0%} CI")
         row.comparison = ("fail: " + "; ".join(shortfalls)) if shortfalls else f"pass ({len(scores)} images, {how})"
         if shortfalls:
@@ -406,7 +406,7 @@ def test_accuracy(item: Item, runnable: Item, suite: Suite, recorder: Recorder, 
                     " (measured values are in the report)")
 
 
-def _paired(suite: Suite, item: Item, dataset: ds.Dataset, row: Row, key: str, record_property: Property) -> list[str]:
+def _paired(suite: Suite, item: Item, dataset: ds.Dataset, row: Row, key: str, figures: Property) -> list[str]:
     """The item against the fp32 item on the same images: deltas vs the seed's, and the case's floors."""
     if not suite.trained(item.reference):
         row.notes.append("no paired comparison: the fp32 reference runs seeded weights")
@@ -416,7 +416,7 @@ def _paired(suite: Suite, item: Item, dataset: ds.Dataset, row: Row, key: str, r
                           item.family.acceptance.floors.get(item.variant.precision, {}), suite.settings.bootstrap, key,
                           equivalence=item.variant.precision == item.reference.variant.precision)
     row.vs_fp32 = paired.as_dict()
-    _property(record_property, f"vs_fp32.{dataset.name}",
+    _property(figures, f"vs_fp32.{dataset.name}",
               {m: v["value"] for m, v in row.vs_fp32["delta"].items()})
     return [f"vs fp32 on the same {paired.images} images: {failure}" for failure in paired.failures]
 
@@ -514,7 +514,7 @@ def _benchmark_group(benchmark: Any, item: Item, kind: str) -> None:
 
 
 def test_latency(item: Item, runnable: Item, suite: Suite, recorder: Recorder, benchmark: Any,
-                 record_property: Property) -> None:
+                 figures: Property) -> None:
     """Latency of one image through the bare runtime session as deployed (preprocessing excluded)."""
     session = _live_session(suite, item).deployed
     latency = _LatencyInput.of(suite, item)
@@ -526,7 +526,7 @@ def test_latency(item: Item, runnable: Item, suite: Suite, recorder: Recorder, b
     if stats is not None:
         median = 1000 * stats.stats.median
         recorder.row(item, ds.SYNTHETIC).latency_ms["runtime"] = median
-        _property(record_property, "latency_ms", median)
+        _property(figures, "latency_ms", median)
 
 
 def _ratio_skip(benchmark: Any) -> None:
@@ -536,7 +536,7 @@ def _ratio_skip(benchmark: Any) -> None:
 
 
 def test_speedup(item: Item, runnable: Item, suite: Suite, recorder: Recorder, benchmark: Any,
-                 record_property: Property) -> None:
+                 figures: Property) -> None:
     """The item is at least the case's floor faster than fp32 on the same runtime, measured interleaved."""
     _ratio_skip(benchmark)
     floor = item.family.performance_of(item.model).min_speedup_vs_fp32[item.variant.precision]
@@ -551,12 +551,12 @@ def test_speedup(item: Item, runnable: Item, suite: Suite, recorder: Recorder, b
 
     gate = RatioFloor("speedup", floor, f"{item.id} vs {item.fp32_here.id}")
     holds, ratio, text = _interleaved_gate(benchmark, suite, item, timing, gate, item.variant.label, "fp32")
-    _record_ratio(recorder, item, benchmark, record_property, "speedup_vs_fp32", ratio, floor, text)
+    _record_ratio(recorder, item, benchmark, figures, "speedup_vs_fp32", ratio, floor, text)
     assert holds, text
 
 
 def test_pipeline_overhead(item: Item, runnable: Item, suite: Suite, recorder: Recorder, benchmark: Any,
-                           record_property: Property) -> None:
+                           figures: Property) -> None:
     """The whole pipeline adds at most the case's share over the bare runtime, measured interleaved."""
     _ratio_skip(benchmark)
     ceiling = item.family.performance_of(item.model).max_pipeline_overhead
@@ -570,7 +570,7 @@ def test_pipeline_overhead(item: Item, runnable: Item, suite: Suite, recorder: R
 
     gate = RatioFloor("overhead", ceiling, f"{item.id} pipeline vs bare runtime")
     holds, ratio, text = _interleaved_gate(benchmark, suite, item, timing, gate, "pipeline", "runtime")
-    _record_ratio(recorder, item, benchmark, record_property, "pipeline_overhead", ratio, ceiling, text)
+    _record_ratio(recorder, item, benchmark, figures, "pipeline_overhead", ratio, ceiling, text)
     recorder.row(item, ds.SYNTHETIC).latency_ms["pipeline"] = benchmark.extra_info["pipeline_ms"]
     assert holds, text
 
@@ -590,11 +590,11 @@ def _interleaved_gate(benchmark: Any, suite: Suite, item: Item, timing: Callable
     return gate.confirmed(measured, lambda: timing().run(rounds), first, second)
 
 
-def _record_ratio(recorder: Recorder, item: Item, benchmark: Any, record_property: Property, name: str,
+def _record_ratio(recorder: Recorder, item: Item, benchmark: Any, figures: Property, name: str,
                   ratio: float, bound: float, text: str) -> None:
     benchmark.extra_info.update({name: ratio, f"{name}_bound": bound})
     recorder.row(item, ds.SYNTHETIC).performance[name] = {"ratio": ratio, "bound": bound, "text": text}
-    _property(record_property, name, ratio)
+    _property(figures, name, ratio)
 
 
 # --------------------------------------------------------------------------- architecture

@@ -76,6 +76,11 @@ def _git(*args: str, cwd: Path) -> str | None:
     return result.stdout.strip() if result.returncode == 0 else None
 
 
+def head_commit(root: Path) -> str:
+    """The full commit hash checked out at ``root`` ("unknown" outside git)."""
+    return _git("rev-parse", "HEAD", cwd=root) or "unknown"
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
@@ -142,10 +147,37 @@ def load(path: Path) -> dict[str, Any]:
 
 
 def records(report_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
-    """Every run record, oldest first (by start time, then name)."""
+    """Every run record, oldest first (by start time, then name); a run that never completed is read from its
+    journal, as a record marked incomplete (:mod:`harness.journal`)."""
+    from .journal import Progress, unfinished
+
     folder = report_dir / HISTORY
     found = [(p, load(p)) for p in sorted(folder.glob("*.json")) if p.name != BASELINE] if folder.is_dir() else []
+    for path in unfinished(folder):
+        try:
+            found.append((path, Progress(path).record()))
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"{path}: not a readable run journal: {error}") from error
     return sorted(found, key=lambda pr: (pr[1]["run"].get("started", ""), pr[0].name))
+
+
+def progress_lines(record: Mapping[str, Any]) -> list[str]:
+    """What a record says of its checks: an incomplete run's finished and missing checks, runtime faults."""
+    tests = record.get("tests")
+    if not tests:
+        return []
+    lines = []
+    if record["run"].get("complete") is False:
+        missing = tests["not_run"]
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        lines.append(f"incomplete run (killed, or still running): {tests['finished']} of {tests['selected']} checks "
+                     f"finished; not run: {len(missing)}{f' ({shown})' if missing else ''}; compared on what "
+                     "finished only (what did not run is no change); `pytest ... --resume` completes it")
+    faults = tests.get("runtime_faults", {})
+    if faults:
+        lines.append(f"runtime faults (the check failed; --resume reruns it): " +
+                     ", ".join(f"{nodeid.rsplit('::', 1)[-1]} ({kind})" for nodeid, kind in sorted(faults.items())))
+    return lines
 
 
 # --------------------------------------------------------------------------- what a record keeps of each image
@@ -534,7 +566,7 @@ def trend(report_dir: Path, draw: bool = True, fail_on_change: bool = False) -> 
     history = [record for _, record in found]
     newest_path, newest = found[-1]
     lines = [f"newest run: {newest_path.name} ({newest['run']['started']}, commit {newest['run']['commit']}, "
-             f"machine {newest['run']['machine'].get('id')})"]
+             f"machine {newest['run']['machine'].get('id')})", *progress_lines(newest)]
     results = []
     previous = _previous(history, len(history) - 1)
     if previous is not None:
@@ -577,6 +609,9 @@ def save_baseline(report_dir: Path) -> Path:
     found = records(report_dir)
     if not found:
         raise ValueError(f"{report_dir / HISTORY}: no run records yet; run the suite first")
+    if found[-1][1]["run"].get("complete") is False:
+        raise ValueError(f"{found[-1][0]}: the newest run is incomplete; complete it with `pytest ... --resume` "
+                         "before making it the baseline")
     return atomic_write(report_dir / HISTORY / BASELINE, found[-1][0].read_text(encoding="utf-8"))
 
 

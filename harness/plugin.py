@@ -13,6 +13,10 @@ one worker; workers hand their report rows to the controller, which alone writes
 record. The grouping is done by this plugin's scheduler (:func:`pytest_xdist_make_scheduler`), which reads
 the model from each item's id: pytest-xdist's own ``xdist_group`` marks (still set on every item) stopped
 taking effect with pytest 9.2, which no longer lets xdist rewrite node ids (pytest-xdist issue 1386).
+
+A night survives its device: each item's runtime session lives in a worker process with every call bounded
+(:mod:`harness.isolation`, ``--isolation``, ``--item-timeout``), and the run record is journaled as checks finish
+and resumable (:mod:`harness.journaling`, ``--resume``).
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ import pytest
 
 from . import runtimes
 from .cases import CALIBRATIONS, INT8_SCHEME_CHOICES, PRECISIONS, CaseError, Family, Item, expand, load_all
+from .isolation import Isolation, RuntimeFault
+from .journaling import JournalPlugin
 from .judgement import Bootstrap
 from .report import Recorder
 from .runtimes import RuntimeConfig, RuntimeUnavailable
@@ -48,6 +54,7 @@ class State:
     suite: Suite
     recorder: Recorder
     started: str
+    journal: "JournalPlugin | None" = None
 
 
 STATE = pytest.StashKey["State | None"]()
@@ -110,6 +117,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="static int8 builds: each case's scheme (default), or ONNX Runtime's remedy for CPUs whose "
                          "U8S8 kernels saturate: 7-bit weights (reduce_range) or u8 weights (u8u8)")
     group.addoption("--threads", type=int, default=None, help="intra-op threads for CPU runtimes (default: all cores)")
+    group.addoption("--isolation", default="process", choices=("process", "none"),
+                    help="process (default): each item's session in a worker process, every call bounded, a crash "
+                         "fails the item only; none: in pytest's own process, unbounded (see harness/isolation.py)")
+    group.addoption("--item-timeout", type=float, default=None, metavar="SECONDS",
+                    help="bound of every runtime call, seconds (default: the case's timeout_s, else 20x the "
+                         "session's fastest call, at least 10 s; a load or first call 300 s)")
+    group.addoption("--resume", action="store_true",
+                    help="continue the last incomplete run of this commit, these case files and this machine: skip "
+                         "the checks that finished, rerun the rest, complete the same run record")
     parser.addini("segconform_cases", "folder of case files, relative to the rootdir", default="cases")
     parser.addini("segconform_golden", "folder of golden masks, relative to the rootdir", default="golden")
     parser.addini("segconform_reports", "folder of reports, relative to the rootdir", default="reports")
@@ -154,6 +170,8 @@ def _settings(config: pytest.Config, cases_dir: Path) -> Settings:
     device = option.vacc_device
     if device != "auto" and not device.isdigit():
         raise pytest.UsageError(f"--vacc-device {device!r}: a device id or 'auto'")
+    if option.item_timeout is not None and not option.item_timeout > 0:
+        raise pytest.UsageError(f"--item-timeout {option.item_timeout}: a number of seconds above 0")
     confidence = option.confidence or float(config.getini("segconform_confidence"))
     if not 0 < confidence < 1:
         raise pytest.UsageError(f"--confidence {confidence}: a level between 0 and 1, e.g. 0.95")
@@ -179,6 +197,7 @@ def _settings(config: pytest.Config, cases_dir: Path) -> Settings:
             vacc_models=option.vacc_models,
             vamp_outputs=option.vamp_outputs,
         ),
+        isolation=Isolation(option.isolation == "process", option.item_timeout),
     )
 
 
@@ -205,9 +224,11 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(error)) from None
     from datetime import datetime, timezone
 
-    config.stash[STATE] = State(cases_dir.resolve(), families, config.option.runtime or ["onnxruntime"],
-                                Suite(settings), Recorder(settings.report_dir),
-                                datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    state = State(cases_dir.resolve(), families, config.option.runtime or ["onnxruntime"], Suite(settings),
+                  Recorder(settings.report_dir), datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    state.journal = JournalPlugin(config, state)
+    config.pluginmanager.register(state.journal, "segconform-journal")
+    config.stash[STATE] = state
 
 
 def _state(config: pytest.Config) -> State | None:
@@ -294,6 +315,29 @@ def recorder(pytestconfig: pytest.Config) -> Recorder:
     return _state_or_skip(pytestconfig).recorder
 
 
+def _junit_family(config: pytest.Config) -> str | None:
+    """The JUnit family of this run's ``--junitxml`` file, None without one."""
+    return config.getini("junit_family") if getattr(config.option, "xmlpath", None) else None
+
+
+@pytest.fixture
+def figures(request: pytest.FixtureRequest) -> Any:
+    """A check's headline figures as JUnit properties of its test case (pytest's ``record_property`` without its
+    warning). Per-test properties exist in junit_family xunit1 (this repository's pytest.ini); xunit2's schema has
+    none, so there they are left out (summary.json has them), which the header says once."""
+    if _junit_family(request.config) not in (None, "xunit1", "legacy"):
+        return lambda name, value: None
+    return lambda name, value: request.node.user_properties.append((name, value))
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    family = _junit_family(config)
+    if _state(config) is None or family in (None, "xunit1", "legacy"):
+        return []
+    return [f"segconform: --junitxml in junit_family {family} has no per-test properties: the checks' figures are "
+            "left out of it (they are in summary.json); set junit_family = xunit1 to have them there"]
+
+
 @pytest.fixture
 def runnable(item: Item, suite: Suite) -> Item:
     """The item, or a skip that says exactly why it cannot run here."""
@@ -317,8 +361,26 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
         outcome = report.outcome
         if hasattr(report, "wasxfail"):  # a documented failure: say whether it happened
             outcome = "xpass" if report.passed else "xfail"
-        state.recorder.outcome(case_item.id, item.originalname.removeprefix("test_"), outcome)
+        check = item.originalname.removeprefix("test_")
+        state.recorder.outcome(case_item.id, check, outcome)
+        error = call.excinfo.value if call.excinfo is not None and report.failed else None
+        if isinstance(error, RuntimeFault):
+            _noted(state, case_item, f"{check}: {error.kind}: {error.reason}")
+            benchmark = getattr(item, "funcargs", {}).get("benchmark")
+            if benchmark is not None:  # it never timed anything: its "fixture was not used" warning would be noise
+                benchmark.skipped = True
+            report.longrepr = f"{call.excinfo.typename}: {error}"  # the reason; a traceback adds nothing
+        elif error is not None and not any(row.item == case_item.id for row in state.recorder.rows.values()):
+            first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            _noted(state, case_item, f"{check}: {call.excinfo.typename}: {first}")
     return report
+
+
+def _noted(state: State, item: Item, text: str) -> None:
+    """A check that failed before it recorded anything (a runtime that hung, crashed or raised): the item's rows
+    say why, so the report and the run record hold a row for every item."""
+    for dataset in state.suite.catalogue.for_model(item.model):
+        state.recorder.note(item, dataset.name, text)
 
 
 # --------------------------------------------------------------------------- end of session: report and record
@@ -332,7 +394,7 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
         state.recorder.merge(exported)
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = _state(session.config)
     if state is None:
         return
@@ -341,13 +403,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if hasattr(session.config, "workerinput"):  # an xdist worker: the controller writes the report
         session.config.workeroutput["segconform"] = state.recorder.export()  # type: ignore[attr-defined]
         return
-    if not state.recorder.rows:
+    assert state.journal is not None
+    written = state.journal.finish(exitstatus)
+    if not written:
         return
-    from . import history
-
-    record = history.run_record(session.config, state)
-    written = state.recorder.write(record["run"], history.plot_links(state.recorder.report_dir))
-    written.append(history.save(state.recorder.report_dir, record))
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         reporter.write_line(f"segconform: report written to {', '.join(str(p) for p in written)}")

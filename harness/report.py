@@ -129,10 +129,17 @@ class Recorder:
 
     # ----------------------------------------------------------------- xdist: workers hand their rows over
 
-    def export(self) -> dict[str, Any]:
-        """Everything recorded, as plain JSON-able data (what a worker sends the controller)."""
-        return json.loads(json.dumps({"rows": [asdict(r) for r in self.rows.values()], "outcomes": self.outcomes,
-                                      "architectures": self.architectures, "work": self.work}, default=_json_default))
+    def export(self, only: str | None = None) -> dict[str, Any]:
+        """Everything recorded, as plain JSON-able data (what a worker sends the controller); with ``only``, what
+        concerns that item id or model name alone (what the run journal keeps of one finished check)."""
+        if only is None:
+            exported = {"rows": [asdict(r) for r in self.rows.values()], "outcomes": self.outcomes,
+                        "architectures": self.architectures, "work": self.work}
+        else:
+            exported = {"rows": [asdict(r) for r in self.rows.values() if r.item == only],
+                        "outcomes": {only: self.outcomes[only]} if only in self.outcomes else {},
+                        "architectures": {only: self.architectures[only]} if only in self.architectures else {}}
+        return json.loads(json.dumps(exported, default=_json_default))
 
     def merge(self, exported: dict[str, Any]) -> None:
         """Add another recorder's export (rows of items this process did not run)."""
@@ -247,7 +254,10 @@ def _run_lines(run: dict[str, Any] | None) -> list[str]:
     if not run:
         return []
     machine = run.get("machine", {})
-    lines = [f"Run {run.get('started', '?')} on {machine.get('cpu', '?')} ({machine.get('cores', '?')} cores, int8 path "
+    progress = run.get("progress")
+    lines = [f"**Incomplete run** (still running, or stopped): {progress['finished']} of {progress['selected']} "
+             "checks finished; the rows below are those that finished.", ""] if progress else []
+    lines += [f"Run {run.get('started', '?')} on {machine.get('cpu', '?')} ({machine.get('cores', '?')} cores, int8 path "
              f"{machine.get('int8', '?')}), onnxruntime {machine.get('onnxruntime', '?')}, commit {run.get('commit', '?')}."]
     if machine.get("int8") in SATURATING_U8S8:
         lines.append("This CPU's U8S8 int8 kernels saturate 16-bit intermediates (vpmaddubsw): static int8 build verdicts "

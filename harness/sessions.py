@@ -1,5 +1,7 @@
 """The session pool: one runtime instance per name and one loaded session per item, for the whole pytest session.
 
+Under the plugin each item's session lives in a worker process of its own, every call bounded in time
+(:mod:`harness.isolation`); the fp32 sources, which check the harness's own exports, stay in this process.
 It also answers, in one place, why an item cannot run here (the reason every skip prints), and holds
 the fp32 *source* sessions (PyTorch eager, or the graph as shipped) the fp32 items are checked against.
 """
@@ -12,6 +14,7 @@ import numpy as np
 
 from .artifacts import ArtifactBuilder
 from .cases import Int8Scheme, Item, Model
+from .isolation import IsolatedSession, Isolation
 from .networks import Networks
 from .runtimes import RunInput, Runtime, RuntimeConfig, Session
 from .runtimes import get as get_runtime
@@ -36,8 +39,9 @@ class EagerTorchSession(Session):
 
 class SessionPool:
     def __init__(self, config: RuntimeConfig, builder: ArtifactBuilder, networks: Networks,
-                 int8_scheme: str = "case") -> None:
+                 isolation: Isolation = Isolation(), int8_scheme: str = "case") -> None:
         self.config = config
+        self.isolation = isolation
         self.builder = builder
         self.networks = networks
         self.int8_choice = int8_scheme
@@ -83,7 +87,11 @@ class SessionPool:
     def session(self, item: Item) -> Session:
         """The loaded session of ``item``; raises :class:`RuntimeUnavailable` when its runtime lacks this model."""
         if item.id not in self._sessions:
-            self._sessions[item.id] = self.runtime(item.runtime).load(item, self.artifact(item))
+            if self.isolation.enabled:
+                self._sessions[item.id] = IsolatedSession.start(self.runtime(item.runtime), item, self.artifact(item),
+                                                                self.isolation.policy(item))
+            else:
+                self._sessions[item.id] = self.runtime(item.runtime).load(item, self.artifact(item))
         return self._sessions[item.id]
 
     def loaded(self, item: Item) -> Session | None:

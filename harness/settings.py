@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from .isolation import Isolation
 from .judgement import Bootstrap
 from .runtimes.base import RuntimeConfig
 
@@ -33,3 +34,4 @@ class Settings:
     runtime_config: RuntimeConfig = field(default_factory=RuntimeConfig)
     #: ``--int8-scheme``: "case" (each case file's scheme) or a remedy applied to every static int8 build.
     int8_scheme: str = "case"
+    isolation: Isolation = field(default_factory=Isolation)

@@ -30,7 +30,8 @@ class Suite:
         self.store = ArtifactStore(settings.cache_dir / "artifacts")
         self.builder = ArtifactBuilder(self.store, self.networks, self.calibration_tensors,
                                        settings.calibration_samples)
-        self.sessions = SessionPool(settings.runtime_config, self.builder, self.networks, settings.int8_scheme)
+        self.sessions = SessionPool(settings.runtime_config, self.builder, self.networks, settings.isolation,
+                                    settings.int8_scheme)
         self.golden = GoldenStore(settings.golden_dir)
         self.regeneration = Regeneration(self.golden, settings.update_golden)
         self._reported: set[tuple[str, ds.DataProblem]] = set()

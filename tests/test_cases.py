@@ -172,6 +172,14 @@ def _deployment_loss_of_an_unknown_variant(case):
     case["models"][0]["deployed_int8"] = {"saturating_u8s8": {"int8-kl_divergence": "measured on AVX2"}}
 
 
+def _timeout_of_zero(case):
+    case["models"][0]["timeout_s"] = 0  # would time every call out at once
+
+
+def _misspelt_timeout(case):
+    case["models"][0]["timeout"] = 60  # must not silently fall back to the derived bound
+
+
 @pytest.mark.parametrize(
     "mutate, key_path, reason",
     [
@@ -192,6 +200,8 @@ def _deployment_loss_of_an_unknown_variant(case):
         (_deployment_loss_of_an_unknown_variant, "models.0",
          "deployed_int8.saturating_u8s8 names 'int8-kl_divergence', which is not one of this model's static int8 "
          "variants ['int8-max']"),
+        (_timeout_of_zero, "models.0.timeout_s", "Input should be greater than 0"),
+        (_misspelt_timeout, "models.0.timeout", "Extra inputs are not permitted"),
     ],
     ids=lambda v: v.__name__.strip("_") if callable(v) else None,
 )

@@ -60,6 +60,8 @@ def repository(pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFacto
     # (pytest-benchmark disables itself and the plugin would bind this worker's device).
     for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
         monkeypatch.delenv(name, raising=False)
+    # The user's pytest (and its runtime worker processes) import this checkout's harness, not another installed copy.
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parent.parent))
     (pytester.path / "cases").mkdir()
     (pytester.path / "cases" / "demo.yaml").write_text(yaml.safe_dump(CASE), encoding="utf-8")
     (pytester.path / "golden").mkdir()
@@ -189,8 +191,6 @@ def test_two_workers_give_the_serial_run_s_metrics_in_one_report(repository: pyt
 @pytest.mark.slow
 def test_vacc_device_auto_binds_each_worker_to_its_own_card(repository: pytest.Pytester):
     """Two models, two xdist workers, the fake device stack: each worker opens the card of its own index."""
-    import shutil
-
     case = json.loads(json.dumps(CASE))
     second = {**case["models"][0], "name": "othernet"}
     case["models"].append(second)
@@ -199,14 +199,14 @@ def test_vacc_device_auto_binds_each_worker_to_its_own_card(repository: pytest.P
                             {"precision": "fp16", "runtime": "vacc", "dataset": "people", "metrics": {"miou": 0.5}}]
         model["postprocess"] = [{"op": "select_channel", "index": 0}, {"op": "resize_to_image"}, {"op": "clip"}]
     (repository.path / "cases" / "demo.yaml").write_text(yaml.safe_dump(case), encoding="utf-8")
-    shutil.copy(Path(__file__).parent / "vacc" / "fake_vaststreamx.py", repository.path / "vaststreamx.py")
+    fake = repository.path / "vaststreamx.py"  # imported by pytest and by each session's worker process
+    fake.write_text((Path(__file__).parent / "vacc" / "fake_vaststreamx.py").read_text(encoding="utf-8")
+                    + "\nMODEL_INPUT_SHAPE = (1, 3, 96, 96)\n", encoding="utf-8")
     compiled = repository._outside / "deploy"  # type: ignore[attr-defined]
     for name in ("mynet_fp16", "othernet_fp16"):
         (compiled / name).mkdir(parents=True)
         for suffix in (".so", ".json", ".params"):
             (compiled / name / f"mod{suffix}").write_bytes(b"")
-    (repository.path / "conftest.py").write_text(
-        "import vaststreamx\nvaststreamx.MODEL_INPUT_SHAPE = (1, 3, 96, 96)\n", encoding="utf-8")
     run = _run(repository, "--runtime", "vacc", "--vacc-models", str(compiled), "--vacc-device", "auto",
                "-n", "2", "--dist", "loadgroup", "-k", "conformance and fp16")
     summary = json.loads((repository.path / "reports" / "summary.json").read_text())
@@ -219,8 +219,11 @@ def test_vacc_device_auto_binds_each_worker_to_its_own_card(repository: pytest.P
 def test_junit_xml_carries_each_item_s_figures_as_properties(repository: pytest.Pytester):
     import xml.etree.ElementTree as ElementTree
 
+    repository.makeini("[pytest]\naddopts = -p no:cacheprovider\njunit_family = xunit1\n")  # per-test properties
     _run(repository, "--update-golden=all", "-k", "fp32 and regression").assert_outcomes(passed=1)
-    _run(repository, "-k", "mynet and (accuracy or conformance)", "--junitxml=out.xml").assert_outcomes(passed=4)
+    written = _run(repository, "-k", "mynet and (accuracy or conformance)", "--junitxml=out.xml")
+    written.assert_outcomes(passed=4)
+    assert "record_property is incompatible" not in written.stdout.str()  # once per check, before
     cases = {c.get("name"): {p.get("name"): p.get("value") for p in c.iter("property")}
              for c in ElementTree.parse(repository.path / "out.xml").getroot().iter("testcase")}
     accuracy = cases["test_accuracy[mynet-int8-max-onnxruntime]"]

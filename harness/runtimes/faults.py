@@ -8,11 +8,18 @@ fault through those checks and says which check caught which fault.
 
 Each fault is modelled on a real device-runtime or driver bug, and is deterministic: the same calls give the same
 outputs, so a verdict on a faulty runtime is as repeatable as one on a healthy runtime.
+
+:data:`PROCESS_FAULTS` (``hang``, ``abort``, ``raise``) do not change outputs: they take the call itself away, as a
+driver that never returns, a native crash or an error code do, on one call of the session (``hang`` on its 2nd call,
+``abort`` on its 3rd, ``raise`` on its 2nd; ``hang@5`` on its 5th). They prove that a night survives its device
+(:mod:`harness.isolation`); sensitivity does not run them, since they leave no output to judge.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
@@ -35,6 +42,8 @@ DROPOUT_EVERY = 5  # every 5th call returns zeros / NaN
 SLOW_SHARE = 1.5  # int8 calls take 150% longer (2.5x): a fallback to a slow kernel path
 KERNEL_NOISE_SHARE = 0.1  # the deployed kernels' noise, sigma as a share of the output's range
 INT8_PRECISIONS = ("int8", "int8_dynamic")
+#: Which call of a session each process fault takes away by default (``FAULT@N`` picks another).
+HANG_AT, ABORT_AT, RAISE_AT = 2, 3, 2
 
 
 @dataclass
@@ -58,6 +67,9 @@ class Fault:
     on_output: Callable[[list[np.ndarray], _Context], list[np.ndarray]] | None = None
     slows_int8: float = 0.0
     deployed_only: bool = False  #: acts only on a deployed twin that computes apart from the judged session
+    #: Process faults: what happens instead of the call numbered ``at_call`` (1-based) of the session.
+    on_call: Callable[[int], None] | None = None
+    at_call: int = 0
 
 
 # --------------------------------------------------------------------------- input faults
@@ -190,14 +202,54 @@ FAULTS: dict[str, Fault] = {fault.name: fault for fault in (
 )}
 
 
+# --------------------------------------------------------------------------- process faults: the call itself goes
+
+
+class InjectedRuntimeError(RuntimeError):
+    """What the ``raise`` fault raises: a driver call that returned an error code."""
+
+
+def _hang(call: int) -> None:
+    """Never return, as a driver call waiting on a device that will not answer (only a kill ends it)."""
+    threading.Event().wait()
+
+
+def _abort(call: int) -> None:
+    """SIGABRT, as a native assertion in a driver does: the whole process goes, no Python handler runs."""
+    os.abort()
+
+
+def _raise(call: int) -> None:
+    raise InjectedRuntimeError(f"injected fault: the runtime returned an error on call {call}")
+
+
+PROCESS_FAULTS: dict[str, Fault] = {fault.name: fault for fault in (
+    Fault("hang", "a call that never returns (a driver waiting on a device that does not answer)", on_call=_hang,
+          at_call=HANG_AT),
+    Fault("abort", "a native crash (SIGABRT from a driver's assertion)", on_call=_abort, at_call=ABORT_AT),
+    Fault("raise", "a call that raises (a driver returning an error code)", on_call=_raise, at_call=RAISE_AT),
+)}
+
+
+def _process_fault(text: str) -> Fault | None:
+    """``hang`` or ``hang@5`` -> the process fault, taking the call it names; None when ``text`` names none."""
+    name, _, at = text.partition("@")
+    if name not in PROCESS_FAULTS or (at and not (at.isdigit() and int(at) >= 1)):
+        return None
+    fault = PROCESS_FAULTS[name]
+    return dataclasses.replace(fault, name=text, at_call=int(at)) if at else fault
+
+
 def split(name: str) -> tuple[str, Fault | None]:
     """``"onnxruntime+shift"`` -> ("onnxruntime", the shift fault); a plain name -> (name, None)."""
     if SEPARATOR not in name:
         return name, None
     base, fault = name.split(SEPARATOR, 1)
-    if fault not in FAULTS:
-        raise ValueError(f"runtime {name!r}: unknown fault {fault!r}; known faults: {', '.join(FAULTS)}")
-    return base, FAULTS[fault]
+    found = FAULTS.get(fault) or _process_fault(fault)
+    if found is None:
+        raise ValueError(f"runtime {name!r}: unknown fault {fault!r}; known faults: {', '.join(FAULTS)}, and "
+                         f"{', '.join(PROCESS_FAULTS)} (optionally @N: on the session's Nth call)")
+    return base, found
 
 
 class FaultySession(Session):
@@ -217,6 +269,8 @@ class FaultySession(Session):
             return self._inner.run(batch)
         context, fault = self._context, self._fault
         context.calls += 1
+        if fault.on_call is not None and context.calls == fault.at_call:
+            fault.on_call(context.calls)
         if fault.on_input is not None:
             batch = fault.on_input(batch, context)
         started = time.perf_counter()

@@ -1,0 +1,189 @@
+"""The pytest side of the run journal (:mod:`harness.journal`): each finished check appended, ``--resume``.
+
+Registered by :mod:`harness.plugin` once the session's :class:`~harness.plugin.State` exists. In a serial run
+this process journals its own checks; under pytest-xdist each worker attaches the rows of the item it just
+checked to the check's teardown report (a report attribute, which xdist carries to the controller), and the
+controller, which alone writes, merges them and journals the check. A worker that dies mid-check (its item is
+reported by xdist as crashed) is journaled as a runtime crash, so ``--resume`` reruns it.
+
+``summary.md`` / ``summary.json`` are rewritten as the run goes too, at most every :data:`SUMMARY_EVERY_S`
+seconds (each rewrite renders every row), and once at the end.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from . import history
+from .isolation import RuntimeFault
+from .journal import Journal, Progress, cases_digest, resumable, tests
+
+if TYPE_CHECKING:
+    from .plugin import State
+
+#: Seconds between two rewrites of summary.md / summary.json while the run goes on.
+SUMMARY_EVERY_S = 10.0
+#: Report attributes xdist carries from a worker to the controller.
+FAULT_ATTR, EXPORT_ATTR = "segconform_fault", "segconform_export"
+
+
+def _param(nodeid: str) -> str:
+    """The parametrisation of a check's node id: the item id (or model name) inside the brackets."""
+    return nodeid[nodeid.index("[") + 1:-1] if nodeid.endswith("]") and "[" in nodeid else ""
+
+
+class JournalPlugin:
+    """Keeps the run's record on disk as checks finish, and resumes an unfinished one with ``--resume``."""
+
+    def __init__(self, config: pytest.Config, state: "State") -> None:
+        self.config, self.state = config, state
+        self.worker = hasattr(config, "workerinput")
+        self.journal: Journal | None = None
+        self.resumed: Progress | None = None
+        self.done: set[str] = set()
+        self.running: dict[str, dict[str, Any]] = {}  # node id -> outcome and fault so far, until its teardown
+        self.selected: list[str] = []  # the journal's, over every session of the run (as Progress reads them)
+        self.finished: dict[str, dict[str, Any]] = {}
+        self.announced = False  # the selection of this session is in the journal (xdist: every worker reports one)
+        self.last_summary = 0.0
+        if self.worker:
+            self.done = set(config.workerinput.get("segconform_done", ()))  # type: ignore[attr-defined]
+        elif config.option.resume:
+            self.resumed = resumable(self.folder, self.key())
+            if self.resumed is not None:
+                self.done = self.resumed.done
+                self.selected, self.finished = list(self.resumed.selected), dict(self.resumed.finished)
+                state.started = self.resumed.run["started"]
+                state.recorder.merge(self.resumed.recorder.export())
+                self.journal = Journal(self.resumed.path)
+
+    @property
+    def folder(self) -> Path:
+        return self.state.recorder.report_dir / history.HISTORY
+
+    def key(self) -> dict[str, str]:
+        """What a resumed run must share with the run it continues: commit, case files, machine."""
+        from .machine import fingerprint
+
+        return {"commit": history.head_commit(self.config.rootpath), "cases": cases_digest(self.state.families),
+                "machine": fingerprint().id}
+
+    def _is_case(self, nodeid: str) -> bool:
+        return (self.config.rootpath / nodeid.split("::")[0]).resolve() in self.state.families
+
+    # ----------------------------------------------------------------- which checks run
+
+    def _say_resume(self) -> None:
+        """What ``--resume`` found, on the terminal even under ``-q`` (a nightly's log must show it)."""
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if not self.config.option.resume or reporter is None:
+            return
+        if self.resumed is None:
+            reporter.write_line("segconform: --resume: no unfinished run of this commit, these case files and this "
+                                f"machine under {self.folder}; starting a new run")
+            return
+        progress = self.resumed.tests()
+        reporter.write_line(f"segconform: resuming {self.resumed.path.name}: {len(self.done)} checks done, "
+                            f"{len(progress['runtime_faults'])} that met a runtime fault run again, "
+                            f"{len(progress['not_run'])} not run yet")
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        """xdist controller: every worker deselects the same finished checks (they collect, the controller not)."""
+        node.workerinput["segconform_done"] = sorted(self.done)
+
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        if not self.done:
+            return
+        finished = [item for item in items if item.nodeid in self.done]
+        if finished:
+            config.hook.pytest_deselected(items=finished)
+            items[:] = [item for item in items if item.nodeid not in self.done]
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if not self.worker:
+            self._selected([item.nodeid for item in session.items])
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        self._selected(list(ids))
+
+    def _selected(self, nodeids: list[str]) -> None:
+        """The journal's list of checks to run (a new journal on the first non-empty selection)."""
+        cases = [n for n in nodeids if self._is_case(n)]
+        if self.config.option.collectonly or not cases or self.announced:
+            return
+        self.announced = True
+        self._say_resume()
+        if self.journal is None:
+            run = history.run_record(self.config, self.state)["run"]
+            del run["finished"]
+            self.journal = Journal.begin(self.folder, run, self.key())
+        elif self.resumed is not None:
+            self.journal.append({"kind": "resumed", "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        self.journal.selected(cases)
+        self.selected += [n for n in cases if n not in self.selected]
+
+    # ----------------------------------------------------------------- each check as it finishes
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+        report = yield
+        if call.excinfo is not None and isinstance(call.excinfo.value, RuntimeFault):
+            setattr(report, FAULT_ATTR, call.excinfo.value.kind)
+        if self.worker and call.when == "teardown" and self._is_case(item.nodeid):
+            setattr(report, EXPORT_ATTR, self.state.recorder.export(_param(item.nodeid)))
+        return report
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if self.worker or self.journal is None or not self._is_case(report.nodeid):
+            return
+        entry = self.running.setdefault(report.nodeid, {"outcome": "passed", "fault": None})
+        if report.when == "call":
+            xfail = hasattr(report, "wasxfail")  # a documented failure: whether it happened
+            entry["outcome"] = ("xpass" if report.passed else "xfail") if xfail else report.outcome
+        elif report.when == "???":  # xdist: the worker died running it
+            entry.update(outcome="failed", fault="crash")
+        elif report.outcome != "passed":
+            entry["outcome"] = "skipped" if report.skipped else "error"
+        entry["fault"] = getattr(report, FAULT_ATTR, None) or entry["fault"]
+        if report.when not in ("teardown", "???"):
+            return
+        exported = getattr(report, EXPORT_ATTR, None)
+        if exported:
+            self.state.recorder.merge(exported)
+        self.journal.finished(report.nodeid, entry["outcome"], entry["fault"],
+                              self.state.recorder.export(_param(report.nodeid)))
+        self.finished[report.nodeid] = {"outcome": entry["outcome"], "fault": entry["fault"]}
+        if time.monotonic() - self.last_summary >= SUMMARY_EVERY_S:
+            self.write_summary(complete=False)
+
+    # ----------------------------------------------------------------- the end
+
+    def write_summary(self, complete: bool) -> list[Any]:
+        self.last_summary = time.monotonic()
+        record = history.run_record(self.config, self.state)
+        run = {**record["run"], "complete": complete}
+        if not complete:
+            run["progress"] = tests(self.selected, self.finished)
+        return self.state.recorder.write(run, history.plot_links(self.state.recorder.report_dir))
+
+    def finish(self, exitstatus: int) -> list[Any]:
+        """The session's end: the complete record when every selected check finished, else the journal stays as
+        the incomplete record; the summary either way. Returns the files written."""
+        if self.journal is None:
+            return []
+        progress = tests(self.selected, self.finished)
+        complete = not progress["not_run"] and exitstatus != pytest.ExitCode.INTERRUPTED
+        written = self.write_summary(complete)
+        if not complete:
+            return [*written, self.journal.path]
+        record = history.run_record(self.config, self.state)
+        record["run"]["complete"] = True
+        record["tests"] = progress
+        return [*written, self.journal.complete(record)]

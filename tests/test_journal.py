@@ -1,0 +1,104 @@
+"""The run journal (harness/journal.py): a run's record as it goes, read back as an incomplete record after a kill,
+compared by ``harness trend`` on what finished only, resumed by the run of the same commit, cases and machine.
+
+Journals are written the way the plugin writes them (:class:`Journal`), with rows as the recorder exports them; no
+model runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness import history
+from harness.journal import SUFFIX, Journal, Progress, resumable, unfinished
+
+MACHINE = {"cpu": "AMD EPYC", "int8": "avx512-vnni", "cores": 2, "id": "avx512-vnni-2c-abc"}
+KEY = {"commit": "abc123", "cases": "c0ffee", "machine": MACHINE["id"]}
+ITEMS = ("u2netp-fp32-onnxruntime", "u2netp-int8-percentile-onnxruntime")
+
+
+def _run(started: str) -> dict:
+    return {"started": started, "commit": "abc123", "machine": MACHINE}
+
+
+def _export(item: str, check: str, outcome: str = "passed", mae: float = 0.05) -> dict:
+    row = {"item": item, "model": "u2netp", "family": "u2net", "precision": item.split("-")[1],
+           "runtime": "onnxruntime", "dataset": "ecssd", "images": 4, "metrics": {"mae": mae},
+           "ci": {"mae": [mae - 0.01, mae + 0.01]}}
+    return {"rows": [row], "outcomes": {item: {check: outcome}}, "architectures": {}}
+
+
+def _node(check: str, item: str) -> str:
+    return f"cases/u2net.yaml::test_{check}[{item}]"
+
+
+def _journal(folder: Path, started: str = "2026-12-02T01:00:00Z", key: dict = KEY) -> Journal:
+    journal = Journal.begin(folder, _run(started), key)
+    journal.selected([_node(check, item) for check in ("conformance", "accuracy") for item in ITEMS])
+    return journal
+
+
+def test_a_killed_run_is_an_incomplete_record_with_every_finished_row(tmp_path: Path):
+    journal = _journal(tmp_path / "history")
+    journal.finished(_node("conformance", ITEMS[0]), "passed", None, _export(ITEMS[0], "conformance"))
+    journal.finished(_node("conformance", ITEMS[1]), "failed", "timeout", _export(ITEMS[1], "conformance", "failed"))
+    with journal.path.open("a", encoding="utf-8") as out:
+        out.write('{"kind": "test", "nodeid": "cases/u2net.yaml::test_accu')  # the kill came mid-line
+
+    [(path, record)] = history.records(tmp_path)
+    assert path == journal.path and record["run"]["complete"] is False
+    assert {(r["item"], r["outcomes"]["conformance"]) for r in record["rows"]} == {(ITEMS[0], "passed"),
+                                                                                  (ITEMS[1], "failed")}
+    tests = record["tests"]
+    assert tests["selected"] == 4 and tests["finished"] == 2
+    assert tests["not_run"] == [_node("accuracy", item) for item in ITEMS]
+    assert tests["runtime_faults"] == {_node("conformance", ITEMS[1]): "timeout"}
+    lines = history.progress_lines(record)
+    assert lines[0].startswith("incomplete run (killed, or still running): 2 of 4 checks finished; not run: 2")
+    assert "test_conformance[u2netp-int8-percentile-onnxruntime] (timeout)" in lines[1]
+
+
+def test_trend_of_an_incomplete_run_says_so_and_finds_no_regression_in_what_did_not_run(tmp_path: Path):
+    complete = _journal(tmp_path / "history", "2026-12-01T01:00:00Z")
+    for check in ("conformance", "accuracy"):
+        for item in ITEMS:
+            complete.finished(_node(check, item), "passed", None, _export(item, check))
+    record = Progress(complete.path).record()
+    record["run"]["complete"] = True
+    complete.complete(record)
+    killed = _journal(tmp_path / "history", "2026-12-02T01:00:00Z")
+    killed.finished(_node("conformance", ITEMS[0]), "passed", None, _export(ITEMS[0], "conformance"))
+
+    lines, failed = history.trend(tmp_path, draw=False)
+    text = "\n".join(lines)
+    assert not failed, text
+    assert "incomplete run (killed, or still running): 1 of 4 checks finished; not run: 3" in text
+    assert "no change beyond intervals and thresholds" in text
+    with pytest.raises(ValueError, match="the newest run is incomplete"):
+        history.save_baseline(tmp_path)
+
+
+def test_completing_a_journal_leaves_one_record_under_the_same_name(tmp_path: Path):
+    journal = _journal(tmp_path / "history")
+    assert journal.path.name == f"20261202T010000Z-abc123-{MACHINE['id']}{SUFFIX}"
+    assert unfinished(tmp_path / "history") == [journal.path]
+    path = journal.complete({"run": {**_run("2026-12-02T01:00:00Z"), "complete": True}, "rows": []})
+    assert path.name == f"20261202T010000Z-abc123-{MACHINE['id']}.json" and not journal.path.exists()
+    assert unfinished(tmp_path / "history") == []
+    again = Journal.begin(tmp_path / "history", _run("2026-12-02T01:00:00Z"), KEY)  # same second: another name
+    assert again.path.name.endswith(f"-1{SUFFIX}")
+
+
+def test_only_a_run_of_the_same_commit_cases_and_machine_is_resumed_and_faulted_checks_run_again(tmp_path: Path):
+    folder = tmp_path / "history"
+    mine = _journal(folder, "2026-12-02T01:00:00Z")
+    mine.finished(_node("conformance", ITEMS[0]), "passed", None, _export(ITEMS[0], "conformance"))
+    mine.finished(_node("conformance", ITEMS[1]), "failed", "crash", _export(ITEMS[1], "conformance", "failed"))
+    _journal(folder, "2026-12-02T02:00:00Z", {**KEY, "cases": "edited"})  # newer, other case files
+
+    found = resumable(folder, KEY)
+    assert found is not None and found.path == mine.path
+    assert found.done == {_node("conformance", ITEMS[0])}
+    assert resumable(folder, {**KEY, "machine": "elsewhere"}) is None
