@@ -257,10 +257,10 @@ class StructureBounds(_Strict):
       shift 1.0-1.4 px on every precision. A quarter pixel is four times the healthy maximum.
     * ``detail_floor``: healthy 0.95-1.02 of the reference's Laplacian content kept (u2net int8 1.07-1.10); half
       resolution 0.48-0.58, one-pixel shift 0.51-0.72. The floor leaves 0.1 below the lowest healthy figure.
-    * ``spurious_ceiling``: the median over images of the reference's Laplacian content added by the difference
-      (int8 flips edge pixels): healthy 0.000-0.036 (isnet_1024's dynamic int8 the highest); Gaussian noise of 3%
-      of the output's range 0.40-0.84 at 320x320. About three times the healthy maximum. A model whose healthy builds
-      add more (U2-Net's near-binary maps, whose int8 edges flip) sets its own, with a note of what was measured.
+    * ``spurious_ceiling``: healthy 0.000-0.020 of the reference's Laplacian content added by the difference (int8
+      flips edge pixels); Gaussian noise of 3% of the output's range 0.40-0.84 at 320x320. Five times the healthy
+      maximum. A model whose healthy builds add more (a graph quantised at another resolution, U2-Net's near-binary
+      maps whose int8 edges flip) sets its own, with a note of what was measured.
     """
 
     alignment_max_px: float = Field(0.25, gt=0)

@@ -424,7 +424,7 @@ def _paired(suite: Suite, item: Item, dataset: ds.Dataset, row: Row, key: str, f
 # --------------------------------------------------------------------------- deployment
 
 
-def test_deployment(item: Item, runnable: Item, suite: Suite, recorder: Recorder, record_property: Property,
+def test_deployment(item: Item, runnable: Item, suite: Suite, recorder: Recorder, figures: Property,
                     request: pytest.FixtureRequest) -> None:
     """Static int8 as deployed on this CPU (its fused kernels), judged like the build: conformance against fp32
     within the same budget, and the same paired accuracy rule.
@@ -473,7 +473,7 @@ def test_deployment(item: Item, runnable: Item, suite: Suite, recorder: Recorder
             verdict["vs_fp32"] = paired.as_dict()
             failures += [f"{dataset.name}: vs fp32 on the same {paired.images} images: {f}" for f in paired.failures]
         row.deployment = verdict
-        _property(record_property, f"deployment.{dataset.name}",
+        _property(figures, f"deployment.{dataset.name}",
                   {"int8_path": path.name, "scheme": scheme.label, **comparison.stats,
                    **{f"vs_fp32.{m}": v["value"] for m, v in verdict.get("vs_fp32", {}).get("delta", {}).items()}})
     assert not failures, f"{item.id} {label}:\n" + "\n".join(failures)

@@ -18,6 +18,7 @@ driver that never returns, a native crash or an error code do, on one call of th
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import threading
 import time
@@ -157,13 +158,15 @@ def _stale(outputs: list[np.ndarray], context: _Context) -> list[np.ndarray]:
     return outputs
 
 
-def _every_nth(fill: float) -> Callable[[list[np.ndarray], _Context], list[np.ndarray]]:
-    def change(outputs: list[np.ndarray], context: _Context) -> list[np.ndarray]:
-        if context.calls % DROPOUT_EVERY == 0:
-            return _map_prediction(outputs, lambda p: np.full_like(p, fill))
-        return outputs
+def _fill_every_nth(fill: float, outputs: list[np.ndarray], context: _Context) -> list[np.ndarray]:
+    if context.calls % DROPOUT_EVERY == 0:
+        return _map_prediction(outputs, lambda p: np.full_like(p, fill))
+    return outputs
 
-    return change
+
+def _every_nth(fill: float) -> Callable[[list[np.ndarray], _Context], list[np.ndarray]]:
+    """A module-level partial, not a closure: a fault travels pickled to the session's worker process."""
+    return functools.partial(_fill_every_nth, fill)
 
 
 def _reverse_batch(outputs: list[np.ndarray], context: _Context) -> list[np.ndarray]:

@@ -213,3 +213,18 @@ def test_any_runtime_is_wrapped_by_name_and_unknown_names_list_what_is_known():
         get("onnxruntime+typo", RuntimeConfig())
     with pytest.raises(ValueError, match="unknown runtime 'nope'.*NAME\\+FAULT"):
         validated("nope+shift")
+
+
+def test_every_fault_travels_pickled_to_a_session_worker():
+    """Sessions run in worker processes (harness.isolation), which receive the fault-wrapped runtime pickled: a fault
+    built from a closure could not be sent, and every item on that runtime would fail before its first image."""
+    import pickle
+
+    from harness.runtimes.faults import PROCESS_FAULTS
+
+    for name, fault in {**FAULTS, **PROCESS_FAULTS}.items():
+        assert pickle.loads(pickle.dumps(fault)).name == name
+    zero = pickle.loads(pickle.dumps(FAULTS["zero"]))
+    session = FaultyRuntime(EchoRuntime(RuntimeConfig()), zero).load(_item())
+    outputs = [session.run(_batch(i))[0] for i in range(DROPOUT_EVERY)]
+    assert np.all(outputs[-1] == 0) and np.any(outputs[0] != 0)
