@@ -234,6 +234,26 @@ def test_junit_xml_carries_each_item_s_figures_as_properties(repository: pytest.
 
 
 @pytest.mark.slow
+def test_int8_scheme_remedy_rebuilds_static_int8_and_its_deployment_verdict_says_so(repository: pytest.Pytester):
+    """``--int8-scheme reduce_range`` builds the int8 item with 7-bit weights, which no CPU's kernels saturate: the
+    case's stated AVX2 loss no longer applies, so its deployment verdict is judged (and passes) on every CPU."""
+    import xml.etree.ElementTree as ElementTree
+
+    repository.makeini("[pytest]\naddopts = -p no:cacheprovider\njunit_family = xunit1\n")
+    remedied = _run(repository, "-k", "int8 and (conformance or deployment)", "--int8-scheme", "reduce_range",
+                    "--junitxml=out.xml")
+    remedied.assert_outcomes(passed=2)
+    row = next(r for r in json.loads((repository.path / "reports" / "summary.json").read_text())["rows"]
+               if (r["item"], r["dataset"]) == ("mynet-int8-max-onnxruntime", "people"))
+    assert row["artifact"]["scheme"]["reduce_range"] is True
+    assert "7-bit weights" in row["deployment"]["scheme"] and row["deployment"]["int8_path"] == int8_path().name
+    cases = {c.get("name"): {p.get("name"): p.get("value") for p in c.iter("property")}
+             for c in ElementTree.parse(repository.path / "out.xml").getroot().iter("testcase")}
+    figures = json.loads(cases["test_deployment[mynet-int8-max-onnxruntime]"]["segconform.deployment.people"])
+    assert figures["int8_path"] == int8_path().name and "vs_fp32.miou" in figures
+
+
+@pytest.mark.slow
 def test_benchmark_baselines_of_another_machine_are_refused_with_the_reason(repository: pytest.Pytester):
     store = f"--benchmark-storage=file://{repository.path / 'store'}"
     timed = ["-k", "mynet and fp32 and latency", "--benchmark-enable", "--benchmark-max-time=0.05", store]
