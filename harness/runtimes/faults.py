@@ -124,22 +124,13 @@ def _half_resolution(outputs: list[np.ndarray], context: _Context) -> list[np.nd
     return _map_prediction(outputs, change)
 
 
-def _noise(outputs: list[np.ndarray], context: _Context) -> list[np.ndarray]:
+def _gaussian_noise(share: float, outputs: list[np.ndarray], context: _Context) -> list[np.ndarray]:
+    """Noise of sigma ``share`` of the prediction's range, seeded by the call count (deterministic)."""
     rng = np.random.default_rng(context.calls)
 
     def change(prediction: np.ndarray) -> np.ndarray:
         spread = float(prediction.max() - prediction.min())
-        return (prediction + rng.normal(0.0, NOISE_SHARE * spread, prediction.shape)).astype(prediction.dtype)
-
-    return _map_prediction(outputs, change)
-
-
-def _kernel_noise(outputs: list[np.ndarray], context: _Context) -> list[np.ndarray]:
-    rng = np.random.default_rng(context.calls)
-
-    def change(prediction: np.ndarray) -> np.ndarray:
-        spread = float(prediction.max() - prediction.min())
-        return (prediction + rng.normal(0.0, KERNEL_NOISE_SHARE * spread, prediction.shape)).astype(prediction.dtype)
+        return (prediction + rng.normal(0.0, share * spread, prediction.shape)).astype(prediction.dtype)
 
     return _map_prediction(outputs, change)
 
@@ -188,7 +179,7 @@ FAULTS: dict[str, Fault] = {fault.name: fault for fault in (
     Fault("half_res", "output computed at half resolution (a fast path at the wrong scale)",
           on_output=_half_resolution),
     Fault("noise", f"output noise (sigma {NOISE_SHARE:.0%} of the range: an uninitialised accumulator tile)",
-          on_output=_noise),
+          on_output=functools.partial(_gaussian_noise, NOISE_SHARE)),
     Fault("saturate", f"output saturated at {SATURATION_LEVEL:.0%} of its range (output scale calibrated too small)",
           on_output=_saturate),
     Fault("stale", f"stale output buffer: every {STALE_EVERY}th image gets the previous image's output",
@@ -201,7 +192,7 @@ FAULTS: dict[str, Fault] = {fault.name: fault for fault in (
     Fault("slow", f"the int8 path {SLOW_SHARE:.0%} slower (a fallback to a reference kernel)", slows_int8=SLOW_SHARE),
     Fault("kernels", f"the deployed int8 kernels compute apart from the build's exact arithmetic (noise, sigma "
                      f"{KERNEL_NOISE_SHARE:.0%} of the range: a kernel dispatched wrongly on this CPU)",
-          on_output=_kernel_noise, deployed_only=True),
+          on_output=functools.partial(_gaussian_noise, KERNEL_NOISE_SHARE), deployed_only=True),
 )}
 
 

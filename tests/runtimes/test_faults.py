@@ -48,6 +48,18 @@ class EchoRuntime(Runtime):
         return EchoSession(self.sleep)
 
 
+class TwinSession(EchoSession):
+    """An echo session with a separate deployed twin, as ONNX Runtime's static int8 (exact path + fused kernels)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._deployed = EchoSession()
+
+    @property
+    def deployed(self) -> Session:
+        return self._deployed
+
+
 def _item(model: str = "u2netp", variant: Variant = Variant("fp32")) -> Item:
     for family in load_all(ROOT / "cases"):
         for case_model in family.models:
@@ -165,17 +177,8 @@ def test_slow_delays_only_the_int8_path_by_its_share():
 
 
 def test_the_deployed_twin_carries_the_same_fault():
-    class Twin(EchoSession):
-        def __init__(self):
-            super().__init__()
-            self._deployed = EchoSession()
-
-        @property
-        def deployed(self):
-            return self._deployed
-
     runtime = EchoRuntime(RuntimeConfig())
-    runtime._load = lambda item, artifact: Twin()
+    runtime._load = lambda item, artifact: TwinSession()
     session = FaultyRuntime(runtime, FAULTS["shift"]).load(_item())
     assert session.deployed is not session
     np.testing.assert_array_equal(session.deployed.run(_batch(3))[0][..., 1:], _clean(_batch(3))[..., :-1])
@@ -184,17 +187,8 @@ def test_the_deployed_twin_carries_the_same_fault():
 
 
 def test_kernels_changes_only_a_deployed_twin_that_computes_apart():
-    class Twin(EchoSession):
-        def __init__(self):
-            super().__init__()
-            self._deployed = EchoSession()
-
-        @property
-        def deployed(self):
-            return self._deployed
-
     runtime = EchoRuntime(RuntimeConfig())
-    runtime._load = lambda item, artifact: Twin()
+    runtime._load = lambda item, artifact: TwinSession()
     session = FaultyRuntime(runtime, FAULTS["kernels"]).load(_item("isnet", Variant("int8", "kl_divergence")))
     np.testing.assert_array_equal(session.run(_batch(4))[0], _clean(_batch(4)))  # the build's exact path: untouched
     deployed, clean = session.deployed.run(_batch(4))[0], _clean(_batch(4))
