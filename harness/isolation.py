@@ -53,10 +53,11 @@ if TYPE_CHECKING:
 TIMEOUT_FACTOR = 20.0
 #: ...and never less than this: a healthy call's time on a shared 2-core machine varies by a few times under load
 #: (a burst slowed a benchmark by 1.7x, see history.LATENCY_MOVE), and 10 s is far beyond any per-image time this
-#: suite measures after the first call except the torch CPU fp16 fallback (72 s an image), which the factor covers.
+#: suite measures after the first call; slower kernels (PyTorch's CPU fp16 fallback: 57 s a u2netp image with NCHW
+#: weights, 2.3 s channels-last, see runtimes/torch.py) are covered by the factor.
 TIMEOUT_FLOOR_S = 10.0
 #: Loading a session and its first call have no measured time to scale: they may include one-off work (graph
-#: optimisation, memory planning, a device's first stream run; the torch CPU fp16 fallback's first image takes 72 s).
+#: optimisation, memory planning, a device's first stream run, a fallback kernel's first image).
 FIRST_CALL_S = 300.0
 #: How long a worker may take to close its session and exit before it is killed.
 CLOSE_S = 30.0
