@@ -351,13 +351,19 @@ def runnable(item: Item, suite: Suite) -> Item:
     return item
 
 
+def case_item_of(node: pytest.Item) -> Item | None:
+    """The case item a collected check runs on, or None for a node that is not a case file's check."""
+    callspec = getattr(node, "callspec", None)
+    case_item = callspec.params.get("item") if callspec else None
+    return case_item if isinstance(case_item, Item) else None
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
     report = yield
     state = _state(item.config)
-    callspec = getattr(item, "callspec", None)
-    case_item = callspec.params.get("item") if callspec else None
-    if state is not None and isinstance(case_item, Item) and (report.when == "call" or report.outcome != "passed"):
+    case_item = case_item_of(item)
+    if state is not None and case_item is not None and (report.when == "call" or report.outcome != "passed"):
         outcome = report.outcome
         if hasattr(report, "wasxfail"):  # a documented failure: say whether it happened
             outcome = "xpass" if report.passed else "xfail"

@@ -9,30 +9,26 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from harness.plugin import case_item_of
 from harness.runtimes import RuntimeConfig, get, names
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKS = ("conformance", "regression", "accuracy", "structure")
 ACCEPTED = {"passed", "xfail", "skipped"}
-#: The runtime the suite's own items run on by default.
-DEFAULT_RUNTIME = "onnxruntime"
 
 
 def _judged_in_this_session(session: pytest.Session, runtime: str) -> bool:
     """Whether this pytest session also runs u2netp's case items on ``runtime`` through every check
     (``pytest tests cases``, as ``scripts/segconform test`` does): they are the same items, judged by the same
     checks, so a second run of them in a subprocess would only repeat them."""
-    if runtime != DEFAULT_RUNTIME:
-        return False
-    pattern = re.compile(rf"^cases/u2net\.yaml::test_(\w+)\[u2netp-[\w-]*-{runtime}\]$")
-    checks = {match.group(1) for item in session.items if (match := pattern.match(item.nodeid))}
+    checks = {node.originalname.removeprefix("test_") for node in session.items
+              if (case := case_item_of(node)) is not None and case.model.name == "u2netp" and case.runtime == runtime}
     return checks >= set(CHECKS)
 
 
