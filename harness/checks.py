@@ -19,16 +19,18 @@ import pytest
 
 from . import datasets as ds
 from . import metrics
-from .cases import Item, Model
+from .cases import LOWER_IS_BETTER, IsaLoss, Item, Model
 from .golden import Settled
 from .judgement import (
     QUANTISATION,
     Comparison,
+    PairedResult,
     conformance_budget,
     documented_delta,
     intervals,
     judge_documented,
     judge_paired,
+    loss_violations,
 )
 from .history import keep_per_image
 from .perf import Interleaved, RatioFloor
@@ -44,6 +46,23 @@ Property = Callable[[str, Any], None]
 
 def _is_reference(item: Item) -> bool:
     return item == item.reference
+
+
+def _violations(item: Item, comparison: Comparison, slack: float = 0.0) -> list[str]:
+    """What fails ``item``'s comparison with fp32 (or the golden masks made from it): the precision's budget, or,
+    for a documented collapse, its stated loss, which fails when the collapse deepens and when it is gone."""
+    collapse = item.model.expected_loss(item.variant)
+    if collapse is None or collapse.expected_loss is None:
+        return comparison.violations
+    return loss_violations(comparison, collapse.expected_loss.conformance_mae, slack)
+
+
+def _judged_by(item: Item, budget: Any) -> str:
+    """What the item's outputs are held to, for failure messages."""
+    collapse = item.model.expected_loss(item.variant)
+    if collapse is None:
+        return f"the {item.variant.label} budget ({budget.why})"
+    return f"the stated loss of a documented collapse ({collapse.expected_failure})"
 
 
 def _property(figures: Property, name: str, value: Any) -> None:
@@ -134,13 +153,14 @@ def test_conformance(item: Item, runnable: Item, suite: Suite, recorder: Recorde
                           "not an accuracy regression of the seed tables' size")
         _property(figures, f"conformance.{dataset.name}", comparison.stats)
         target = "its source" if _is_reference(item) else item.reference.id
+        violations = _violations(item, comparison)
         if comparison.worst is None:
-            failures.append(f"{dataset.name}: {comparison.violations[0]}")
-        elif not comparison.passed:
+            failures.append(f"{dataset.name}: {violations[0]}")
+        elif violations:
             worst = comparison.worst
             strip = _strip(recorder, item, dataset, worst, reference.maps[worst], candidate.maps[worst], "conformance")
-            failures.append(f"{dataset.name} ({comparison.images} images): outside the {item.variant.label} budget "
-                            f"against {target} ({budget.why}): {'; '.join(comparison.violations)}; strip: {strip}")
+            failures.append(f"{dataset.name} ({comparison.images} images): outside {_judged_by(item, budget)} "
+                            f"against {target}: {'; '.join(violations)}; strip: {strip}")
             failures.extend(_localise(suite, recorder, item, dataset))
         if item.variant.precision == "fp16" and comparison.per_image:
             failures += _fp16_evidence(suite, item, dataset, comparison, recorder)
@@ -300,15 +320,17 @@ def test_regression(item: Item, runnable: Item, suite: Suite, recorder: Recorder
                           f"golden not compared for {len(samples) - len(expected)} images that differ from the golden's inputs")
         budget = conformance_budget(item, "golden", suite.trained(item))
         comparison = Comparison.of({s: run.maps[s] for s in expected}, expected, budget, QUANTISATION)
-        row.regression = {"status": f"{'ok' if comparison.passed else 'fail'} ({comparison.images} images)",
+        violations = _violations(item, comparison, QUANTISATION)
+        row.regression = {"status": f"{'fail' if violations else 'ok'} ({comparison.images} images)",
                           **comparison.stats}
         _property(figures, f"regression.{dataset.name}", comparison.stats)
         if settled.fails:
             failures.append(f"{dataset.name}: {settled.message}")
-        if comparison.worst is not None and not comparison.passed:
+        if comparison.worst is not None and violations:
             worst = comparison.worst
             strip = _strip(recorder, item, dataset, worst, expected[worst], run.maps[worst], "golden")
-            failures.append(f"{dataset.name}: {'; '.join(comparison.violations)} (budget: {budget.why}); strip: {strip}")
+            failures.append(f"{dataset.name}: {'; '.join(violations)} (held to {_judged_by(item, budget)}); "
+                            f"strip: {strip}")
         elif not expected and not samples:
             failures.append(f"{dataset.name}: none of the golden images were run")
     assert not failures, "\n".join(failures)
@@ -320,17 +342,20 @@ def test_regression(item: Item, runnable: Item, suite: Suite, recorder: Recorder
 
 
 def _judged_row(model: Model, item: Item, dataset: str):
-    """The seed's row this item is judged against on ``dataset``: its precision's summary row, else fp32's.
+    """The seed's row this item's metrics are judged against on ``dataset`` (its precision's summary row, else
+    fp32's), and the row shown beside the measurement.
 
-    A documented collapse is judged as the healthy fp32 row (see :mod:`harness.judgement`); its own
+    A documented collapse has no row to reproduce value by value (ONNX Runtime's collapse need not be the seed's
+    device's): its case states the range of its loss against fp32, which :func:`_paired` judges; the seed's own
     values stay in the report beside the measurement.
     """
     rows = model.documented_rows(item.variant, dataset)
     fp32 = model.documented_rows(item.reference.variant, dataset)
-    if rows and not rows[0].expected_failure:
+    if rows and rows[0].expected_failure:
+        return None, rows[0]
+    if rows:
         return rows[0], rows[0]
-    shown = rows[0] if rows else (fp32[0] if fp32 else None)
-    return (fp32[0] if fp32 else None), shown
+    return (fp32[0] if fp32 else None), (fp32[0] if fp32 else None)
 
 
 def test_accuracy(item: Item, runnable: Item, suite: Suite, recorder: Recorder, figures: Property) -> None:
@@ -378,22 +403,27 @@ def test_accuracy(item: Item, runnable: Item, suite: Suite, recorder: Recorder, 
                               f"run at {'x'.join(map(str, item.model.input_shape))}")
             not_applicable.append(f"{dataset.name}: {row.comparison}")
             continue
-        if judged is None:
+        collapse = item.model.expected_loss(item.variant)
+        if judged is None and collapse is None:
             row.comparison = "no documented values"
             continue
         compared += 1
         full = spec.documented_size is not None and len(scores) >= spec.documented_size
-        verdicts = judge_documented(scores, judged.metrics, tolerance, bootstrap, key, full,
-                                    item.family.acceptance.min_images)
+        verdicts = [] if judged is None else judge_documented(scores, judged.metrics, tolerance, bootstrap, key, full,
+                                                              item.family.acceptance.min_images)
         row.accuracy = {v.metric: v.as_dict() for v in verdicts}
         shortfalls = [v.reason for v in verdicts if not v.passed]
         unjudged = next((v.allowed for v in verdicts if not v.judged), None)
-        if shown is not None and shown.expected_failure:
-            recorder.note(item, dataset.name, f"documented collapse ({shown.expected_failure}); judged against the "
-                                              f"healthy fp32 row: {'reproduced' if shortfalls else 'did not reproduce'}")
         if not _is_reference(item):
             shortfalls += _paired(suite, item, dataset, row, key, figures)
-        how = "reproduction" if full else (f"vs documented {unjudged}" if unjudged else f"{bootstrap.confidence:.0%} CI")
+        if collapse is not None and collapse.expected_loss is not None:
+            recorder.note(item, dataset.name, f"documented collapse ({collapse.expected_failure}); judged by the loss "
+                                              f"its case states against fp32 ({collapse.expected_loss.why}): "
+                                              f"{'not reproduced' if shortfalls else 'reproduced'}")
+            how = "paired against fp32, the stated loss"
+        else:
+            how = "reproduction" if full else \
+                (f"vs documented {unjudged}" if unjudged else f"{bootstrap.confidence:.0%} CI")
         row.comparison = ("fail: " + "; ".join(shortfalls)) if shortfalls else f"pass ({len(scores)} images, {how})"
         if shortfalls:
             failures.append(f"{dataset.name} ({len(scores)} of {dataset.files} images; documented on "
@@ -406,15 +436,31 @@ def test_accuracy(item: Item, runnable: Item, suite: Suite, recorder: Recorder, 
                     " (measured values are in the report)")
 
 
+def _judge_vs_fp32(suite: Suite, item: Item, dataset: ds.Dataset, key: str, deployed: bool = False,
+                  stated: IsaLoss | None = None) -> PairedResult:
+    """The item's paired difference from the fp32 item on the same images, judged by what applies to it: a loss
+    stated for this CPU (``stated``), a documented collapse's stated ranges, or the seed's documented loss plus the
+    case's tolerance and floors (equivalence for fp32 on another runtime)."""
+    tolerance = item.family.acceptance.reproduction
+    floors = item.family.acceptance.floors.get(item.variant.precision, {})
+    documented, expected = documented_delta(item.model, item, dataset.name), None
+    collapse = item.model.expected_loss(item.variant)
+    if stated is not None:  # the stated worsening replaces the seed's loss and the tolerance
+        documented = {m: (v if m in LOWER_IS_BETTER else -v) for m, v in stated.vs_fp32.items()}
+        tolerance = {m: 0.0 for m in stated.vs_fp32}
+    elif collapse is not None and collapse.expected_loss is not None:
+        expected, floors = collapse.expected_loss.vs_fp32, {}
+    return judge_paired(suite.scores(item, dataset, deployed=deployed), suite.scores(item.reference, dataset),
+                        documented, tolerance, floors, suite.settings.bootstrap, key,
+                        equivalence=item.variant.precision == item.reference.variant.precision, expected=expected)
+
+
 def _paired(suite: Suite, item: Item, dataset: ds.Dataset, row: Row, key: str, figures: Property) -> list[str]:
-    """The item against the fp32 item on the same images: deltas vs the seed's, and the case's floors."""
+    """The item against the fp32 item on the same images (:func:`_judge_vs_fp32`), on its row and in JUnit."""
     if not suite.trained(item.reference):
         row.notes.append("no paired comparison: the fp32 reference runs seeded weights")
         return []
-    paired = judge_paired(suite.scores(item, dataset), suite.scores(item.reference, dataset),
-                          documented_delta(item.model, item, dataset.name), item.family.acceptance.reproduction,
-                          item.family.acceptance.floors.get(item.variant.precision, {}), suite.settings.bootstrap, key,
-                          equivalence=item.variant.precision == item.reference.variant.precision)
+    paired = _judge_vs_fp32(suite, item, dataset, key)
     row.vs_fp32 = paired.as_dict()
     _property(figures, f"vs_fp32.{dataset.name}",
               {m: v["value"] for m, v in row.vs_fp32["delta"].items()})
@@ -424,15 +470,16 @@ def _paired(suite: Suite, item: Item, dataset: ds.Dataset, row: Row, key: str, f
 # --------------------------------------------------------------------------- deployment
 
 
-def test_deployment(item: Item, runnable: Item, suite: Suite, recorder: Recorder, figures: Property,
-                    request: pytest.FixtureRequest) -> None:
+def test_deployment(item: Item, runnable: Item, suite: Suite, recorder: Recorder, figures: Property) -> None:
     """Static int8 as deployed on this CPU (its fused kernels), judged like the build: conformance against fp32
-    within the same budget, and the same paired accuracy rule.
+    within the same budget (a documented collapse: its stated loss), the same paired accuracy rule, and the kernels
+    against the build's exact arithmetic on the same images within that budget.
 
     The build verdict (conformance, accuracy) uses the exact QDQ arithmetic, the same on every CPU; this one is what
     a user of this machine gets. It reuses the deployed run the conformance check already made for the ``int8
     kernels`` column, so it costs only the scoring. Where the case states a loss on CPUs whose U8S8 kernels saturate
-    (``deployed_int8.saturating_u8s8``) and the build's scheme can saturate, the verdict is an expected failure there.
+    (``deployed_int8.saturating_u8s8``) and the build's scheme can saturate, that stated bound is the budget there:
+    the verdict still fails beyond it.
     """
     from .machine import int8_path
 
@@ -448,28 +495,35 @@ def test_deployment(item: Item, runnable: Item, suite: Suite, recorder: Recorder
     saturating = path.saturates_u8s8 and scheme.saturates_u8s8
     label = f"deployed on {path.name} ({'saturating' if path.saturates_u8s8 else 'non-saturating'} U8S8 kernels), " \
             f"{scheme.label}"
-    known = item.model.deployed_int8.saturating_u8s8.get(item.variant.label)
-    if saturating and known:
-        request.node.add_marker(pytest.mark.xfail(reason=f"{label}: the case states this loss: {known}", strict=False))
-    budget = conformance_budget(item, "fp32", True)
+    stated = item.model.deployed_int8.saturating_u8s8.get(item.variant.label) if saturating else None
+    if stated is not None:
+        label += f", judged by the loss the case states for such CPUs ({stated.why})"
+    budget = stated.budget if stated is not None else conformance_budget(item, "fp32", True)
     failures = []
     for dataset in suite.datasets_for(item):
         deployed, reference = suite.run_deployed(item, dataset), suite.run(item.reference, dataset)
         comparison = Comparison.of(deployed.maps, reference.maps, budget)
+        violations = comparison.violations if stated is not None else _violations(item, comparison)
         row = recorder.row(item, dataset.name)
         verdict: dict[str, Any] = {"int8_path": path.name, "saturating_u8s8": path.saturates_u8s8,
-                                   "scheme": scheme.label, "conformance": comparison.stats}
+                                   "scheme": scheme.label, "stated_loss": stated is not None,
+                                   "conformance": comparison.stats}
         if comparison.worst is None:
-            failures.append(f"{dataset.name}: {comparison.violations[0]}")
-        elif not comparison.passed:
-            failures.append(f"{dataset.name} ({comparison.images} images): outside the {item.variant.label} budget "
-                            f"against {item.reference.id} ({budget.why}): {'; '.join(comparison.violations)}")
+            failures.append(f"{dataset.name}: {violations[0]}")
+        elif violations:
+            held_to = f"the stated budget ({budget.why})" if stated is not None else _judged_by(item, budget)
+            failures.append(f"{dataset.name} ({comparison.images} images): outside {held_to} against "
+                            f"{item.reference.id}: {'; '.join(violations)}")
+        # Same run, same build: the kernels against the build's exact arithmetic, within the int8 budget (or the
+        # stated one). Against fp32 a documented collapse's wide range hides a kernel gone wrong; this does not.
+        kernels = Comparison.of(deployed.maps, suite.run(item, dataset).maps, budget)
+        verdict["vs_exact"] = kernels.stats
+        if kernels.worst is not None and not kernels.passed:
+            failures.append(f"{dataset.name} ({kernels.images} images): this CPU's kernels against the build's exact "
+                            f"arithmetic, outside the {item.variant.label} budget ({budget.why}): "
+                            f"{'; '.join(kernels.violations)}")
         if dataset.name != ds.SYNTHETIC and suite.trained(item.reference):
-            key = f"{item.id}/{dataset.name}/deployed"
-            paired = judge_paired(suite.scores(item, dataset, deployed=True), suite.scores(item.reference, dataset),
-                                  documented_delta(item.model, item, dataset.name), item.family.acceptance.reproduction,
-                                  item.family.acceptance.floors.get(item.variant.precision, {}),
-                                  suite.settings.bootstrap, key)
+            paired = _judge_vs_fp32(suite, item, dataset, f"{item.id}/{dataset.name}/deployed", True, stated)
             verdict["vs_fp32"] = paired.as_dict()
             failures += [f"{dataset.name}: vs fp32 on the same {paired.images} images: {f}" for f in paired.failures]
         row.deployment = verdict

@@ -16,8 +16,9 @@ Sidedness: against the documented value the check is two-sided (a reproduction t
 the good side is as suspect as one on the bad side); against fp32 it is one-sided, failing only when
 the item is confidently *worse* than the seed says the precision costs, plus the tolerance, since an
 int8 build that happens to score better than fp32 on a subset is no regression. A documented collapse
-(``expected_failure``) is judged as if it were a healthy row, so the collapse shows as the expected
-failure it is, and its absence as an unexpected pass.
+(``expected_failure``) is judged by the bounds its case states (``expected_loss``: :func:`loss_violations`, the
+``expected`` ranges of :func:`judge_paired`), two-sided: it passes where it reproduces the stated loss and fails
+when the loss deepens or vanishes. No verdict here is an expected failure: every one can fail.
 """
 
 from __future__ import annotations
@@ -298,10 +299,50 @@ class PairedResult:
                 "floor": {m: v.as_dict() for m, v in self.floors.items()}}
 
 
+def loss_violations(comparison: Comparison, bounds: tuple[float, float], slack: float = 0.0) -> list[str]:
+    """A documented collapse's conformance (:class:`harness.cases.ExpectedLoss`): the mean per-image MAE against
+    fp32 within its stated range (widened by ``slack``), so a deeper collapse fails, and so does its absence."""
+    if not comparison.per_image:
+        return ["no image was run by both"]
+    mean, (low, high) = comparison.stats["mae_mean"], bounds
+    if not np.isfinite(mean):
+        return [f"mean per-image MAE is {mean}: not a number"]
+    if mean > high + slack:
+        return [f"mean per-image MAE {mean:.4g} is worse than the stated loss ({low:g} to {high:g}): the collapse "
+                "deepened"]
+    if mean < low - slack:
+        return [f"mean per-image MAE {mean:.4g} is better than the stated loss ({low:g} to {high:g}): the collapse is "
+                "gone; update the case's expected_loss (or drop the documented collapse)"]
+    return []
+
+
+def _range_verdict(metric: str, delta: float, interval: tuple[float, float], expected: tuple[float, float],
+                   tolerance: float, confidence: float) -> MetricVerdict:
+    """One paired metric of a documented collapse: its interval must reach the stated range widened by the
+    tolerance. Wholly on the worse side, the collapse deepened; wholly on the better side, it is gone."""
+    (low, high), (first, last) = interval, expected
+    floor, ceiling = first - tolerance, last + tolerance
+    allowed = f"stated loss {first:+g} to {last:+g} (+- {tolerance:g})"
+    text = f"{metric}: {delta:+.4f} vs fp32, {confidence:.0%} CI [{low:+.4f}, {high:+.4f}]"
+    if not (np.isfinite(delta) and np.isfinite(low) and np.isfinite(high)):
+        return MetricVerdict(metric, delta, interval, None, allowed, False, f"{text}: not a number")
+    if low <= ceiling and high >= floor:
+        return MetricVerdict(metric, delta, interval, None, allowed, True)
+    beyond_high = low > ceiling
+    worse = beyond_high == (metric in LOWER_IS_BETTER)
+    why = "worse than the stated loss: the collapse deepened" if worse else \
+        "better than the stated loss: the collapse is gone; update the case's expected_loss"
+    return MetricVerdict(metric, delta, interval, None, allowed, False, f"{text} lies wholly outside the {allowed}: {why}")
+
+
 def judge_paired(candidate: Scores, reference: Scores, documented_delta: Mapping[str, float],
                  tolerance: Mapping[str, float], floors: Mapping[str, float], bootstrap: Bootstrap,
-                 key: str, equivalence: bool = False) -> PairedResult:
+                 key: str, equivalence: bool = False,
+                 expected: Mapping[str, tuple[float, float]] | None = None) -> PairedResult:
     """The candidate's paired difference from fp32 on their common images.
+
+    ``expected``: a documented collapse's stated ranges of the difference per metric (:func:`_range_verdict`),
+    judged instead of the documented delta, two-sided, with no floors (a collapse keeps less than any floor).
 
     Deltas are judged for every metric the seed documents a delta for (one-sided: fail when the interval
     lies wholly beyond ``max(documented worsening, 0) + tolerance``); floors say which share of fp32's
@@ -327,6 +368,10 @@ def judge_paired(candidate: Scores, reference: Scores, documented_delta: Mapping
         delta = ours_value[metric] - theirs_value[metric]
         low, high = _interval(metric, ours, weights, bootstrap, ours_draws[metric] - theirs_draws[metric], theirs)
         documented = documented_delta.get(metric)
+        if expected is not None and metric in expected and metric in tolerance:
+            deltas[metric] = _range_verdict(metric, float(delta), (float(low), float(high)), expected[metric],
+                                            tolerance[metric], bootstrap.confidence)
+            continue
         if documented is None or metric not in tolerance:
             deltas[metric] = MetricVerdict(metric, delta, (low, high), None, "not judged (no documented delta)", True)
             continue
@@ -368,9 +413,9 @@ def judge_paired(candidate: Scores, reference: Scores, documented_delta: Mapping
 def documented_delta(model: Model, item: Item, dataset: str) -> dict[str, float]:
     """The seed's difference between this precision's row and the fp32 row (summary tables), per metric.
 
-    A precision the seed has no row for (int8_dynamic), a documented collapse (``expected_failure``) and an
-    fp32 row measured elsewhere (``paired_baseline: false``, e.g. a training repository's own mIoU) document no
-    acceptable loss: 0 is expected, so a collapse fails as the expected failure it is.
+    A precision the seed has no row for (int8_dynamic), a documented collapse (``expected_failure``, judged by its
+    own stated ranges instead) and an fp32 row measured elsewhere (``paired_baseline: false``, e.g. a training
+    repository's own mIoU) document no acceptable loss: 0 is expected.
     """
     rows = [r for r in model.documented_rows(item.variant, dataset) if r.table == "summary"]
     fp32 = [r for r in model.documented_rows(item.reference.variant, dataset) if r.table == "summary"]

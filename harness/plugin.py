@@ -40,10 +40,6 @@ from .settings import Settings
 from .suite import Suite
 from .weights import default_cache_dir
 
-#: Checks that compare the item with fp32: a documented collapse (``expected_failure``) is an xfail of each.
-CHECKS_AGAINST_FP32 = {"test_accuracy", "test_conformance", "test_deployment", "test_regression", "test_structure"}
-
-
 @dataclass
 class State:
     """What the plugin holds for one pytest session."""
@@ -91,6 +87,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help=f"runtime(s) to test; repeat for several (default: onnxruntime). Known: "
                          f"{', '.join(runtimes.names())}; NAME+FAULT wraps one with an injected fault "
                          f"(e.g. onnxruntime+shift; see harness/runtimes/faults.py)")
+    group.addoption("--allow-unavailable-runtime", action="append", default=None, metavar="NAME",
+                    help="run even though --runtime NAME cannot be used here (not installed, not configured): its "
+                         "items are skipped, each saying why. Without it an unavailable runtime is a usage error, "
+                         "since a night that silently skips a runtime has lost its coverage")
     group.addoption("--update-golden", nargs="?", const="failing", default=None, choices=("failing", "all"),
                     help="rewrite golden sets that fail or are missing (those items still fail); =all rewrites every set")
     group.addoption("--strict-data", action="store_true",
@@ -224,11 +224,27 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(error)) from None
     from datetime import datetime, timezone
 
-    state = State(cases_dir.resolve(), families, config.option.runtime or ["onnxruntime"], Suite(settings),
+    chosen_runtimes = config.option.runtime or ["onnxruntime"]
+    _refuse_unavailable(chosen_runtimes, set(config.option.allow_unavailable_runtime or []), settings)
+    state = State(cases_dir.resolve(), families, chosen_runtimes, Suite(settings),
                   Recorder(settings.report_dir), datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
     state.journal = JournalPlugin(config, state)
     config.pluginmanager.register(state.journal, "segconform-journal")
     config.stash[STATE] = state
+
+
+def _refuse_unavailable(chosen: list[str], allowed: set[str], settings: Settings) -> None:
+    """A requested runtime that cannot be used here ends the run before it starts, naming it and why, unless the user
+    opted out for it (``--allow-unavailable-runtime NAME``): every item of it skipped is coverage lost."""
+    unknown = allowed - set(chosen)
+    if unknown:
+        raise pytest.UsageError(f"--allow-unavailable-runtime {', '.join(sorted(unknown))}: not a --runtime of this "
+                                f"run ({', '.join(chosen)})")
+    for name in chosen:
+        reason = runtimes.get(name, settings.runtime_config).unavailable
+        if reason and name not in allowed:
+            raise pytest.UsageError(f"--runtime {name} is unavailable here: {reason}. Its items would all be skipped; "
+                                    f"pass --allow-unavailable-runtime {name} to run without it on purpose")
 
 
 def _state(config: pytest.Config) -> State | None:
@@ -249,18 +265,14 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     return None
 
 
-def _marks(item: Item, check: str) -> list[pytest.MarkDecorator]:
+def _marks(item: Item) -> list[pytest.MarkDecorator]:
+    """Selection marks only: no item is an expected failure (a documented collapse is judged by its stated loss).
+    """
     names = [item.family.family, item.model.name, item.variant.precision, item.runtime]
     if item.variant.calibration:
         names.append(item.variant.calibration)
     marks = [getattr(pytest.mark, name) for name in dict.fromkeys(names)]
     marks.append(pytest.mark.xdist_group(item.model.name))
-    if check in CHECKS_AGAINST_FP32:
-        for dataset in item.model.datasets:
-            for row in item.model.documented_rows(item.variant, dataset.name):
-                if row.expected_failure:
-                    marks.append(pytest.mark.xfail(reason=f"documented failure: {row.expected_failure}", strict=False))
-                    return marks
     return marks
 
 
@@ -285,7 +297,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     items = expand([family], state.runtimes)
     check = metafunc.function.__name__
     if "item" in metafunc.fixturenames:
-        params = [pytest.param(i, id=i.id, marks=_marks(i, check)) for i in items if _gated(i, check)]
+        params = [pytest.param(i, id=i.id, marks=_marks(i)) for i in items if _gated(i, check)]
         if not params:  # no item of this file has the bound the check gates on: say so instead of NOTSET
             why = f"{module.path.name} declares no performance bound for {check.removeprefix('test_')}"
             params = [pytest.param(None, id="not-declared", marks=pytest.mark.skip(reason=why))]
@@ -365,7 +377,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
     case_item = case_item_of(item)
     if state is not None and case_item is not None and (report.when == "call" or report.outcome != "passed"):
         outcome = report.outcome
-        if hasattr(report, "wasxfail"):  # a documented failure: say whether it happened
+        if hasattr(report, "wasxfail"):  # a user's own xfail mark (segconform marks none): say whether it happened
             outcome = "xpass" if report.passed else "xfail"
         check = item.originalname.removeprefix("test_")
         state.recorder.outcome(case_item.id, check, outcome)

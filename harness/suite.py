@@ -8,6 +8,8 @@ against, are computed once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from . import datasets as ds
@@ -17,7 +19,7 @@ from .catalogue import DatasetCatalogue
 from .golden import GoldenStore, Regeneration
 from .metrics import Scorer, Scores
 from .networks import Networks
-from .pipeline import Pipeline, RunResult
+from .pipeline import OutputError, Pipeline, RunResult
 from .sessions import SessionPool
 from .settings import Settings
 
@@ -37,6 +39,7 @@ class Suite:
         self._reported: set[tuple[str, ds.DataProblem]] = set()
         self._pipelines: dict[str, Pipeline] = {}
         self._runs: dict[tuple[str, str], RunResult] = {}
+        self._refused: dict[tuple[str, str], OutputError] = {}
         self._scores: dict[tuple[str, str], Scores] = {}
 
     # ----------------------------------------------------------------- models and data
@@ -78,15 +81,27 @@ class Suite:
 
     # ----------------------------------------------------------------- running
 
+    def _once(self, key: tuple[str, str], compute: Callable[[], RunResult]) -> RunResult:
+        """A run computed once per session. A run whose output was refused (NaN, constant) fails every later check
+        that asks for it with that error instead of running again: a fault that shows on some calls only must not
+        pass a later check whose own rerun happened to miss it."""
+        refused = self._refused.get(key)
+        if refused is not None:
+            raise OutputError(f"{refused} (refused when an earlier check ran it; not run again)")
+        if key not in self._runs:
+            try:
+                self._runs[key] = compute()
+            except OutputError as error:
+                self._refused[key] = error
+                raise
+        return self._runs[key]
+
     def run(self, item: Item, dataset: ds.Dataset) -> RunResult:
         """The item's maps on its samples of ``dataset`` (computed once per session)."""
-        key = (item.id, dataset.name)
-        if key not in self._runs:
-            session = self.sessions.session(item)
-            takes_images = self.sessions.runtime(item.runtime).takes_images
-            self._runs[key] = self.pipeline(item.model).run(item.id, session, takes_images, dataset,
-                                                            self.samples_for(item, dataset))
-        return self._runs[key]
+        session = self.sessions.session(item)
+        takes_images = self.sessions.runtime(item.runtime).takes_images
+        return self._once((item.id, dataset.name), lambda: self.pipeline(item.model).run(
+            item.id, session, takes_images, dataset, self.samples_for(item, dataset)))
 
     def run_deployed(self, item: Item, dataset: ds.Dataset) -> RunResult:
         """The item's maps from its session as deployed (on CPU int8: this CPU's fused kernels), same samples as run().
@@ -98,19 +113,15 @@ class Suite:
         if session.deployed is session:
             return self.run(item, dataset)
         key = (f"{item.id}-deployed", dataset.name)
-        if key not in self._runs:
-            takes_images = self.sessions.runtime(item.runtime).takes_images
-            self._runs[key] = self.pipeline(item.model).run(key[0], session.deployed, takes_images, dataset,
-                                                            self.samples_for(item, dataset))
-        return self._runs[key]
+        takes_images = self.sessions.runtime(item.runtime).takes_images
+        return self._once(key, lambda: self.pipeline(item.model).run(key[0], session.deployed, takes_images, dataset,
+                                                                     self.samples_for(item, dataset)))
 
     def run_source(self, item: Item, dataset: ds.Dataset) -> RunResult:
         """What the model's source (PyTorch eager, or the graph as shipped) gives on the same samples as ``item``."""
         key = (f"{item.model.name}-source", dataset.name)
-        if key not in self._runs:
-            self._runs[key] = self.pipeline(item.model).run(key[0], self.sessions.source(item.model), False, dataset,
-                                                            self.samples_for(item, dataset))
-        return self._runs[key]
+        return self._once(key, lambda: self.pipeline(item.model).run(key[0], self.sessions.source(item.model), False,
+                                                                     dataset, self.samples_for(item, dataset)))
 
     def run_swapped(self, item: Item, dataset: ds.Dataset, stems: list[str]) -> dict[str, np.ndarray]:
         """The item's maps of ``stems`` with each image's colour channels reversed (the channel-order probe)."""

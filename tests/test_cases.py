@@ -67,6 +67,18 @@ def test_u2netp_int8_percentile_row_carries_the_documented_collapse(families):
     assert len(rows) == 1 and rows[0].metrics["avg_f"] == 0.587
     assert rows[0].expected_failure and "0.587" in rows[0].expected_failure
     assert all(r.expected_failure is None for r in u2netp.results if r.precision != "int8")
+    stated = rows[0].expected_loss  # the bounds the collapse is judged by: it can fail either way
+    assert stated is not None and stated.conformance_mae[0] > 0 and set(stated.vs_fp32) == {"mae", "avg_f", "sm"}
+    assert u2netp.expected_loss(u2netp.variants()[-1]) is rows[0]  # int8-percentile
+    assert u2netp.expected_loss(u2netp.variants()[0]) is None
+
+
+def test_no_case_file_states_an_expected_loss_without_the_bound_it_is_judged_by(families):
+    for model in (m for f in families for m in f.models):
+        for row in model.results:
+            assert bool(row.expected_failure) == (row.expected_loss is not None), (model.name, row)
+        for label, stated in model.deployed_int8.saturating_u8s8.items():
+            assert stated.budget.mae > 0 and stated.vs_fp32 and stated.why, (model.name, label)
 
 
 # --------------------------------------------------------------------------- malformed files
@@ -168,8 +180,34 @@ def _seeded_budget_for_fp32(case):
     case["models"][0]["seeded_budgets"] = {"fp32": case["models"][0]["budgets"]["int8"]}
 
 
+ISA_LOSS = {"budget": {"mae": 0.03, "mae_worst": 0.2, "max_abs": 1.0, "why": "measured"}, "vs_fp32": {"mae": 0.01},
+            "why": "measured on AVX2"}
+
+
 def _deployment_loss_of_an_unknown_variant(case):
-    case["models"][0]["deployed_int8"] = {"saturating_u8s8": {"int8-kl_divergence": "measured on AVX2"}}
+    case["models"][0]["deployed_int8"] = {"saturating_u8s8": {"int8-kl_divergence": ISA_LOSS}}
+
+
+def _deployment_loss_without_a_bound(case):
+    case["models"][0]["deployed_int8"] = {"saturating_u8s8": {"int8-max": "measured on AVX2"}}
+
+
+def _deployment_loss_as_a_gain(case):
+    case["models"][0]["deployed_int8"] = {"saturating_u8s8": {"int8-max": {**ISA_LOSS, "vs_fp32": {"mae": -0.01}}}}
+
+
+def _collapse_without_a_bound(case):
+    case["models"][0]["results"][2]["expected_failure"] = "collapses"
+
+
+def _bound_without_a_collapse(case):
+    case["models"][0]["results"][2]["expected_loss"] = {"conformance_mae": [0.02, 0.3], "vs_fp32": {"mae": [0.05, 0.2]},
+                                                        "why": "measured"}
+
+
+def _collapse_with_a_reversed_range(case):
+    case["models"][0]["results"][2].update(expected_failure="collapses", expected_loss={
+        "conformance_mae": [0.3, 0.02], "vs_fp32": {"mae": [0.05, 0.2]}, "why": "measured"})
 
 
 def _timeout_of_zero(case):
@@ -200,6 +238,15 @@ def _misspelt_timeout(case):
         (_deployment_loss_of_an_unknown_variant, "models.0",
          "deployed_int8.saturating_u8s8 names 'int8-kl_divergence', which is not one of this model's static int8 "
          "variants ['int8-max']"),
+        (_deployment_loss_without_a_bound, "models.0.deployed_int8.saturating_u8s8.int8-max",
+         "Input should be a valid dictionary or instance of IsaLoss"),
+        (_deployment_loss_as_a_gain, "models.0.deployed_int8.saturating_u8s8.int8-max.vs_fp32",
+         "vs_fp32.mae: -0.01 is not a worsening"),
+        (_collapse_without_a_bound, "models.0.results.2",
+         "a documented collapse needs expected_loss, the measured bounds it is judged by"),
+        (_bound_without_a_collapse, "models.0.results.2", "expected_loss is given without expected_failure"),
+        (_collapse_with_a_reversed_range, "models.0.results.2.expected_loss.conformance_mae",
+         "[0.3, 0.02] is not a range (low > high)"),
         (_timeout_of_zero, "models.0.timeout_s", "Input should be greater than 0"),
         (_misspelt_timeout, "models.0.timeout", "Extra inputs are not permitted"),
     ],

@@ -24,6 +24,7 @@ from harness.judgement import (
     intervals,
     judge_documented,
     judge_paired,
+    loss_violations,
 )
 from harness.metrics import Scores
 
@@ -256,3 +257,54 @@ def test_equivalence_passes_float_reassociation_on_any_number_of_images():
         result = judge_paired(candidate, fp32, {"mae": 0.0, "avg_f": 0.0, "sm": 0.0}, TOLERANCE, {}, Bootstrap(),
                               f"k{n}", equivalence=True)
         assert result.failures == [], (n, result.failures)
+
+
+# --------------------------------------------------------------------------- a documented collapse's stated loss
+
+#: u2netp's percentile collapse as its case states it (cases/u2net.yaml).
+COLLAPSE_MAE = (0.015, 0.6)
+COLLAPSE_RANGES = {"mae": (0.064, 0.255), "avg_f": (-0.8, -0.23), "sm": (-0.62, -0.18)}
+
+
+def _maps(mae_per_image: list[float]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    reference = {f"s{i}": np.zeros((8, 8), np.float32) for i in range(len(mae_per_image))}
+    return {stem: np.full((8, 8), m, np.float32) for stem, m in zip(reference, mae_per_image)}, reference
+
+
+@pytest.mark.parametrize("maes, expected", [
+    ([0.1, 0.2, 0.3, 0.15], ""),
+    ([0.7, 0.8, 0.6, 0.9], "worse than the stated loss (0.015 to 0.6): the collapse deepened"),
+    ([0.001, 0.002, 0.0, 0.001], "better than the stated loss (0.015 to 0.6): the collapse is gone"),
+    ([float("nan"), 0.1, 0.2, 0.3], "not a number"),
+    ([], "no image was run by both"),
+], ids=["reproduced", "deeper", "gone", "nan", "nothing"])
+def test_a_collapse_s_conformance_fails_when_deeper_gone_or_not_a_number(maes, expected):
+    candidate, reference = _maps(maes)
+    found = " ".join(loss_violations(Comparison.of(candidate, reference, BUDGET), COLLAPSE_MAE))
+    assert (expected in found and found) if expected else not found, found
+
+
+def _collapsed(shift: float, quality_shift: float, n: int = 12) -> list[str]:
+    fp32 = _population(n, seed=3)
+    rng = np.random.default_rng(9)
+    mae = fp32.parts["mae"] + shift + rng.normal(0, 0.005, n)
+    candidate = _saliency(mae, fp32.parts["sm"] + quality_shift + rng.normal(0, 0.005, n))
+    return judge_paired(candidate, fp32, {}, TOLERANCE, {}, Bootstrap(), "k", expected=COLLAPSE_RANGES).failures
+
+
+def test_a_collapse_that_reproduces_its_stated_loss_passes_on_a_handful_of_images():
+    assert _collapsed(0.15, -0.4, n=4) == []
+
+
+def test_a_collapse_that_deepened_or_vanished_fails_with_the_reason():
+    deeper = " ".join(_collapsed(0.5, -0.9))
+    assert "mae: +0.49" in deeper and "the collapse deepened" in deeper and "sm:" in deeper
+    gone = " ".join(_collapsed(0.003, -0.004))
+    assert "the collapse is gone; update the case's expected_loss" in gone
+
+
+def test_a_collapse_with_nan_scores_fails():
+    fp32 = _population(6, seed=3)
+    broken = _saliency(np.full(6, np.nan), np.full(6, np.nan))
+    failures = judge_paired(broken, fp32, {}, TOLERANCE, {}, Bootstrap(), "k", expected=COLLAPSE_RANGES).failures
+    assert failures and all("not a number" in f for f in failures[:3]), failures
