@@ -102,6 +102,7 @@ def _localise(tmp_path: Path, kind: str, max_builds: int = 8):
     return result, before, built
 
 
+@pytest.mark.onnxruntime_kernels
 @pytest.mark.parametrize("kind", ["int8", "fp16"])
 def test_bisection_names_the_hostile_conv_and_excluding_it_conforms(tmp_path: Path, kind: str) -> None:
     result, before, built = _localise(tmp_path, kind)

@@ -111,6 +111,7 @@ def test_builder_is_deterministic_under_a_seed() -> None:
 
 
 @pytest.mark.float_sensitive
+@pytest.mark.onnxruntime_kernels
 def test_onnx_export_with_one_input_matches_torch(model: MODNet) -> None:
     ort = pytest.importorskip("onnxruntime")
     image = torch.rand(SMALL)

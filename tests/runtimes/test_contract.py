@@ -123,6 +123,7 @@ def int8_build(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
     return Artifact(folder / "int8.onnx", facts)
 
 
+@pytest.mark.onnxruntime_kernels
 def test_static_int8_verdicts_use_the_exact_qdq_arithmetic_and_latency_the_deployed_kernels(int8_build):
     session = get("onnxruntime", RuntimeConfig(threads=1)).load(_item("int8"), int8_build)
     assert session.deployed is not session

@@ -63,6 +63,7 @@ def _ort(path: Path) -> np.ndarray:
 
 @needs_openvino
 @pytest.mark.float_sensitive
+@pytest.mark.onnxruntime_kernels
 def test_fp32_executes_in_f32_not_the_cpu_default(builds: dict[str, Path]) -> None:
     session = get("openvino", RuntimeConfig(threads=1)).load(_item("fp32"), Artifact(builds["fp32"], {}))
     assert session.inference_precision == "f32"
@@ -85,6 +86,7 @@ def test_static_int8_executes_in_int8(builds: dict[str, Path]) -> None:
 
 @needs_openvino
 @pytest.mark.float_sensitive
+@pytest.mark.onnxruntime_kernels
 def test_dynamic_int8_runs_and_matches_onnxruntime(builds: dict[str, Path]) -> None:
     runtime = get("openvino", RuntimeConfig())
     assert runtime.unsupported(Variant("int8_dynamic")) is None
