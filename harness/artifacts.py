@@ -15,6 +15,7 @@ artifact is never deleted or rewritten under a reader.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import inspect
@@ -26,7 +27,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from filelock import FileLock
@@ -35,6 +36,9 @@ from . import machine, precisions
 from .cases import Int8Scheme, Model, Variant
 from .networks import BuildError, Networks
 from .runtimes.base import Artifact
+
+if TYPE_CHECKING:
+    from .isolation import Watchdog
 
 log = logging.getLogger("segconform.artifacts")
 
@@ -68,6 +72,18 @@ class ArtifactStore:
         self.root = root
         self.builds = 0  # how many artifacts this process actually built (tests use it to prove cache hits)
         self.timings: list[dict[str, Any]] = []  # what this process built and how long each took
+        self._bound: tuple[float, "Watchdog"] | None = None
+
+    def bound_builds(self, seconds: float, watchdog: "Watchdog") -> None:
+        """Bound each build by ``seconds`` under ``watchdog``: an exporter or quantiser that hangs ends the run with
+        an error naming the artifact (a build runs in this process, where nothing else could stop it)."""
+        self._bound = (seconds, watchdog)
+
+    def _bounded(self, what: str) -> contextlib.AbstractContextManager[None]:
+        if self._bound is None:
+            return contextlib.nullcontext()
+        seconds, watchdog = self._bound
+        return watchdog.bounded(seconds, what)
 
     def get(self, material: dict[str, Any], filename: str, build: Callable[[Path], dict[str, Any]]) -> Artifact:
         """The artifact for ``material``, built with ``build(target_path) -> manifest facts`` only if not cached."""
@@ -90,7 +106,8 @@ class ArtifactStore:
         scratch = Path(tempfile.mkdtemp(prefix=".build-", dir=self.root))
         try:
             started = time.perf_counter()
-            facts = build(scratch / filename)
+            with self._bounded(f"building the artifact {what} (key {key})"):
+                facts = build(scratch / filename)
             seconds = round(time.perf_counter() - started, 2)
             manifest = {**material, **facts, "key": key, "build_seconds": seconds,
                         "built_on": machine.fingerprint().as_dict()}

@@ -12,6 +12,11 @@ seconds (each rewrite renders every row), and once at the end.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import hashlib
+import os
+import subprocess
 import time
 from collections.abc import Generator
 from pathlib import Path
@@ -20,11 +25,13 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from . import history
+from .golden import OBTAINED_SUFFIX
 from .isolation import RuntimeFault
-from .journal import Journal, Progress, cases_digest, resumable, tests
+from .journal import Journal, Progress, cases_digest, resumable, tests, unfinished
 
 if TYPE_CHECKING:
     from .plugin import State
+    from .settings import Settings
 
 #: Seconds between two rewrites of summary.md / summary.json while the run goes on.
 SUMMARY_EVERY_S = 10.0
@@ -51,6 +58,7 @@ class JournalPlugin:
         self.finished: dict[str, dict[str, Any]] = {}
         self.announced = False  # the selection of this session is in the journal (xdist: every worker reports one)
         self.last_summary = 0.0
+        self._key: dict[str, str] | None = None
         if self.worker:
             self.done = set(config.workerinput.get("segconform_done", ()))  # type: ignore[attr-defined]
         elif config.option.resume:
@@ -67,11 +75,30 @@ class JournalPlugin:
         return self.state.recorder.report_dir / history.HISTORY
 
     def key(self) -> dict[str, str]:
-        """What a resumed run must share with the run it continues: commit, case files, machine."""
+        """What a resumed run must share with the run it continues: the code (commit, uncommitted changes, the
+        harness's own source), the case files, the golden masks, the machine, the runtimes and every setting that
+        can change a verdict (data root, eval limit, calibration samples, int8 scheme, intervals, ...). Computed once:
+        the run writes files (reports, review masks) that must not change it."""
         from .machine import fingerprint
 
-        return {"commit": history.head_commit(self.config.rootpath), "cases": cases_digest(self.state.families),
-                "machine": fingerprint().id}
+        if self._key is None:
+            settings, root = self.state.suite.settings, self.config.rootpath
+            self._key = {"commit": history.head_commit(root), "tree": tree_digest(root), "harness": harness_digest(),
+                         "cases": cases_digest(self.state.families), "golden": golden_digest(settings.golden_dir),
+                         "machine": fingerprint().id, "runtimes": ",".join(self.state.runtimes),
+                         **verdict_settings(settings)}
+        return self._key
+
+    def _unmatched(self) -> str:
+        """Why ``--resume`` found no run to continue: how the newest unfinished run differs from this one, or that
+        there is none."""
+        for path in reversed(unfinished(self.folder)):
+            try:
+                theirs = Progress(path).key
+            except (OSError, ValueError):
+                continue
+            return f"the newest unfinished run, {path.name}, differs from this one in {differences(theirs, self.key())}"
+        return f"no unfinished run under {self.folder}"
 
     def _is_case(self, nodeid: str) -> bool:
         return (self.config.rootpath / nodeid.split("::")[0]).resolve() in self.state.families
@@ -84,8 +111,7 @@ class JournalPlugin:
         if not self.config.option.resume or reporter is None:
             return
         if self.resumed is None:
-            reporter.write_line("segconform: --resume: no unfinished run of this commit, these case files and this "
-                                f"machine under {self.folder}; starting a new run")
+            reporter.write_line(f"segconform: --resume: {self._unmatched()}; starting a new run")
             return
         progress = self.resumed.tests()
         reporter.write_line(f"segconform: resuming {self.resumed.path.name}: {len(self.done)} checks done, "
@@ -187,3 +213,90 @@ class JournalPlugin:
         record["run"]["complete"] = True
         record["tests"] = progress
         return [*written, self.journal.complete(record)]
+
+
+# --------------------------------------------------------------------------- the resume key
+
+#: Settings that cannot change a verdict, left out of the resume key: bounds and isolation change no output, the
+#: artifact cache is content-addressed, the golden masks count by their contents (``golden``), reports go anywhere,
+#: fault localisation only explains a failure.
+NOT_VERDICTS = {"cache_dir", "report_dir", "golden_dir", "isolation", "localise_builds"}
+#: Key parts that are digests: a difference is named, not shown.
+DIGESTS = {"tree", "harness", "cases", "golden"}
+#: The most a git command of the key may take (a repository on a hung network file system must not hang the run).
+GIT_S = 60.0
+
+
+def _git(root: Path, *args: str) -> bytes | None:
+    try:
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, check=False, timeout=GIT_S)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def tree_digest(root: Path) -> str:
+    """A digest of the uncommitted state of the git tree at ``root`` ("" outside git): tracked files' changes, staged
+    or not, and the untracked Python files (name, size, modification time). Other untracked files are left out: a run
+    writes some itself (reports, review masks, caches), and the case files and golden masks have parts of their own."""
+    diff = _git(root, "diff", "HEAD", "--binary")
+    if diff is None:
+        return ""
+    digest = hashlib.sha256(diff)
+    untracked = _git(root, "ls-files", "--others", "--exclude-standard", "-z", "--", "*.py") or b""
+    for name in sorted(filter(None, untracked.split(b"\0"))):
+        stat = (root / os.fsdecode(name)).stat()
+        digest.update(name + f"\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
+    return digest.hexdigest()[:16]
+
+
+@functools.cache
+def harness_digest() -> str:
+    """A digest of the harness's own source (the plugin may be installed outside the repository being tested)."""
+    folder = Path(__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*.py")):
+        digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def golden_digest(folder: Path) -> str:
+    """A digest of the golden masks (every file's path and contents), without the review masks a failing check
+    writes beside them (``<stem>.obtained.png``) or hidden staging folders."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")) if folder.is_dir() else []:
+        relative = path.relative_to(folder)
+        if path.is_file() and not path.name.endswith(OBTAINED_SUFFIX) and not any(
+                part.startswith(".") for part in relative.parts):
+            digest.update(str(relative).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def verdict_settings(settings: "Settings") -> dict[str, str]:
+    """Every setting of the run but :data:`NOT_VERDICTS`, as text (nested settings as ``outer.inner``): a setting
+    added later counts unless it is said not to."""
+    parts: dict[str, str] = {}
+    for field in dataclasses.fields(settings):
+        if field.name in NOT_VERDICTS:
+            continue
+        value = getattr(settings, field.name)
+        if dataclasses.is_dataclass(value):
+            parts.update({f"{field.name}.{inner.name}": _text(getattr(value, inner.name))
+                          for inner in dataclasses.fields(value)})
+        else:
+            parts[field.name] = _text(value)
+    return parts
+
+
+def _text(value: Any) -> str:
+    return str(value.resolve()) if isinstance(value, Path) else str(value)
+
+
+def differences(theirs: dict[str, str], ours: dict[str, str]) -> str:
+    """What differs between two resume keys, each part named (with both values, unless it is a digest)."""
+    parts = []
+    for name in sorted(set(theirs) | set(ours)):
+        old, new = theirs.get(name), ours.get(name)
+        if old != new:
+            parts.append(name if name in DIGESTS else f"{name} ({old} then, {new} now)")
+    return ", ".join(parts)

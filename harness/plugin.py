@@ -15,21 +15,24 @@ the model from each item's id: pytest-xdist's own ``xdist_group`` marks (still s
 taking effect with pytest 9.2, which no longer lets xdist rewrite node ids (pytest-xdist issue 1386).
 
 A night survives its device: each item's runtime session lives in a worker process with every call bounded
-(:mod:`harness.isolation`, ``--isolation``, ``--item-timeout``), and the run record is journaled as checks finish
-and resumable (:mod:`harness.journaling`, ``--resume``).
+(:mod:`harness.isolation`, ``--isolation``, ``--load-timeout``, ``--first-call-timeout``, ``--item-timeout``,
+``--retries``, ``--build-timeout``), and the run record is journaled as checks finish and resumable
+(:mod:`harness.journaling`, ``--resume``).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from . import runtimes
+from . import isolation, runtimes
 from .cases import CALIBRATIONS, INT8_SCHEME_CHOICES, PRECISIONS, CaseError, Family, Item, expand, load_all
 from .isolation import Isolation, RuntimeFault
 from .journaling import JournalPlugin
@@ -119,13 +122,30 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--threads", type=int, default=None, help="intra-op threads for CPU runtimes (default: all cores)")
     group.addoption("--isolation", default="process", choices=("process", "none"),
                     help="process (default): each item's session in a worker process, every call bounded, a crash "
-                         "fails the item only; none: in pytest's own process, unbounded (see harness/isolation.py)")
+                         "fails the item only; none: in pytest's own process, each call under a watchdog that ends "
+                         f"the run (exit status {isolation.HUNG_EXIT}) past its bound (see harness/isolation.py)")
+    group.addoption("--load-timeout", type=float, default=None, metavar="SECONDS",
+                    help="bound of loading (compiling) an item's session, seconds (default: the case's "
+                         f"load_timeout_s, else {isolation.LOAD_S:g} s); a load that fails is tried once per item")
+    group.addoption("--first-call-timeout", type=float, default=None, metavar="SECONDS",
+                    help="bound of a session's first call (warm-up), seconds (default: the case's "
+                         f"first_call_timeout_s, else {isolation.FIRST_CALL_S:g} s)")
     group.addoption("--item-timeout", type=float, default=None, metavar="SECONDS",
-                    help="bound of every runtime call, seconds (default: the case's timeout_s, else 20x the "
-                         "session's fastest call, at least 10 s; a load or first call 300 s)")
+                    help="bound of every later runtime call, seconds (default: the case's timeout_s, else "
+                         f"{isolation.TIMEOUT_FACTOR:g}x the session's fastest call after the first, at least "
+                         f"{isolation.TIMEOUT_FLOOR_S:g} s)")
+    group.addoption("--retries", type=int, default=0, metavar="N",
+                    help="make a runtime call killed by a timeout or a crash again in a new worker process and "
+                         "session, up to N times (default 0; --isolation process only); each retried attempt is noted "
+                         "on the item's rows")
+    group.addoption("--build-timeout", type=float, default=isolation.BUILD_S, metavar="SECONDS",
+                    help="bound of one artifact build (export, conversion, calibration), seconds; past it the run "
+                         f"ends naming the artifact (default {isolation.BUILD_S:g})")
     group.addoption("--resume", action="store_true",
-                    help="continue the last incomplete run of this commit, these case files and this machine: skip "
-                         "the checks that finished, rerun the rest, complete the same run record")
+                    help="continue the last incomplete run of the same code (commit and uncommitted changes), case "
+                         "files, golden masks, data root, machine and verdict-changing options: skip the checks that "
+                         "finished, rerun the rest, complete the same run record; a run that differs is named, with "
+                         "what differs, and a new run starts")
     parser.addini("segconform_cases", "folder of case files, relative to the rootdir", default="cases")
     parser.addini("segconform_golden", "folder of golden masks, relative to the rootdir", default="golden")
     parser.addini("segconform_reports", "folder of reports, relative to the rootdir", default="reports")
@@ -170,8 +190,12 @@ def _settings(config: pytest.Config, cases_dir: Path) -> Settings:
     device = option.vacc_device
     if device != "auto" and not device.isdigit():
         raise pytest.UsageError(f"--vacc-device {device!r}: a device id or 'auto'")
-    if option.item_timeout is not None and not option.item_timeout > 0:
-        raise pytest.UsageError(f"--item-timeout {option.item_timeout}: a number of seconds above 0")
+    for name in ("load_timeout", "first_call_timeout", "item_timeout", "build_timeout"):
+        value = getattr(option, name)
+        if value is not None and not value > 0:
+            raise pytest.UsageError(f"--{name.replace('_', '-')} {value}: a number of seconds above 0")
+    if option.retries < 0:
+        raise pytest.UsageError(f"--retries {option.retries}: a number of retries, 0 or more")
     confidence = option.confidence or float(config.getini("segconform_confidence"))
     if not 0 < confidence < 1:
         raise pytest.UsageError(f"--confidence {confidence}: a level between 0 and 1, e.g. 0.95")
@@ -197,8 +221,28 @@ def _settings(config: pytest.Config, cases_dir: Path) -> Settings:
             vacc_models=option.vacc_models,
             vamp_outputs=option.vamp_outputs,
         ),
-        isolation=Isolation(option.isolation == "process", option.item_timeout),
+        isolation=Isolation(option.isolation == "process", option.item_timeout, option.load_timeout,
+                            option.first_call_timeout, option.retries, option.build_timeout,
+                            watchdog=option.isolation == "none", on_hang=functools.partial(_end_run, config)),
     )
+
+
+def _end_run(config: pytest.Config, message: str) -> None:
+    """The watchdog's action past a bound in pytest's own process (``--isolation none``, a build): the terminal shows
+    the message (capture suspended), the run journal gets an ``ended`` line saying why and the summary is rewritten
+    as an incomplete run's; then the process ends (:func:`harness.isolation.end_run`). Runs in the watchdog's thread
+    while the main thread is stuck."""
+    try:
+        capture = config.pluginmanager.get_plugin("capturemanager")
+        if capture is not None:
+            capture.suspend_global_capture(in_=True)
+        state = _state(config)
+        if state is not None and state.journal is not None and state.journal.journal is not None:
+            state.journal.journal.append({"kind": "ended", "reason": message,
+                                          "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+            state.journal.write_summary(complete=False)
+    finally:
+        isolation.end_run(message)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -391,6 +435,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
         elif error is not None and not any(row.item == case_item.id for row in state.recorder.rows.values()):
             first = str(error).strip().splitlines()[0] if str(error).strip() else ""
             _noted(state, case_item, f"{check}: {call.excinfo.typename}: {first}")
+    if state is not None and case_item is not None:
+        for text in state.suite.sessions.attempts(case_item):  # --retries: a flaky device shows on its rows
+            _noted(state, case_item, text)
     return report
 
 

@@ -189,17 +189,32 @@ def _json_default(value: Any) -> Any:
 
 
 def atomic_write(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a scratch file and a rename: readers see the old file or the new one."""
+    """Write ``text`` to ``path`` through a scratch file and a rename: readers see the old file or the new one.
+
+    The scratch file is flushed and fsynced before the rename, and the folder after it: a machine that loses power
+    right after a run finished must not leave a final record that is renamed into place but empty."""
     handle, scratch = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
             out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
         os.chmod(scratch, 0o644)  # mkstemp creates 0600; a report is meant to be read by others
         os.replace(scratch, path)
+        _fsync_folder(path.parent)
     finally:
         if os.path.exists(scratch):  # the write or the rename failed: the previous file stays, the scratch goes
             os.unlink(scratch)
     return path
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (POSIX: the directory entry lives in the folder's own data)."""
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:

@@ -1,7 +1,8 @@
 """The session pool: one runtime instance per name and one loaded session per item, for the whole pytest session.
 
 Under the plugin each item's session lives in a worker process of its own, every call bounded in time
-(:mod:`harness.isolation`); the fp32 sources, which check the harness's own exports, stay in this process.
+(:mod:`harness.isolation`); the fp32 sources, which check the harness's own exports, stay in this process. A load
+that fails (hangs, crashes, raises) is tried once per item: the item's later checks get its error at once.
 It also answers, in one place, why an item cannot run here (the reason every skip prints), and holds
 the fp32 *source* sessions (PyTorch eager, or the graph as shipped) the fp32 items are checked against.
 """
@@ -14,7 +15,7 @@ import numpy as np
 
 from .artifacts import ArtifactBuilder
 from .cases import Int8Scheme, Item, Model
-from .isolation import IsolatedSession, Isolation
+from .isolation import IsolatedSession, Isolation, RuntimeFault, WatchedSession, Watchdog
 from .networks import Networks
 from .runtimes import RunInput, Runtime, RuntimeConfig, Session
 from .runtimes import get as get_runtime
@@ -45,8 +46,11 @@ class SessionPool:
         self.builder = builder
         self.networks = networks
         self.int8_choice = int8_scheme
+        self.watchdog = Watchdog(isolation.on_hang)
+        builder.store.bound_builds(isolation.build_timeout, self.watchdog)  # the store is the suite's; the bound ours
         self._runtimes: dict[str, Runtime] = {}
         self._sessions: dict[str, Session] = {}
+        self._failed: dict[str, Exception] = {}
         self._artifacts: dict[str, Artifact | None] = {}
 
     def runtime(self, name: str) -> Runtime:
@@ -85,14 +89,32 @@ class SessionPool:
         return self._artifacts[item.id]
 
     def session(self, item: Item) -> Session:
-        """The loaded session of ``item``; raises :class:`RuntimeUnavailable` when its runtime lacks this model."""
+        """The loaded session of ``item``; raises :class:`RuntimeUnavailable` when its runtime lacks this model.
+
+        A load that failed is not tried again: every later check of the item gets the same error at once, so an item
+        whose load hangs costs one bound, not one per check."""
+        if item.id in self._failed:
+            raise _again(item, self._failed[item.id])
         if item.id not in self._sessions:
-            if self.isolation.enabled:
-                self._sessions[item.id] = IsolatedSession.start(self.runtime(item.runtime), item, self.artifact(item),
-                                                                self.isolation.policy(item))
-            else:
-                self._sessions[item.id] = self.runtime(item.runtime).load(item, self.artifact(item))
+            try:
+                self._sessions[item.id] = self._load(item)
+            except Exception as error:
+                self._failed[item.id] = error
+                raise
         return self._sessions[item.id]
+
+    def _load(self, item: Item) -> Session:
+        runtime, artifact, policy = self.runtime(item.runtime), self.artifact(item), self.isolation.policy(item)
+        if self.isolation.enabled:
+            return IsolatedSession.start(runtime, item, artifact, policy, self.isolation.retries)
+        if self.isolation.watchdog:
+            return WatchedSession.load(runtime, item, artifact, policy, self.watchdog)
+        return runtime.load(item, artifact)
+
+    def attempts(self, item: Item) -> list[str]:
+        """Notes on the item's runtime attempts that met a timeout or a crash and were retried (``--retries``)."""
+        session = self._sessions.get(item.id)
+        return session.attempts() if isinstance(session, IsolatedSession) else []
 
     def loaded(self, item: Item) -> Session | None:
         """The item's session if it was loaded, without loading it."""
@@ -117,3 +139,15 @@ class SessionPool:
         for session in self._sessions.values():
             session.close()
         self._sessions.clear()
+
+
+def _again(item: Item, error: Exception) -> Exception:
+    """The error a later check of an item whose load failed gets: a runtime fault again, of the same kind (so
+    ``--resume`` reruns the item) and said not to have run; any other error itself, with a note saying so."""
+    if isinstance(error, RuntimeFault):
+        reason = f"not run: the session's load failed earlier: {error.reason}"
+        return type(error)(f"{item.id}: {reason}", reason)
+    note = "not run again: the item's session failed to load when an earlier check asked for it"
+    if note not in getattr(error, "__notes__", []):
+        error.add_note(note)
+    return error.with_traceback(None)

@@ -6,15 +6,22 @@ separates them. These checks measure the properties such faults change and quant
 
 * **alignment**: the offset at which the candidate best matches the fp32 reference (phase correlation, per image,
   in the model's own pixels). Quantisation noise has no direction, so a healthy build's offset is zero within a
-  small fraction of a pixel on every precision; a shift of one model pixel is a shift whatever the precision.
+  small fraction of a pixel on every image and precision; a shift of one model pixel is a shift whatever the
+  precision. Judged per image: a shift on some images only (a resize path taken for some image sizes) is a shift,
+  which a median over images hides.
 * **detail kept**: the share of the reference's high-frequency (Laplacian) content that the candidate reproduces,
   ``<L(c), L(r)> / <L(r), L(r)>`` at the model's resolution. Noise adds uncorrelated detail and does not raise it;
   blur (a lower-resolution path) and misplacement lower it.
-* **channel order**: the candidate run on the same images with their colour channels swapped. If that matches the
-  reference better than the candidate as it is, the runtime reads the channels in the other order.
+* **channel order**: the candidate as it is, against the reference fed each other channel order of
+  :data:`CHANNEL_ORDERS` (the other permutations, and one plane fed to all three). If one of them matches the
+  candidate better than the reference fed the recipe's order, the runtime feeds the channels that way. Comparing
+  against the reference's alternatives, not the candidate's, is what decides a replicated plane: no reordering of
+  the candidate's input undoes a lost plane, but the reference fed that plane reproduces it. A probe with no images,
+  or with an order it cannot tell from the candidate's own error that moves the output more than the conformance
+  budget allows, fails: it never passes without deciding.
 
-Each is judged against the model's :class:`~harness.cases.StructureBounds` (defaults measured on healthy fp16 and
-int8 builds of the real models; its docstring gives the figures).
+Each is judged against the item's :class:`~harness.cases.StructureBounds` (defaults measured on healthy fp16 and
+int8 builds of the real models, its docstring gives the figures; a variant's own, :class:`~harness.cases.Structure`).
 """
 
 from __future__ import annotations
@@ -26,11 +33,33 @@ import numpy as np
 
 from .cases import StructureBounds
 
-#: Images that pass through the channel-order probe (extra runs of the candidate and the reference, so few).
+#: Images that pass through the channel-order probe. Each alternative order costs this many runs of the fp32
+#: reference, once per model and session (every item of the model, faulty runtimes included, shares them), and no
+#: run of the candidate: 16 reference runs for the 8 orders, measured on a shared 2-core machine at about 2 s for
+#: ISNet at 320, 8 s for u2netp, 17 s for U2-Net and 21 s for ISNet-1024. The probe it replaced ran each item's
+#: candidate on 2 swapped images and the reference on the same 2 once per model.
 PROBE_IMAGES = 2
-#: The probe decides only where swapping the channels moves the reference's output at least this many times the
-#: candidate's own distance from it; closer than that, which run is nearer is noise.
+#: An alternative order is decided only where it moves the reference's output at least this many times the
+#: candidate's distance from the nearer of the two references; closer than that, which is nearer is noise.
 PROBE_MARGIN = 3.0
+#: Channel orders a runtime may feed the model instead of the recipe's, as indices into the recipe's (R, G, B): the
+#: five other permutations (BGR: a colour conversion missed or done twice; GBR, BRG: planes read from the wrong
+#: offset; RBG, GRB: two planes swapped) and one plane fed to all three (a driver handing a single plane to a
+#: three-plane input).
+CHANNEL_ORDERS: dict[str, tuple[int, int, int]] = {
+    "BGR": (2, 1, 0), "GBR": (1, 2, 0), "BRG": (2, 0, 1), "RBG": (0, 2, 1), "GRB": (1, 0, 2),
+    "RRR": (0, 0, 0), "GGG": (1, 1, 1), "BBB": (2, 2, 2),
+}
+
+
+def reordered(image: np.ndarray, order: str) -> np.ndarray:
+    """``image`` as the datasets decode it (OpenCV BGR, BGRA or one plane) with its colour channels in ``order``
+    (:data:`CHANNEL_ORDERS`) of the RGB the recipe makes of it; an alpha plane stays, one plane has no order."""
+    if image.ndim < 3 or image.shape[-1] < 3:
+        return image
+    changed = image.copy()
+    changed[..., :3] = image[..., 2::-1][..., list(CHANNEL_ORDERS[order])][..., ::-1]
+    return changed
 
 
 def _at_model_size(map_: np.ndarray, model_hw: tuple[int, int]) -> np.ndarray:
@@ -44,10 +73,14 @@ def _at_model_size(map_: np.ndarray, model_hw: tuple[int, int]) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Alignment:
-    """Per-image offsets (dx, dy) in model pixels, and their median."""
+    """Per-image offsets (dx, dy) in model pixels, judged per image against ``bound_px``."""
 
     offsets: dict[str, tuple[float, float]]
     bound_px: float = StructureBounds().alignment_max_px
+
+    @property
+    def magnitudes(self) -> dict[str, float]:
+        return {stem: float(np.hypot(dx, dy)) for stem, (dx, dy) in self.offsets.items()}
 
     @property
     def median(self) -> tuple[float, float]:
@@ -61,13 +94,25 @@ class Alignment:
         return float(np.hypot(*self.median))
 
     @property
+    def beyond(self) -> list[str]:
+        """The images whose offset exceeds the bound, farthest first (a NaN offset is beyond any bound)."""
+        magnitudes = self.magnitudes
+        over = [stem for stem, value in magnitudes.items() if not value <= self.bound_px]
+        return sorted(over, key=lambda stem: -np.nan_to_num(magnitudes[stem], nan=np.inf))
+
+    @property
+    def worst(self) -> float:
+        return max(self.magnitudes.values(), default=0.0)
+
+    @property
     def passed(self) -> bool:
-        return bool(self.magnitude <= self.bound_px)  # a NaN fails
+        return not self.beyond
 
     def as_dict(self) -> dict[str, object]:
         dx, dy = self.median
         return {"offset_px": [round(dx, 4), round(dy, 4)], "magnitude_px": round(self.magnitude, 4),
-                "bound_px": self.bound_px, "images": len(self.offsets), "passed": self.passed}
+                "worst_px": round(self.worst, 4), "beyond": self.beyond, "bound_px": self.bound_px,
+                "images": len(self.offsets), "passed": self.passed}
 
 
 def alignment(candidate: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray],
@@ -135,38 +180,90 @@ def detail_kept(candidate: Mapping[str, np.ndarray], reference: Mapping[str, np.
 
 @dataclass(frozen=True)
 class ChannelProbe:
-    """Mean per-image MAE against the reference of: the candidate as it is (``as_is``), the candidate fed the images
-    with their channels swapped (``swapped``), and the reference itself fed them (``sensitivity``: how much the
-    model cares about channel order at all)."""
+    """On the probe images, the mean per-image MAE of the candidate as it is against the reference (``as_is``) and
+    against the reference fed each alternative order (``alternatives``), how far each order moves the reference's
+    own output (``sensitivity``: how much the model cares about it), and ``negligible``: the move no larger than the
+    item's conformance budget allows (its mean MAE). NaN where there were no images.
+
+    Each order is decided (it stands out of the candidate's own distance), negligible (undecided, but a runtime
+    feeding it moves the output no more than the budget conformance already holds the item to: u2net, nearly blind
+    to permutations, at int8) or undecided. The probe passes when it had images, no decided order matches the
+    candidate better, and no order is left undecided.
+    """
 
     as_is: float
-    swapped: float
-    sensitivity: float
+    alternatives: dict[str, float]
+    sensitivity: dict[str, float]
+    negligible: float
     images: int
+
+    def decided(self, order: str) -> bool:
+        """Whether ``order`` moves the reference well beyond the candidate's distance from the nearer of the two
+        references; closer than that (a collapsed build, farther from every reference than the orders move it),
+        which is nearer is noise."""
+        return bool(self.sensitivity[order] >= PROBE_MARGIN * min(self.as_is, self.alternatives[order]))  # NaN: no
+
+    @property
+    def matches(self) -> list[str]:
+        """The decided orders that match the candidate better than the recipe's, closest first."""
+        closer = [order for order, mae in self.alternatives.items() if self.decided(order) and mae < self.as_is]
+        return sorted(closer, key=lambda order: self.alternatives[order])
+
+    @property
+    def negligible_orders(self) -> list[str]:
+        return [o for o in self.alternatives if not self.decided(o) and self.sensitivity[o] <= self.negligible]
+
+    @property
+    def undecided(self) -> list[str]:
+        return [o for o in self.alternatives if not self.decided(o) and not self.sensitivity[o] <= self.negligible]
 
     @property
     def decisive(self) -> bool:
-        """Whether a channel swap moves the model's output well beyond the candidate's own distance from the
-        reference (u2netp barely cares about colour on the synthetic images: 0.001, below int8 noise)."""
-        return self.sensitivity >= PROBE_MARGIN * min(self.as_is, self.swapped)
+        """Whether every order was decided or is negligible, on at least one image."""
+        return self.images > 0 and not self.undecided
 
     @property
     def passed(self) -> bool:
-        """Fails when decisive and the candidate fed swapped channels is the closer one."""
-        return not (self.decisive and self.swapped < self.as_is)
+        return self.decisive and not self.matches
+
+    @property
+    def reason(self) -> str:
+        """Why it fails ('' when it passes)."""
+        if self.images == 0:
+            return "not decided: no probe image has the candidate's, the reference's and every reordered output"
+        if self.matches:
+            order = self.matches[0]
+            return (f"the reference fed the channels as {order} matches the candidate better than fed them as the "
+                    f"recipe orders them (MAE {self.alternatives[order]:.4g} vs {self.as_is:.4g}, {self.images} "
+                    f"images): the runtime feeds the channels as {order}")
+        if self.undecided:
+            moves = ", ".join(f"{order} {self.sensitivity[order]:.3g}" for order in self.undecided)
+            return (f"not decided: {moves} move the reference's output beyond the budget ({self.negligible:g}) but "
+                    f"less than {PROBE_MARGIN:g} times the candidate's own distance from it ({self.as_is:.4g}, "
+                    f"{self.images} images)")
+        return ""
 
     def as_dict(self) -> dict[str, object]:
-        return {"mae_as_is": round(self.as_is, 6), "mae_swapped": round(self.swapped, 6),
-                "colour_sensitivity": round(self.sensitivity, 6), "decisive": self.decisive, "images": self.images,
-                "passed": self.passed}
+        return {"mae_as_is": round(self.as_is, 6),
+                "mae_swapped": round(self.alternatives.get("BGR", float("nan")), 6),  # the report's RGB-vs-BGR cell
+                "alternatives": {order: {"mae": round(mae, 6), "sensitivity": round(self.sensitivity[order], 6),
+                                         "decided": self.decided(order)} for order, mae in self.alternatives.items()},
+                "negligible_below": self.negligible, "matches": self.matches, "negligible": self.negligible_orders,
+                "undecided": self.undecided, "decisive": self.decisive, "images": self.images, "passed": self.passed}
 
 
-def channel_probe(as_is: Mapping[str, np.ndarray], swapped: Mapping[str, np.ndarray],
-                  reference: Mapping[str, np.ndarray], reference_swapped: Mapping[str, np.ndarray]) -> ChannelProbe:
-    """Compare the candidate's two runs, and the reference's swapped run, with the reference, on the probe images."""
-    stems = [s for s in swapped if s in as_is and s in reference and s in reference_swapped]
+def channel_probe(candidate: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray],
+                  alternatives: Mapping[str, Mapping[str, np.ndarray]], negligible: float) -> ChannelProbe:
+    """The candidate against the reference and against the reference fed each order of ``alternatives`` (order ->
+    maps), on the images all of them have (the probe images); ``negligible``: the item's conformance budget (mean
+    per-image MAE)."""
+    stems = [s for s in candidate if s in reference and all(s in maps for maps in alternatives.values())]
 
-    def mae(maps: Mapping[str, np.ndarray]) -> float:
-        return float(np.mean([np.mean(np.abs(maps[s] - reference[s])) for s in stems])) if stems else 0.0
+    def mae(ours: Mapping[str, np.ndarray], theirs: Mapping[str, np.ndarray]) -> float:
+        if not stems:
+            return float("nan")
+        return float(np.mean([np.mean(np.abs(ours[s] - theirs[s])) for s in stems]))
 
-    return ChannelProbe(mae(as_is), mae(swapped), mae(reference_swapped), len(stems))
+    return ChannelProbe(mae(candidate, reference),
+                        {order: mae(candidate, maps) for order, maps in alternatives.items()},
+                        {order: mae(maps, reference) for order, maps in alternatives.items()}, negligible, len(stems))

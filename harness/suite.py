@@ -123,19 +123,22 @@ class Suite:
         return self._once(key, lambda: self.pipeline(item.model).run(key[0], self.sessions.source(item.model), False,
                                                                      dataset, self.samples_for(item, dataset)))
 
-    def run_swapped(self, item: Item, dataset: ds.Dataset, stems: list[str]) -> dict[str, np.ndarray]:
-        """The item's maps of ``stems`` with each image's colour channels reversed (the channel-order probe)."""
-        key = (f"{item.id}-swapped-{','.join(stems)}", dataset.name)  # a session may cover other stems
-        if key not in self._runs:
-            session = self.sessions.session(item)
-            takes_images = self.sessions.runtime(item.runtime).takes_images
-            maps = {}
-            for sample in (s for s in dataset.samples if s.stem in stems):
-                image = np.ascontiguousarray(dataset.image(sample)[..., ::-1])
-                maps[sample.stem] = self.pipeline(item.model).infer(session, image, sample.stem, takes_images,
-                                                                    f"{item.id}-swapped")
-            self._runs[key] = RunResult(key[0], dataset.name, maps, {})
-        return self._runs[key].maps
+    def run_reordered(self, item: Item, dataset: ds.Dataset, stems: list[str], order: str) -> dict[str, np.ndarray]:
+        """The item's maps of ``stems`` fed each image with its colour channels in ``order`` (one of
+        :data:`harness.structure.CHANNEL_ORDERS`): the channel-order probe's alternatives, computed once per session."""
+        from .structure import reordered
+
+        key = (f"{item.id}-{order}-{','.join(stems)}", dataset.name)  # a session may cover other stems
+        session = self.sessions.session(item)
+        takes_images = self.sessions.runtime(item.runtime).takes_images
+
+        def run() -> RunResult:
+            maps = {sample.stem: self.pipeline(item.model).infer(session, reordered(dataset.image(sample), order),
+                                                                 sample.stem, takes_images, key[0])
+                    for sample in dataset.samples if sample.stem in stems}
+            return RunResult(key[0], dataset.name, maps, {})
+
+        return self._once(key, run).maps
 
     def scores(self, item: Item, dataset: ds.Dataset, deployed: bool = False) -> Scores:
         """Per-image metric parts of the item's maps (``deployed``: its deployed session's) against the ground truth

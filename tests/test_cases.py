@@ -81,6 +81,39 @@ def test_no_case_file_states_an_expected_loss_without_the_bound_it_is_judged_by(
             assert stated.budget.mae > 0 and stated.vs_fp32 and stated.why, (model.name, label)
 
 
+def test_a_structure_relaxation_applies_only_to_the_variants_it_was_measured_on(families):
+    from harness.cases import StructureBounds, Variant
+
+    models = {m.name: m for f in families for m in f.models}
+    default = StructureBounds()
+    isnet_1024 = models["isnet_1024"].structure
+    assert isnet_1024.of(Variant("int8_dynamic")).spurious_ceiling == 5.0  # its shipped dynamic-int8 graph
+    assert isnet_1024.of(Variant("fp16")) == default  # its ceiling was 2.0 too, never measured there
+    u2net = models["u2net"].structure
+    assert u2net.of(Variant("int8", "percentile")).spurious_ceiling == 0.3 and u2net.of(Variant("fp16")) == default
+    u2netp = models["u2netp"].structure  # the documented collapse: detail judged by its own range, no shift or order
+    assert u2netp.of(Variant("int8", "percentile")).not_judged == ("alignment", "channel_order")
+    assert u2netp.of(Variant("fp16")) == default
+    for model in models.values():  # no relaxation reaches a variant it was not stated for
+        for variant in model.variants():
+            if variant.label not in model.structure.variants:
+                assert not model.structure.of(variant).looser_than(default), (model.name, variant.label)
+
+
+def test_a_model_may_tighten_its_bounds_and_a_variant_relaxes_only_what_it_states(tmp_path):
+    from harness.cases import Variant
+
+    case = _valid()
+    case["models"][0]["structure"] = {"alignment_max_px": 0.2, "variants": {
+        "int8-max": {"spurious_ceiling": 0.5, "not_judged": ["channel_order"], "why": STRUCTURE_WHY}}}
+    structure = load_family(_write(tmp_path, case)).models[0].structure
+    int8 = structure.of(Variant("int8", "max"))
+    assert (int8.alignment_max_px, int8.spurious_ceiling, int8.not_judged) == (0.2, 0.5, ("channel_order",))
+    assert int8.note == STRUCTURE_WHY and int8.looser_than(structure.of(Variant("fp16"))) == [
+        "spurious_ceiling", "not_judged: channel_order"]
+    assert structure.of(Variant("fp16")).alignment_max_px == 0.2 and not structure.of(Variant("fp16")).not_judged
+
+
 # --------------------------------------------------------------------------- malformed files
 
 
@@ -196,6 +229,34 @@ def _deployment_loss_as_a_gain(case):
     case["models"][0]["deployed_int8"] = {"saturating_u8s8": {"int8-max": {**ISA_LOSS, "vs_fp32": {"mae": -0.01}}}}
 
 
+STRUCTURE_WHY = "adds 0.92 on 4 ECSSD images"
+
+
+def _structure_of_an_unknown_variant(case):
+    relaxation = {"spurious_ceiling": 2.0, "why": STRUCTURE_WHY}
+    case["models"][0]["structure"] = {"variants": {"int8-kl_divergence": relaxation}}
+
+
+def _structure_relaxed_for_the_whole_model(case):
+    case["models"][0]["structure"] = {"spurious_ceiling": 2.0, "note": "measured on its int8_dynamic graph"}
+
+
+def _structure_relaxation_without_why(case):
+    case["models"][0]["structure"] = {"variants": {"fp16": {"spurious_ceiling": 2.0}}}
+
+
+def _structure_why_without_an_image_count(case):
+    case["models"][0]["structure"] = {"variants": {"fp16": {"spurious_ceiling": 2.0, "why": "adds 0.92"}}}
+
+
+def _structure_bound_misspelt(case):
+    case["models"][0]["structure"] = {"variants": {"fp16": {"spurious_ceil": 2.0, "why": STRUCTURE_WHY}}}
+
+
+def _structure_unknown_check_not_judged(case):
+    case["models"][0]["structure"] = {"variants": {"int8-max": {"not_judged": ["detail"], "why": STRUCTURE_WHY}}}
+
+
 def _collapse_without_a_bound(case):
     case["models"][0]["results"][2]["expected_failure"] = "collapses"
 
@@ -242,6 +303,18 @@ def _misspelt_timeout(case):
          "Input should be a valid dictionary or instance of IsaLoss"),
         (_deployment_loss_as_a_gain, "models.0.deployed_int8.saturating_u8s8.int8-max.vs_fp32",
          "vs_fp32.mae: -0.01 is not a worsening"),
+        (_structure_of_an_unknown_variant, "models.0",
+         "structure.variants names 'int8-kl_divergence', which is not a variant of model 'demo' (its variants: "
+         "['fp16', 'fp32', 'int8-max'])"),
+        (_structure_relaxed_for_the_whole_model, "models.0.structure",
+         "spurious_ceiling: looser than the default for every variant of the model; state a relaxation under "
+         "structure.variants.<variant label>"),
+        (_structure_relaxation_without_why, "models.0.structure.variants.fp16.why", "Field required"),
+        (_structure_why_without_an_image_count, "models.0.structure.variants.fp16.why",
+         "does not say on how many images its figures were measured"),
+        (_structure_bound_misspelt, "models.0.structure.variants.fp16.spurious_ceil", "Extra inputs are not permitted"),
+        (_structure_unknown_check_not_judged, "models.0.structure.variants.int8-max.not_judged.0",
+         "Input should be 'alignment' or 'channel_order'"),
         (_collapse_without_a_bound, "models.0.results.2",
          "a documented collapse needs expected_loss, the measured bounds it is judged by"),
         (_bound_without_a_collapse, "models.0.results.2", "expected_loss is given without expected_failure"),

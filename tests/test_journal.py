@@ -102,3 +102,77 @@ def test_only_a_run_of_the_same_commit_cases_and_machine_is_resumed_and_faulted_
     assert found is not None and found.path == mine.path
     assert found.done == {_node("conformance", ITEMS[0])}
     assert resumable(folder, {**KEY, "machine": "elsewhere"}) is None
+
+
+# --------------------------------------------------------------------------- the resume key (harness/journaling.py)
+
+
+def test_a_key_difference_names_each_part_that_differs_with_both_values_unless_a_digest():
+    from harness.journaling import differences
+
+    theirs = {**KEY, "tree": "aaaa", "eval_limit": "2", "strict_data": "False"}
+    ours = {**KEY, "tree": "bbbb", "eval_limit": "3", "strict_data": "False", "full": "True"}
+    assert differences(theirs, ours) == "eval_limit (2 then, 3 now), full (None then, True now), tree"
+
+
+def test_every_setting_that_can_change_a_verdict_is_in_the_key_and_bounds_are_not(tmp_path: Path):
+    from dataclasses import replace
+
+    from harness.isolation import Isolation
+    from harness.journaling import verdict_settings
+    from harness.judgement import Bootstrap
+    from harness.settings import Settings
+
+    settings = Settings(tmp_path / "data", None, tmp_path / "cache", tmp_path / "golden", tmp_path / "reports", 4)
+    parts = verdict_settings(settings)
+    assert parts["eval_limit"] == "4" and parts["data_root"] == str((tmp_path / "data").resolve())
+    for name in ("calibration_samples", "int8_scheme", "strict_data", "update_golden", "bootstrap.confidence",
+                 "bootstrap.resamples", "runtime_config.threads", "runtime_config.ort_providers", "latency_rounds"):
+        assert name in parts, name
+    for changed in (replace(settings, eval_limit=None), replace(settings, calibration_samples=8),
+                    replace(settings, int8_scheme="u8u8"), replace(settings, strict_data=True),
+                    replace(settings, bootstrap=Bootstrap(0.9, 1000)), replace(settings, data_root=tmp_path)):
+        assert verdict_settings(changed) != parts
+    bounded = replace(settings, isolation=Isolation(True, item_timeout=3.0, retries=2), cache_dir=tmp_path / "other",
+                      report_dir=tmp_path / "elsewhere")
+    assert verdict_settings(bounded) == parts
+
+
+def test_the_tree_digest_covers_uncommitted_changes_and_untracked_code_not_what_a_run_writes(tmp_path: Path):
+    import subprocess
+
+    from harness.journaling import tree_digest
+
+    assert tree_digest(tmp_path) == ""  # outside git
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (tmp_path / "code.py").write_text("x = 1\n")
+    subprocess.run([*git, "add", "code.py"], check=True)
+    subprocess.run([*git, "commit", "-qm", "c"], check=True)
+    clean = tree_digest(tmp_path)
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "summary.md").write_text("a run's output\n")
+    assert tree_digest(tmp_path) == clean
+    (tmp_path / "code.py").write_text("x = 2\n")
+    edited = tree_digest(tmp_path)
+    assert edited != clean
+    subprocess.run([*git, "add", "code.py"], check=True)  # staged: still uncommitted
+    assert tree_digest(tmp_path) == edited
+    (tmp_path / "new_module.py").write_text("y = 1\n")
+    assert tree_digest(tmp_path) not in (clean, edited)
+
+
+def test_the_golden_digest_follows_the_masks_not_the_review_files_a_failing_check_writes(tmp_path: Path):
+    from harness.golden import OBTAINED_SUFFIX
+    from harness.journaling import golden_digest
+
+    folder = tmp_path / "golden" / "u2netp" / "ecssd"
+    folder.mkdir(parents=True)
+    (folder / "0001.png").write_bytes(b"mask")
+    (folder / "meta.json").write_text("{}")
+    before = golden_digest(tmp_path / "golden")
+    (folder / f"0001{OBTAINED_SUFFIX}").write_bytes(b"what a failing run obtained")
+    assert golden_digest(tmp_path / "golden") == before
+    (folder / "0001.png").write_bytes(b"another mask")
+    assert golden_digest(tmp_path / "golden") != before
+    assert golden_digest(tmp_path / "absent") != before

@@ -175,3 +175,22 @@ def test_structure_figures_are_shown_beside_the_golden_status():
     line = next(line for line in render_markdown([row]).splitlines() if line.startswith("| isnet"))
     assert "1.18 px, detail 0.550 / 0.400, RGB 0.0360 vs BGR 0.0039" in line
     assert "| - |" in next(line for line in render_markdown([_row()]).splitlines() if line.startswith("| isnet"))
+
+
+def test_atomic_write_syncs_the_file_before_the_rename_and_the_folder_after(tmp_path, monkeypatch):
+    """A final record must be on disk before it is renamed into place, and the rename itself durable."""
+    events: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(descriptor: int) -> None:
+        events.append("fsync folder" if os.path.isdir(f"/proc/self/fd/{descriptor}") else "fsync file")
+        real_fsync(descriptor)
+
+    def replace(source, target) -> None:
+        events.append("rename")
+        real_replace(source, target)
+
+    monkeypatch.setattr(report.os, "fsync", fsync)
+    monkeypatch.setattr(report.os, "replace", replace)
+    target = report.atomic_write(tmp_path / "record.json", "{}")
+    assert events == ["fsync file", "rename", "fsync folder"] and target.read_text() == "{}"

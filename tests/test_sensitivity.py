@@ -51,7 +51,7 @@ def test_sensitivity_catches_every_fault_that_matters_and_no_false_alarm(model, 
         # NaN outputs fail every check that runs the item, the accuracy verdict included, never an expected failure.
         assert {"conformance", "accuracy", "regression", "deployment"} <= set(rows["nan"]["caught_by"]), table
         return
-    for fault in ("bgr", "stale", "zero", "nan", "batch_reverse"):
+    for fault in ("bgr", "gbr", "replicate", "stale", "zero", "nan", "batch_reverse"):
         assert rows[fault]["verdict"] == "caught", table
     if precision != "fp32":
         for fault in ("shift", "half_res"):

@@ -59,6 +59,23 @@ def get(name: str, config: RuntimeConfig) -> Runtime:
     return cls(config) if fault is None else FaultyRuntime(cls(config), fault)
 
 
+def rebuilds(runtime: Runtime) -> bool:
+    """Whether :func:`get` builds the same runtime from ``runtime.name`` (the same class, and the same fault): a
+    session's worker process then obtains it by name, which needs no pickling of its class (a class made by a
+    factory, or defined where pickle cannot find it by its qualified name)."""
+    from .faults import FaultyRuntime
+
+    name = getattr(runtime, "name", None)
+    try:
+        again = get(name, runtime.config) if name else None
+    except ValueError:
+        return False
+    if isinstance(runtime, FaultyRuntime):
+        return (isinstance(again, FaultyRuntime) and type(again.base) is type(runtime.base)
+                and again.fault == runtime.fault)
+    return again is not None and type(again) is type(runtime)
+
+
 def validated(name: str) -> str:
     """``name`` when :func:`get` knows it (a runtime, or ``BASE+FAULT``), else a ValueError saying what is known."""
     from .faults import FAULTS, PROCESS_FAULTS, split
@@ -71,4 +88,4 @@ def validated(name: str) -> str:
 
 
 __all__ = ["Artifact", "RunInput", "Runtime", "RuntimeConfig", "RuntimeUnavailable", "Session", "SessionClosed",
-           "get", "names", "validated", "ENTRY_POINT_GROUP"]
+           "get", "names", "rebuilds", "validated", "ENTRY_POINT_GROUP"]

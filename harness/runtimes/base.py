@@ -16,13 +16,13 @@ resizes and normalises itself from its vdsp JSON). The prediction is always the 
 
 from __future__ import annotations
 
-import functools
 import importlib
 import json
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal, Sequence
 
 import numpy as np
 
@@ -30,6 +30,13 @@ if TYPE_CHECKING:
     from ..cases import Item, Variant
 
 ArtifactKind = Literal["onnx", "torchscript"]
+
+#: How long asking whether a runtime can be used here may take (its SDK's import, a driver probe): a vendor SDK whose
+#: import hangs (a driver that does not answer) makes the runtime unavailable, saying so, instead of hanging the run.
+PROBE_S = 120.0
+#: The environment variable a session's worker process carries its attempt number in (1, then 2 after a retry, ...):
+#: what the fault of a flaky device (``abort_once``) reads.
+ATTEMPT_ENV = "SEGCONFORM_ATTEMPT"
 
 
 @dataclass(frozen=True)
@@ -157,10 +164,19 @@ class Runtime(ABC):
 
     # ----------------------------------------------------------------- public: guards and lifecycle
 
-    @functools.cached_property
+    #: The answer of :attr:`unavailable`, once asked (a tuple: None is an answer).
+    _probed: tuple[str | None] | None = None
+
+    @property
     def unavailable(self) -> str | None:
-        """Why this runtime cannot be used here (not installed, not configured), or None. Asked once."""
-        return self._unavailable()
+        """Why this runtime cannot be used here (not installed, not configured), or None. Asked once, within
+        :data:`PROBE_S` (not a ``functools.cached_property``: its lock, shared by every instance, would deadlock a
+        wrapping runtime's probe asking its base's from the probe's thread)."""
+        if self._probed is None:
+            name = getattr(self, "name", type(self).__name__)
+            self._probed = (_bounded(self._unavailable, f"runtime {name}: asking whether it can be used here "
+                                                        "(importing its SDK, probing its driver)"),)
+        return self._probed[0]
 
     def unsupported(self, variant: "Variant") -> str | None:
         """Why this runtime cannot run ``variant`` at all, or None."""
@@ -191,6 +207,26 @@ class Runtime(ABC):
 
     @abstractmethod
     def _load(self, item: "Item", artifact: Artifact | None) -> Session: ...
+
+
+def _bounded(probe: Callable[[], str | None], what: str) -> str | None:
+    """``probe()`` in a thread of its own, awaited :data:`PROBE_S` seconds: its answer, its exception, or the reason
+    it did not answer. A probe that hangs is left behind (a thread cannot be killed); its runtime is unavailable."""
+    answer: list[str | None] = []
+    raised: list[BaseException] = []
+
+    def ask() -> None:
+        try:
+            answer.append(probe())
+        except BaseException as error:  # noqa: BLE001 - raised again in the caller's thread
+            raised.append(error)
+
+    thread = threading.Thread(target=ask, name="segconform-probe", daemon=True)
+    thread.start()
+    thread.join(PROBE_S)
+    if raised:
+        raise raised[0]
+    return answer[0] if answer else f"{what} did not finish within {PROBE_S:g} s"
 
 
 def importable(module: str, install_hint: str = "") -> str | None:

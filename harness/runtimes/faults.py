@@ -11,7 +11,9 @@ outputs, so a verdict on a faulty runtime is as repeatable as one on a healthy r
 
 :data:`PROCESS_FAULTS` (``hang``, ``abort``, ``raise``) do not change outputs: they take the call itself away, as a
 driver that never returns, a native crash or an error code do, on one call of the session (``hang`` on its 2nd call,
-``abort`` on its 3rd, ``raise`` on its 2nd; ``hang@5`` on its 5th). They prove that a night survives its device
+``abort`` on its 3rd, ``raise`` on its 2nd; ``hang@5`` on its 5th). ``load_hang`` takes the load away,
+``warmup_hang`` makes the first call slow (a compile on first run) and then hangs, and ``abort_once`` crashes in the
+item's first worker process only (a flaky device, for ``--retries``). They prove that a night survives its device
 (:mod:`harness.isolation`); sensitivity does not run them, since they leave no output to judge.
 """
 
@@ -27,7 +29,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from .base import Artifact, RunInput, Runtime, Session
+from ..structure import CHANNEL_ORDERS, reordered
+from .base import ATTEMPT_ENV, Artifact, RunInput, Runtime, Session
 
 if TYPE_CHECKING:
     from ..cases import Item, Variant
@@ -45,6 +48,7 @@ KERNEL_NOISE_SHARE = 0.1  # the deployed kernels' noise, sigma as a share of the
 INT8_PRECISIONS = ("int8", "int8_dynamic")
 #: Which call of a session each process fault takes away by default (``FAULT@N`` picks another).
 HANG_AT, ABORT_AT, RAISE_AT = 2, 3, 2
+WARMUP_S = 1.5  # how much longer ``warmup_hang``'s first call takes (a compile on first run)
 
 
 @dataclass
@@ -71,17 +75,22 @@ class Fault:
     #: Process faults: what happens instead of the call numbered ``at_call`` (1-based) of the session.
     on_call: Callable[[int], None] | None = None
     at_call: int = 0
+    on_load: Callable[[], None] | None = None  #: what happens instead of loading the session
+    first_call_s: float = 0.0  #: how much longer the session's first call takes
 
 
 # --------------------------------------------------------------------------- input faults
 
 
-def _swap_channels(batch: RunInput, context: _Context) -> RunInput:
-    if batch.tensor is not None:  # the image's channels reversed before the recipe's per-channel normalisation
+def _reorder_channels(order: str, batch: RunInput, context: _Context) -> RunInput:
+    """The image's colour channels fed in ``order`` (:data:`harness.structure.CHANNEL_ORDERS`), before the recipe's
+    per-channel normalisation."""
+    if batch.tensor is not None:
         mean, std = (v[:, None, None].astype(np.float32) for v in (context.mean, context.std))
-        swapped = (batch.tensor[:, ::-1] * std[::-1] + mean[::-1] - mean) / std
-        return dataclasses.replace(batch, tensor=np.ascontiguousarray(swapped, dtype=batch.tensor.dtype))
-    return dataclasses.replace(batch, images=[np.ascontiguousarray(image[..., ::-1]) for image in batch.images])
+        image = batch.tensor * std + mean  # undo the normalisation, reorder, normalise again
+        changed = (image[:, list(CHANNEL_ORDERS[order])] - mean) / std
+        return dataclasses.replace(batch, tensor=np.ascontiguousarray(changed, dtype=batch.tensor.dtype))
+    return dataclasses.replace(batch, images=[reordered(image, order) for image in batch.images])
 
 
 def _offset_mean(batch: RunInput, context: _Context) -> RunInput:
@@ -172,7 +181,12 @@ def _reverse_batch(outputs: list[np.ndarray], context: _Context) -> list[np.ndar
 
 FAULTS: dict[str, Fault] = {fault.name: fault for fault in (
     Fault("identity", "the control: the runtime as it is, through the wrapper"),
-    Fault("bgr", "input channel order swapped (RGB read as BGR by a driver's colour conversion)", on_input=_swap_channels),
+    Fault("bgr", "input channel order swapped (RGB read as BGR by a driver's colour conversion)",
+          on_input=functools.partial(_reorder_channels, "BGR")),
+    Fault("gbr", "input planes rotated (GBR: a planar layout read from the wrong plane offset)",
+          on_input=functools.partial(_reorder_channels, "GBR")),
+    Fault("replicate", "one input plane fed to all three (the red plane: a driver handing a single plane to a "
+                       "three-plane input)", on_input=functools.partial(_reorder_channels, "RRR")),
     Fault("mean_offset", "input normalisation off by a small constant (mean 0.485 instead of 0.5)",
           on_input=_offset_mean),
     Fault("shift", "output shifted by one pixel (an off-by-one in the device's resize)", on_output=_shift_one_pixel),
@@ -217,11 +231,28 @@ def _raise(call: int) -> None:
     raise InjectedRuntimeError(f"injected fault: the runtime returned an error on call {call}")
 
 
+def _hang_loading() -> None:
+    _hang(0)
+
+
+def _abort_once(call: int) -> None:
+    """SIGABRT in the item's first worker process only (harness.isolation numbers them): a flaky device that works
+    once restarted, which ``--retries`` is for."""
+    if os.environ.get(ATTEMPT_ENV, "1") == "1":
+        os.abort()
+
+
 PROCESS_FAULTS: dict[str, Fault] = {fault.name: fault for fault in (
     Fault("hang", "a call that never returns (a driver waiting on a device that does not answer)", on_call=_hang,
           at_call=HANG_AT),
     Fault("abort", "a native crash (SIGABRT from a driver's assertion)", on_call=_abort, at_call=ABORT_AT),
     Fault("raise", "a call that raises (a driver returning an error code)", on_call=_raise, at_call=RAISE_AT),
+    Fault("load_hang", "a load that never returns (a compiler or driver waiting on a device that does not answer)",
+          on_load=_hang_loading),
+    Fault("warmup_hang", f"a first call {WARMUP_S:g} s slower (compiling on first run), then a call that never "
+                         "returns", on_call=_hang, at_call=HANG_AT, first_call_s=WARMUP_S),
+    Fault("abort_once", "a native crash in the item's first worker process only (a flaky device that a restart "
+                        "cures)", on_call=_abort_once, at_call=ABORT_AT),
 )}
 
 
@@ -263,6 +294,8 @@ class FaultySession(Session):
             return self._inner.run(batch)
         context, fault = self._context, self._fault
         context.calls += 1
+        if context.calls == 1:
+            time.sleep(fault.first_call_s)
         if fault.on_call is not None and context.calls == fault.at_call:
             fault.on_call(context.calls)
         if fault.on_input is not None:
@@ -318,6 +351,8 @@ class FaultyRuntime(Runtime):
         return self.base.unsupported(variant)
 
     def _load(self, item: "Item", artifact: Artifact | None) -> Session:
+        if self.fault.on_load is not None:
+            self.fault.on_load()
         inner = self.base.load(dataclasses.replace(item, runtime=self.base.name), artifact)
         return FaultySession(inner, self.fault, _Context(item.variant.precision, *_normalisation(item)),
                              active=not self.fault.deployed_only)

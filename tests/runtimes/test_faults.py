@@ -92,15 +92,67 @@ def test_identity_is_the_runtime_as_it_is_and_says_it_is_wrapped():
     assert any("fault injected: identity" in note for note in session.notes())
 
 
+CHANNEL_FAULTS = {"bgr": "BGR", "gbr": "GBR", "replicate": "RRR"}  # fault -> the channel order it feeds
+
+
+@pytest.mark.parametrize("fault", CHANNEL_FAULTS)
 @pytest.mark.parametrize("model", ["u2netp", "isnet"])  # ImageNet mean/std, and mean 0.5 / std 1
-def test_bgr_is_the_image_read_with_its_channels_reversed_before_normalisation(model):
+def test_channel_faults_feed_the_image_in_their_order_before_normalisation(model, fault):
     item = _item(model)
     pipeline = Pipeline(item.model)
     image = np.random.default_rng(1).integers(0, 256, (40, 50, 3), dtype=np.uint8)
-    session, _ = _faulty("bgr", item)
+    # The decoded image's planes are B, G, R: GBR (the model's R, G, B = G, B, R) is R, B, G there.
+    expected = {"bgr": image[..., ::-1], "gbr": image[..., [2, 0, 1]],
+                "replicate": np.repeat(image[..., 2:], 3, axis=2)}[fault]  # R in all three
+    session, _ = _faulty(fault, item)
     session.run(pipeline.batch(image, "x", False))
     seen = session._inner.inputs[-1].tensor  # what the wrapped runtime was handed
-    np.testing.assert_allclose(seen, pipeline.preprocess(np.ascontiguousarray(image[..., ::-1]))[None], atol=1e-5)
+    np.testing.assert_allclose(seen, pipeline.preprocess(np.ascontiguousarray(expected))[None], atol=1e-5)
+    # A runtime that takes the decoded image (a device that preprocesses itself) gets it reordered the same way.
+    decoded = FAULTS[fault].on_input(pipeline.batch(image, "x", True), session._context)
+    np.testing.assert_array_equal(decoded.images[0], expected)
+
+
+class ColourSession(Session):
+    """Output = a logistic of the channels weighed differently: a model that cares about colour, as trained ones do."""
+
+    provider = "colour"
+
+    def _run(self, batch: RunInput) -> list[np.ndarray]:
+        weights = np.array([3.0, -1.0, 0.5], np.float32)[None, :, None, None]
+        return [1 / (1 + np.exp(-(batch.tensor * weights).sum(axis=1, keepdims=True)))]
+
+
+class ColourRuntime(EchoRuntime):
+    name = "colour"
+
+    def _load(self, item, artifact):
+        return ColourSession()
+
+
+@pytest.mark.parametrize("fault", [None, *CHANNEL_FAULTS])
+def test_the_channel_probe_names_each_channel_fault_and_passes_the_control(fault):
+    """Through the fault wrappers and the pipeline: the probe compares the candidate with the reference fed every
+    order of harness.structure.CHANNEL_ORDERS, and names the one the faulty runtime feeds."""
+    from harness import structure
+
+    item = _item("u2netp")
+    pipeline = Pipeline(item.model)
+    healthy = ColourRuntime(RuntimeConfig()).load(item)
+    candidate = FaultyRuntime(ColourRuntime(RuntimeConfig()), FAULTS[fault or "identity"]).load(item)
+    rng = np.random.default_rng(2)
+    images = {f"s{i}": rng.integers(0, 256, (6, 8, 3), dtype=np.uint8) for i in range(structure.PROBE_IMAGES)}
+
+    def maps(session: Session, order: str | None = None) -> dict[str, np.ndarray]:
+        return {s: pipeline.infer(session, structure.reordered(image, order) if order else image, s, False)
+                for s, image in images.items()}
+
+    alternatives = {order: maps(healthy, order) for order in structure.CHANNEL_ORDERS}
+    probe = structure.channel_probe(maps(candidate), maps(healthy), alternatives, item.model.budgets["fp16"].mae)
+    if fault is None:
+        assert probe.passed, probe.as_dict()
+    else:
+        assert not probe.passed and probe.matches[0] == CHANNEL_FAULTS[fault], probe.as_dict()
 
 
 def test_mean_offset_is_normalisation_with_a_mean_0015_lower():
