@@ -32,7 +32,7 @@ from .judgement import (
     judge_paired,
     loss_violations,
 )
-from .history import keep_per_image
+from .history import keep_fingerprints, keep_per_image
 from .perf import Interleaved, RatioFloor
 from .report import Recorder, Row
 from .runtimes import RunInput
@@ -142,6 +142,8 @@ def test_conformance(item: Item, runnable: Item, suite: Suite, recorder: Recorde
         reference = suite.run_source(item, dataset) if _is_reference(item) else suite.run(item.reference, dataset)
         comparison = Comparison.of(candidate.maps, reference.maps, budget)
         row = recorder.row(item, dataset.name)
+        if not suite.trained(item):  # accuracy is skipped for seeded weights; the trend compares their outputs by these
+            keep_fingerprints(row, candidate.maps)
         row.conformance = comparison.stats
         row.images = max(row.images, len(candidate.maps))
         _describe_session(suite, item, row)

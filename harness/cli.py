@@ -237,15 +237,21 @@ def localise_command(args: argparse.Namespace) -> int:
 
 
 def _trend_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = ("exit status: 1 when the newest run is incomplete, or something got worse: a new failure or error, "
+                     "lost coverage (a check that passed or failed now skipped or xfail), an item, row or check that "
+                     "vanished, a judged figure, metric, latency or ratio gone worse; 0 otherwise; 2 when there is no "
+                     "run record or one cannot be read")
     parser.add_argument("--report-dir", type=Path, default=Path("reports"), help="report folder (default: %(default)s)")
     parser.add_argument("--save-baseline", action="store_true", help="store the newest run as the baseline instead")
     parser.add_argument("--fail-on-change", action="store_true",
-                        help="exit 1 on any change (outputs, a metric better or worse, a fix), not only on a regression")
+                        help="exit 1 on any change (outputs, a figure or metric better or worse, a fix, a check judged "
+                             "again), not only on a regression")
 
 
 def trend_command(args: argparse.Namespace) -> int:
-    """The newest run against the previous comparable one and the baseline; exit 1 when something got worse (or,
-    with --fail-on-change, changed)."""
+    """The newest run against the previous comparable one, the previous complete run of the same case folder and
+    machine, and the baseline: exit 1 when the newest run is incomplete or something got worse (or, with
+    --fail-on-change, changed); 2 when no record can be read."""
     from . import history
 
     try:

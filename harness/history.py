@@ -2,19 +2,25 @@
 
 A record (``reports/history/<UTC time>-<commit>-<machine id>.json``, never overwritten) holds when and
 where the run happened (UTC time, git commit, the machine fingerprint with the CPU's int8 instruction
-set, tool versions), what it ran (options, selection) and every report row. An accuracy row also keeps
-what a paired comparison of two nights needs (:class:`PerImage`): each scored image's metric values, a
-hash and an 8x8 thumbnail of its output map, and the case's reproduction tolerance.
+set, tool versions), what it ran (options, selection, case folder) and every report row. An accuracy row
+also keeps what a paired comparison of two nights needs (:class:`PerImage`): each scored image's metric
+values, a hash and an 8x8 thumbnail of its output map, and the case's reproduction tolerance; a seeded
+item's row, whose accuracy is skipped, keeps the hashes and thumbnails alone (:func:`keep_fingerprints`).
 
 :func:`trend` compares the newest record with the previous comparable one (a row of the same item and
-dataset, with the same weights, on shared images) and with the stored baseline
-(``reports/history/baseline.json``, saved with ``trend --save-baseline``), in the same way: new failures
-and fixes; outputs that changed on the shared images beyond the golden budget; metrics whose *paired*
-difference between the two runs on the shared images lies wholly beyond the case's tolerance (the same
-bootstrap as the paired fp32 comparison; older records without per-image values fall back to the older
-run's marginal interval, and say so); latencies and ratios that moved. Something worse makes the command
-exit with status 1, and with ``--fail-on-change`` any change does. It also draws one PNG per model (metric
-and latency over runs, precision by precision, changed nights marked) and links them from ``summary.md``.
+dataset, with the same weights, on shared images), with the previous complete run of the same case folder
+and machine when that is another, and with the stored baseline (``reports/history/baseline.json``, saved
+with ``trend --save-baseline``), in the same way: each check's outcome (a new failure or error, lost
+coverage: a check that passed or failed now skipped or xfail; fixes); between runs of one case folder and
+machine, every item, row and check the older run had and the newer lacks (vanished); outputs that changed
+on the shared images beyond the golden budget; metrics whose *paired* difference between the two runs on
+the shared images lies wholly beyond the case's tolerance (the same bootstrap as the paired fp32
+comparison; older records without per-image values fall back to the older run's marginal interval, and
+say so); the other judged figures (conformance of the build and of the deployed session, paired
+differences from fp32, a documented collapse's like any other's); latencies and ratios that moved. An
+incomplete newest run, or something worse, makes the command exit with status 1, and with
+``--fail-on-change`` any change does. It also draws one PNG per model (metric and latency over runs,
+precision by precision, changed nights marked) and links them from ``summary.md``.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import re
+import math
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -34,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .cases import LOWER_IS_BETTER
+from .journal import create, incomplete_record, record_base, unfinished
 from .judgement import GOLDEN_FP32_BUDGET, Bootstrap
 from .machine import fingerprint, tool_versions
 from .metrics import Scores, to_uint8
@@ -63,6 +70,20 @@ HASH_BYTES = 6
 #: Two runs' maps of one image differ when their thumbnails do by more than this MAE: the fp32 golden budget (the
 #: same network on another machine, stored in 8 bits), which is all that may separate two runs of an unchanged item.
 OUTPUTS_BUDGET = GOLDEN_FP32_BUDGET.mae
+#: What two runs of an unchanged item's conformance figures (per-image MAE mean and worst, worst max |diff|) may differ
+#: by: the fp32 golden budget (the same network on another machine, stored in 8 bits).
+FIGURE_MOVE = {"mae_mean": GOLDEN_FP32_BUDGET.mae, "mae_worst": GOLDEN_FP32_BUDGET.mae_worst,
+               "max_abs_worst": GOLDEN_FP32_BUDGET.max_abs}
+#: The conformance figures a row's checks judge, where they sit and how a trend names them: the build against its
+#: reference, the deployed session against fp32 and against the build's exact arithmetic.
+CONFORMANCE_FIGURES = ((("conformance",), "conformance"), (("deployment", "conformance"), "deployed conformance"),
+                       (("deployment", "vs_exact"), "deployed kernels vs the exact build"))
+#: The paired differences from fp32 a row's checks judge: the build's and the deployed session's.
+PAIRED_FIGURES = ((("vs_fp32",), "vs fp32"), (("deployment", "vs_fp32"), "deployed vs fp32"))
+#: Outcomes of a check that fail the run.
+FAILURES = ("failed", "error")
+#: Outcomes of a check that judge nothing, or under which a failure no longer fails the run.
+UNJUDGED = ("skipped", "xfail", "xpass")
 _TREND_START, _TREND_END = "<!-- segconform trend -->", "<!-- /segconform trend -->"
 #: Options that do not change what a run measures, left out of the record.
 _UNRECORDED = {"file_or_dir", "help", "verbose", "color", "capture", "tbstyle", "showlocals", "reportchars"}
@@ -102,7 +123,8 @@ def run_record(config: "pytest.Config", state: "State") -> dict[str, Any]:
     runtimes = {}
     for name in state.runtimes:
         runtime = state.suite.sessions.runtime(name)
-        runtimes[name] = runtime.describe() if not runtime.unavailable else {"runtime": name, "unavailable": runtime.unavailable}
+        runtimes[name] = (runtime.describe() if not runtime.unavailable
+                          else {"runtime": name, "unavailable": runtime.unavailable})
     run = {
         "started": state.started,
         "finished": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -113,26 +135,21 @@ def run_record(config: "pytest.Config", state: "State") -> dict[str, Any]:
         "runtimes": runtimes,
         "selection": {"args": [str(a) for a in config.args], "keyword": config.option.keyword,
                       "markers": config.option.markexpr},
+        "cases_dir": str(state.cases_dir),
         "options": options,
     }
     return {"run": run, "rows": [asdict(r) for r in state.recorder.sorted_rows()], "work": state.recorder.work}
 
 
 def save(report_dir: Path, record: dict[str, Any]) -> Path:
-    """Write ``record`` under ``reports/history/`` with a name no earlier record has."""
+    """Write ``record`` under ``reports/history/`` with a name no earlier record has, whole or not at all."""
     folder = report_dir / HISTORY
     folder.mkdir(parents=True, exist_ok=True)
-    run = record["run"]
-    stamp = re.sub(r"[^0-9TZ]", "", run["started"])
-    base = f"{stamp}-{run['commit']}-{run['machine']['id']}"
+    base, text = record_base(record["run"]), json.dumps(record, indent=1, default=str)
     for attempt in range(1000):
         path = folder / (f"{base}.json" if attempt == 0 else f"{base}-{attempt}.json")
-        try:
-            with path.open("x", encoding="utf-8") as out:
-                json.dump(record, out, indent=1, default=str)
+        if create(path, text):
             return path
-        except FileExistsError:
-            continue
     raise OSError(f"{folder}: could not find a free name for the run record {base}")
 
 
@@ -149,33 +166,44 @@ def load(path: Path) -> dict[str, Any]:
 def records(report_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
     """Every run record, oldest first (by start time, then name); a run that never completed is read from its
     journal, as a record marked incomplete (:mod:`harness.journal`)."""
-    from .journal import Progress, unfinished
-
     folder = report_dir / HISTORY
     found = [(p, load(p)) for p in sorted(folder.glob("*.json")) if p.name != BASELINE] if folder.is_dir() else []
     for path in unfinished(folder):
         try:
-            found.append((path, Progress(path).record()))
-        except (OSError, ValueError, KeyError, TypeError) as error:
+            found.append((path, incomplete_record(path)))
+        except (OSError, KeyError, TypeError) as error:
             raise ValueError(f"{path}: not a readable run journal: {error}") from error
     return sorted(found, key=lambda pr: (pr[1]["run"].get("started", ""), pr[0].name))
 
 
+def _listed(names: Sequence[str], shown: int = 3) -> str:
+    """The first few of ``names`` and how many more."""
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
+def _incomplete_line(record: Mapping[str, Any], tests: Mapping[str, Any]) -> str:
+    """What an incomplete run holds: the checks that finished, the items they left rows of, what did not run."""
+    if tests.get("unreadable"):
+        return (f"incomplete run (killed, or still running): {tests['unreadable']}; no check finished; trend exits 1 "
+                "until a complete run follows")
+    items = sorted({row["item"] for row in record["rows"]})
+    missing = tests["not_run"]
+    return (f"incomplete run (killed, or still running): {tests['finished']} of {tests['selected']} checks finished, "
+            f"with rows of {len(items)} item{'s' if len(items) != 1 else ''}{f' ({_listed(items)})' if items else ''}; "
+            f"not run: {len(missing)}{f' ({_listed(missing)})' if missing else ''}; compared on what finished only "
+            "(what did not run is no change); trend exits 1 until `pytest ... --resume` completes it")
+
+
 def progress_lines(record: Mapping[str, Any]) -> list[str]:
-    """What a record says of its checks: an incomplete run's finished and missing checks, runtime faults."""
+    """What a record says of its checks: an incomplete run's finished checks, items and missing checks, runtime
+    faults."""
     tests = record.get("tests")
     if not tests:
         return []
-    lines = []
-    if record["run"].get("complete") is False:
-        missing = tests["not_run"]
-        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
-        lines.append(f"incomplete run (killed, or still running): {tests['finished']} of {tests['selected']} checks "
-                     f"finished; not run: {len(missing)}{f' ({shown})' if missing else ''}; compared on what "
-                     "finished only (what did not run is no change); `pytest ... --resume` completes it")
+    lines = [_incomplete_line(record, tests)] if record["run"].get("complete") is False else []
     faults = tests.get("runtime_faults", {})
     if faults:
-        lines.append(f"runtime faults (the check failed; --resume reruns it): " +
+        lines.append("runtime faults (the check failed; --resume reruns it): " +
                      ", ".join(f"{nodeid.rsplit('::', 1)[-1]} ({kind})" for nodeid, kind in sorted(faults.items())))
     return lines
 
@@ -205,6 +233,13 @@ def _thumbnail(map_: np.ndarray) -> np.ndarray:
     return to_uint8(cv2.resize(map_.astype(np.float32), (THUMBNAIL, THUMBNAIL), interpolation=cv2.INTER_AREA))
 
 
+def _fingerprints(stems: Sequence[str], maps: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The hash and the thumbnail of each of ``stems``' maps, in that order."""
+    hashes = np.array([_hash(maps[s]) for s in stems], np.uint8).reshape(-1, HASH_BYTES)
+    thumbnails = np.array([_thumbnail(maps[s]) for s in stems], np.uint8).reshape(-1, THUMBNAIL, THUMBNAIL)
+    return hashes, thumbnails
+
+
 @dataclass(frozen=True)
 class PerImage:
     """What a run record keeps of each scored image of a row, so that two nights compare image by image.
@@ -213,7 +248,8 @@ class PerImage:
     [tn, fp, fn, tp] where the task has mIoU (a ratio of summed matrices, not a mean); ``hashes``: of each 8-bit
     output map (equal: identical 8-bit maps); ``thumbnails``: an area average of each map, since a record cannot keep
     maps: the MAE between two runs' thumbnails bounds the maps' MAE from below, up to 8-bit rounding. Max F and max E
-    (maxima over thresholds of a mean curve) have no per-image value short of the 256-point curves: not kept.
+    (maxima over thresholds of a mean curve) have no per-image value short of the 256-point curves: not kept. An item
+    whose metrics are not scored (seeded weights) keeps the fingerprints alone, no value.
     """
 
     stems: tuple[str, ...]
@@ -226,9 +262,13 @@ class PerImage:
     def of(cls, scores: Scores, maps: Mapping[str, np.ndarray]) -> PerImage:
         """The record of ``scores`` and the maps they were computed from (``maps`` may hold more images)."""
         values = {m: v.astype(np.float32) for m in scores.metrics if (v := scores.per_image(m)) is not None}
-        hashes = np.array([_hash(maps[s]) for s in scores.stems], np.uint8).reshape(-1, HASH_BYTES)
-        thumbnails = np.array([_thumbnail(maps[s]) for s in scores.stems], np.uint8).reshape(-1, THUMBNAIL, THUMBNAIL)
-        return cls(scores.stems, values, scores.parts.get("confusion"), hashes, thumbnails)
+        return cls(scores.stems, values, scores.parts.get("confusion"), *_fingerprints(scores.stems, maps))
+
+    @classmethod
+    def of_maps(cls, maps: Mapping[str, np.ndarray]) -> PerImage:
+        """The fingerprints alone of every map in ``maps`` (stems in order), for an item whose metrics mean nothing."""
+        stems = tuple(sorted(maps))
+        return cls(stems, {}, None, *_fingerprints(stems, maps))
 
     def as_dict(self) -> dict[str, Any]:
         packed: dict[str, Any] = {
@@ -265,6 +305,14 @@ def keep_per_image(row: Row, scores: Scores, maps: Mapping[str, np.ndarray], tol
     tolerance its metrics are judged with (the case's ``acceptance.reproduction``), so trend reads no case file."""
     row.per_image = PerImage.of(scores, maps).as_dict()
     row.tolerance = {metric: float(value) for metric, value in tolerance.items()}
+
+
+def keep_fingerprints(row: Row, maps: Mapping[str, np.ndarray]) -> None:
+    """Put on the row of an item whose accuracy check is skipped (seeded weights) the fingerprint of each output map,
+    the hash and thumbnail :func:`keep_per_image` keeps, so that trend sees its outputs change night over night like
+    a trained item's. For such items only: a trained item's accuracy row keeps the same fingerprints beside its
+    metric values, which a second record on the row would mix with."""
+    row.per_image = PerImage.of_maps(maps).as_dict()
 
 
 # --------------------------------------------------------------------------- which runs compare
@@ -312,6 +360,21 @@ def _why_not(newer: dict[str, Any], older: dict[str, Any]) -> str:
 def _previous(history: Sequence[dict[str, Any]], index: int) -> int | None:
     """The index of the latest run before ``history[index]`` that compares with it."""
     return next((i for i in range(index - 1, -1, -1) if comparable(history[index], history[i])), None)
+
+
+def _same_setup(newer: Mapping[str, Any], older: Mapping[str, Any]) -> bool:
+    """Whether two runs checked the same case folder on the same machine, so that what the older one checked and the
+    newer one lacks vanished (another machine may lack a runtime; another case folder holds other items)."""
+    a, b = newer["run"], older["run"]
+    return a.get("machine", {}).get("id") == b.get("machine", {}).get("id") and a.get("cases_dir") == b.get("cases_dir")
+
+
+def _previous_setup(history: Sequence[dict[str, Any]], index: int) -> int | None:
+    """The index of the latest complete run before ``history[index]`` of the same case folder and machine, whether
+    or not a row of theirs compares: an item gone from the newer run must not hide by leaving no row to compare, nor
+    behind a killed run in between that never reached it."""
+    return next((i for i in range(index - 1, -1, -1)
+                 if history[i]["run"].get("complete") is not False and _same_setup(history[index], history[i])), None)
 
 
 # --------------------------------------------------------------------------- what changed between two runs
@@ -401,7 +464,7 @@ def _paired_metrics(row: Mapping[str, Any], ours: PerImage, theirs: PerImage) ->
     bootstrap = Bootstrap()
     weights = bootstrap.weights(len(ours.stems), f"trend/{_name(row)}") if _differs(ours, theirs) else None
     paired = {}
-    for metric in row["metrics"]:
+    for metric in row.get("metrics", {}):
         if metric in ours.values and metric in theirs.values:
             after, before = ours.values[metric].astype(np.float64), theirs.values[metric].astype(np.float64)
             interval = (0.0, 0.0) if weights is None else bootstrap.studentised(after - before, weights)
@@ -477,17 +540,24 @@ def _marginal(trend: Trend, new: Mapping[str, Any], old: Mapping[str, Any], metr
         (trend.worse if worse else trend.better).append(Finding(new["model"], text))
 
 
+def _measured(row: Mapping[str, Any]) -> bool:
+    """Whether a row has metrics or output fingerprints (a seeded item's row: fingerprints alone)."""
+    return bool(row.get("metrics") or row.get("per_image"))
+
+
 def _accuracy(trend: Trend, new: Mapping[str, Any], old: Mapping[str, Any]) -> None:
-    """Outputs and metrics of one row against the older run's, paired on the images both scored."""
-    if not new.get("metrics") or not old.get("metrics"):
+    """Outputs and metrics of one row against the older run's, paired on the images both scored (a seeded item's
+    row: its outputs alone)."""
+    if not _measured(new) or not _measured(old):
         return
     reason = not_comparable(new, old)
     if reason is not None:
         trend.notes.append(Finding(new["model"], f"{_name(new)}: metrics and outputs not compared: {reason}"))
         return
+    metrics = list(new.get("metrics", {}))
     ours, theirs = PerImage.from_row(new), PerImage.from_row(old)
     if ours is None or theirs is None:
-        _marginal(trend, new, old, list(new["metrics"]), "marginal check: a record without per-image values")
+        _marginal(trend, new, old, metrics, "marginal check: a record without per-image values")
         return
     known = set(theirs.stems)
     shared = [stem for stem in ours.stems if stem in known]
@@ -500,21 +570,152 @@ def _accuracy(trend: Trend, new: Mapping[str, Any], old: Mapping[str, Any]) -> N
     paired = _paired_metrics(new, ours, theirs)
     _judge_paired(trend, new, paired, len(shared), outputs_changed)
     if same_images:
-        _marginal(trend, new, old, [m for m in new["metrics"] if m not in paired],
+        _marginal(trend, new, old, [m for m in metrics if m not in paired],
                   "marginal check: no per-image value of this metric")
 
 
+def _at(row: Mapping[str, Any], path: Sequence[str]) -> Mapping[str, Any]:
+    """The section of a row at ``path`` (``("deployment", "conformance")``), empty where the row has none."""
+    for key in path:
+        row = row.get(key) or {}
+    return row
+
+
+def _moved(before: float, after: float, limit: float) -> bool:
+    """Whether a figure moved by more than ``limit``, or became or stopped being a NaN."""
+    return math.isnan(before) != math.isnan(after) or abs(after - before) > limit
+
+
+def _conformance_moves(trend: Trend, row: Mapping[str, Any], label: str, new: Mapping[str, Any],
+                       old: Mapping[str, Any]) -> None:
+    """Conformance figures that moved by more than two runs of an unchanged item may (:data:`FIGURE_MOVE`): further
+    from the reference is worse, nearer better; on the same number of images only."""
+    if not new or not old:
+        return
+    if new.get("images") != old.get("images"):
+        trend.notes.append(Finding(row["model"], f"{_name(row)}: {label} not compared: {old.get('images')} -> "
+                                                 f"{new.get('images')} images"))
+        return
+    for figure, limit in FIGURE_MOVE.items():
+        before, after = old.get(figure), new.get(figure)
+        if before is None or after is None or not _moved(before, after, limit):
+            continue
+        text = (f"{_name(row)}: {label} {figure} {before:.4g} -> {after:.4g} (moved by more than {limit:g}, what may "
+                "separate two runs of an unchanged item)")
+        (trend.worse if math.isnan(after) or after > before else trend.better).append(Finding(row["model"], text))
+
+
+def _paired_moves(trend: Trend, row: Mapping[str, Any], label: str, new: Mapping[str, Any],
+                  old: Mapping[str, Any]) -> None:
+    """Paired differences from fp32 (metric -> value and interval) that left the older run's interval: towards the
+    metric's worse side is worse (a documented collapse deepening too), towards its better side better."""
+    for metric, entry in old.items():
+        if metric not in new:
+            continue
+        before, after, (low, high) = entry["value"], new[metric]["value"], entry["ci"]
+        if after == before or low <= after <= high:
+            continue
+        worse = math.isnan(after) or (after > before if metric in LOWER_IS_BETTER else after < before)
+        text = (f"{_name(row)}: {label} {metric} {before:+.4f} -> {after:+.4f}, outside the previous interval "
+                f"[{low:+.4f}, {high:+.4f}]")
+        (trend.worse if worse else trend.better).append(Finding(row["model"], text))
+
+
+def _judged_figures(trend: Trend, new: Mapping[str, Any], old: Mapping[str, Any]) -> None:
+    """The figures a row's checks judge besides its metrics (:data:`CONFORMANCE_FIGURES`, :data:`PAIRED_FIGURES`),
+    a documented collapse's like any other's. The deployed session's only on the same int8 path: another CPU's fused
+    int8 kernels compute otherwise (ISNet: mean MAE 0.0053 on VNNI, 0.0120 on AVX2)."""
+    before, after = _at(old, ("deployment",)).get("int8_path"), _at(new, ("deployment",)).get("int8_path")
+    deployed = before is None or after is None or before == after
+    if not deployed:
+        trend.notes.append(Finding(new["model"], f"{_name(new)}: deployed figures not compared: int8 path {before} "
+                                                 f"-> {after}"))
+    for path, label in CONFORMANCE_FIGURES:
+        if deployed or path[0] != "deployment":
+            _conformance_moves(trend, new, label, _at(new, path), _at(old, path))
+    for path, label in PAIRED_FIGURES:
+        if deployed or path[0] != "deployment":
+            _paired_moves(trend, new, label, _at(new, path).get("delta", {}), _at(old, path).get("delta", {}))
+
+
+def _outcome_change(before: str, after: str) -> tuple[str, str]:
+    """How one check's outcome moved (``worse``, ``better`` or ``changed``: the :class:`Trend` list) and the words for
+    it. A new failure is worse, and so is lost coverage: a check that passed or failed and is now skipped, or whose
+    failure an xfail mark hides; a fix, or a check judged again and passing, is better."""
+    if after in FAILURES and before not in FAILURES:
+        return "worse", f"new {'failure' if after == 'failed' else 'error'} (was {before})"
+    if after in UNJUDGED and before not in UNJUDGED:
+        return "worse", f"lost coverage: now {after} (was {before})"
+    if after == "passed":
+        return "better", f"fixed (was {before})" if before in FAILURES else f"judged again: passed (was {before})"
+    return "changed", f"outcome {before} -> {after}"
+
+
 def _outcomes(trend: Trend, new: Mapping[str, Any], old: Mapping[str, Any], seen: set[tuple[str, str]]) -> None:
-    """New failures and fixes, once per item and check (every row of an item carries the item's outcomes)."""
+    """Each check's outcome against the older run's (:func:`_outcome_change`), once per item and check (every row
+    of an item carries the item's outcomes)."""
     for check, outcome in new.get("outcomes", {}).items():
         before = old.get("outcomes", {}).get(check)
         if (new["item"], check) in seen or before is None or before == outcome:
             continue
         seen.add((new["item"], check))
-        if outcome in ("failed", "error") and before not in ("failed", "error"):
-            trend.worse.append(Finding(new["model"], f"{new['item']} {check}: new failure (was {before})"))
-        elif before in ("failed", "error") and outcome == "passed":
-            trend.better.append(Finding(new["model"], f"{new['item']} {check}: fixed (was {before})"))
+        kind, text = _outcome_change(before, outcome)
+        getattr(trend, kind).append(Finding(new["model"], f"{new['item']} {check}: {text}"))
+
+
+def _items(record: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Item -> its model, the datasets of its rows and its checks' outcomes."""
+    items: dict[str, dict[str, Any]] = {}
+    for row in record["rows"]:
+        entry = items.setdefault(row["item"], {"model": row["model"], "datasets": [], "outcomes": {}})
+        entry["datasets"].append(row["dataset"])
+        entry["outcomes"].update(row.get("outcomes", {}))
+    return items
+
+
+def _pending(record: Mapping[str, Any]) -> set[tuple[str, str]]:
+    """(item, check) of each check an incomplete run selected and did not finish: not run yet, not vanished."""
+    pending = set()
+    for nodeid in record.get("tests", {}).get("not_run", []):
+        name = nodeid.rsplit("::", 1)[-1]
+        if name.endswith("]") and "[" in name:
+            check, item = name[:-1].split("[", 1)
+            pending.add((item, check.removeprefix("test_")))
+    return pending
+
+
+def _selected_otherwise(newer: Mapping[str, Any], older: Mapping[str, Any]) -> str | None:
+    """How two runs' selections (paths, -k, -m) differ, or None."""
+    a, b = newer["run"].get("selection", {}), older["run"].get("selection", {})
+    differs = [f"{key} {b.get(key)!r} then, {a.get(key)!r} now" for key in sorted(a.keys() | b.keys())
+               if a.get(key) != b.get(key)]
+    return f"the runs selected differently ({'; '.join(differs)})" if differs else None
+
+
+def _vanished(trend: Trend, newer: Mapping[str, Any], older: Mapping[str, Any]) -> None:
+    """What the older run checked and the newer one lacks, each worse: an item, a row of it (a dataset), a check of
+    it. What an incomplete newer run has still to run has not vanished (it is reported as not run)."""
+    pending = _pending(newer)
+    waiting = {item for item, _ in pending}
+    ours, theirs = _items(newer), _items(older)
+    present = ours.keys() | waiting
+    found = len(trend.worse)
+    for item, was in sorted(theirs.items()):
+        if item not in present:
+            checks = ", ".join(f"{check} {outcome}" for check, outcome in sorted(was["outcomes"].items()))
+            trend.worse.append(Finding(was["model"], f"{item}: vanished (the older run had its rows on "
+                                                     f"{', '.join(sorted(was['datasets']))} and its checks "
+                                                     f"{checks or 'none recorded'})"))
+            continue
+        if item not in waiting:
+            for dataset in sorted(set(was["datasets"]) - set(ours[item]["datasets"])):
+                trend.worse.append(Finding(was["model"], f"{item} on {dataset}: row vanished"))
+        for check, outcome in sorted(was["outcomes"].items()):
+            if check not in ours.get(item, {}).get("outcomes", {}) and (item, check) not in pending:
+                trend.worse.append(Finding(was["model"], f"{item} {check}: vanished (was {outcome})"))
+    otherwise = _selected_otherwise(newer, older)
+    if len(trend.worse) > found and otherwise:
+        trend.notes.append(Finding("", f"{otherwise}: what the newer run did not select counts as vanished"))
 
 
 def _latencies(trend: Trend, new: Mapping[str, Any], old: Mapping[str, Any]) -> None:
@@ -542,7 +743,8 @@ def _latencies(trend: Trend, new: Mapping[str, Any], old: Mapping[str, Any]) -> 
 
 
 def compare(newer: dict[str, Any], older: dict[str, Any], label: str) -> Trend:
-    """Failures and fixes; outputs and paired metrics on the shared images; latency and ratio moves."""
+    """New failures, lost coverage and fixes; outputs and paired metrics on the shared images; the other judged
+    figures; latency and ratio moves; and, between runs of the same case folder and machine, what vanished."""
     trend = Trend(label)
     new_rows, old_rows = _rows(newer), _rows(older)
     same_machine = newer["run"]["machine"].get("id") == older["run"]["machine"].get("id")
@@ -552,31 +754,63 @@ def compare(newer: dict[str, Any], older: dict[str, Any], label: str) -> Trend:
         trend.same += 1
         _outcomes(trend, new, old, seen_outcomes)
         _accuracy(trend, new, old)
+        _judged_figures(trend, new, old)
         if same_machine:
             _latencies(trend, new, old)
+    if _same_setup(newer, older):
+        _vanished(trend, newer, older)
     return trend
 
 
-def trend(report_dir: Path, draw: bool = True, fail_on_change: bool = False) -> tuple[list[str], bool]:
-    """The newest run against the previous comparable one and the baseline: (lines, failed), failed on a
-    regression, or with ``fail_on_change`` on any change."""
-    found = records(report_dir)
-    if not found:
-        raise ValueError(f"{report_dir / HISTORY}: no run records yet; run the suite first")
+def _against_earlier(found: Sequence[tuple[Path, dict[str, Any]]]) -> tuple[list[Trend], list[str]]:
+    """The newest run against the previous comparable run and, when that is another run, the previous complete run
+    of the same case folder and machine (what vanished, and what changed in what they share); with the lines that
+    say what was compared."""
     history = [record for _, record in found]
-    newest_path, newest = found[-1]
-    lines = [f"newest run: {newest_path.name} ({newest['run']['started']}, commit {newest['run']['commit']}, "
-             f"machine {newest['run']['machine'].get('id')})", *progress_lines(newest)]
-    results = []
-    previous = _previous(history, len(history) - 1)
+    newest, last = history[-1], len(history) - 1
+    results, lines = [], []
+    previous = _previous(history, last)
     if previous is not None:
         results.append(compare(newest, history[previous], f"previous run {found[previous][0].name}"))
         lines += results[-1].lines()
-    elif len(found) > 1:
+    elif last > 0:
         lines.append(f"no earlier comparable run (none shares a row of the same item, dataset, weights and images; "
                      f"the previous run {found[-2][0].name}: {_why_not(newest, found[-2][1])})")
     else:
         lines.append("no earlier comparable run (this is the first run)")
+    setup = _previous_setup(history, last)
+    if setup is not None and setup != previous:
+        results.append(compare(newest, history[setup], "the previous complete run of these case files on this "
+                                                       f"machine, {found[setup][0].name}"))
+        lines += results[-1].lines()
+    return results, lines
+
+
+def _verdict(newest: Mapping[str, Any], results: Sequence[Trend], fail_on_change: bool) -> tuple[bool, str]:
+    """Whether the trend fails, and the line that says so and why."""
+    reasons = ["the newest run is incomplete"] if newest["run"].get("complete") is False else []
+    worse = sum(len(result.worse) for result in results)
+    if worse:
+        reasons.append(f"{worse} finding{'s' if worse != 1 else ''} worse")
+    others = sum(len(result.changes) for result in results) - worse
+    if fail_on_change and others:
+        reasons.append(f"{others} other change{'s' if others != 1 else ''} (--fail-on-change)")
+    return bool(reasons), f"trend fails (exit 1): {'; '.join(reasons)}" if reasons else "trend passes (exit 0)"
+
+
+def trend(report_dir: Path, draw: bool = True, fail_on_change: bool = False) -> tuple[list[str], bool]:
+    """The newest run against the previous comparable one, the previous complete run of the same case folder and
+    machine, and the baseline: (lines, failed). Failed on an incomplete newest run, on anything worse (a new failure,
+    lost coverage, something vanished, a judged figure, metric or latency gone worse), and with ``fail_on_change``
+    on any change; the last line says which."""
+    found = records(report_dir)
+    if not found:
+        raise ValueError(f"{report_dir / HISTORY}: no run records yet; run the suite first")
+    newest_path, newest = found[-1]
+    lines = [f"newest run: {newest_path.name} ({newest['run']['started']}, commit {newest['run']['commit']}, "
+             f"machine {newest['run']['machine'].get('id')})", *progress_lines(newest)]
+    results, said = _against_earlier(found)
+    lines += said
     baseline_path = report_dir / HISTORY / BASELINE
     if baseline_path.is_file():
         results.append(compare(newest, load(baseline_path), f"baseline {baseline_path.name}"))
@@ -584,10 +818,11 @@ def trend(report_dir: Path, draw: bool = True, fail_on_change: bool = False) -> 
     else:
         lines.append(f"no stored baseline ({baseline_path}; save one with `python -m harness trend --save-baseline`)")
     if draw:
-        plots = draw_plots(report_dir, history)
+        plots = draw_plots(report_dir, [record for _, record in found])
         lines.append(f"plots: {', '.join(str(p) for p in plots)}" if plots else "plots: none (no rows to draw)")
         link_plots(report_dir, plots)
-    return lines, any(result.worse or (fail_on_change and result.changes) for result in results)
+    failed, verdict = _verdict(newest, results, fail_on_change)
+    return [*lines, verdict], failed
 
 
 def changed_nights(history: Sequence[dict[str, Any]]) -> dict[int, dict[str, bool]]:
@@ -695,7 +930,8 @@ def plot_links(report_dir: Path) -> list[str]:
 
 
 def main_trend(report_dir: Path, save: bool, out: Any = sys.stdout, fail_on_change: bool = False) -> int:
-    """``python -m harness trend``: 1 on a regression (on any change with ``fail_on_change``), else 0."""
+    """``python -m harness trend``: 1 on an incomplete newest run or anything worse (on any change with
+    ``fail_on_change``), else 0; no record at all, or an unreadable one, is a ValueError (the command's exit 2)."""
     if save:
         print(f"baseline saved: {save_baseline(report_dir)}", file=out)
         return 0

@@ -5,14 +5,16 @@ While a run is under way its record is a JSON-lines journal,
 written as the run goes: a ``run`` line (when, where, which commit and case files), a ``selected`` line
 (the node ids the run is to check), then one ``test`` line per check as it finishes (its outcome; whether a
 runtime timed out or crashed in it; the item's report rows and outcomes as they stand), each flushed and
-synced to disk. When every selected check has finished, the complete record is written beside it under the
-same name with ``.json`` and the journal is removed; until then (a SIGKILL, a SIGTERM, the machine going away,
-``-x``) the journal *is* the run's record, read by :func:`read` as an incomplete one, which
-``python -m harness trend`` reports as such.
+synced to disk. The journal appears with its ``run`` line already on disk (:func:`create`), never empty. When
+every selected check has finished, the complete record is written beside it under the same name with ``.json``
+(synced, renamed into place, its folder synced) and the journal is removed; until then (a SIGKILL, a SIGTERM,
+the machine going away, ``-x``) the journal *is* the run's record, read by :func:`incomplete_record` as an
+incomplete one, which ``python -m harness trend`` reports as such. A line the kill cut short is skipped with a
+:class:`JournalWarning`, never fatal; a journal with no ``run`` line at all is an incomplete run without rows.
 
 ``pytest --resume`` (:func:`resumable`) continues the newest journal of the same commit, case files and
 machine: the checks with a ``test`` line and no runtime fault are not run again, their rows are taken from
-the journal, and the same record is completed.
+the journal, and the same record is completed (:meth:`Journal.resume` first cuts a torn last line off).
 """
 
 from __future__ import annotations
@@ -21,14 +23,23 @@ import hashlib
 import json
 import os
 import re
+import tempfile
+import warnings
 from collections.abc import Iterable
 from dataclasses import asdict
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .report import Recorder
+from .report import Recorder, _fsync_folder
 
 SUFFIX = ".running.jsonl"
+#: The UTC start at the head of a record's name (:func:`record_base`).
+STAMP = "%Y%m%dT%H%M%SZ"
+
+
+class JournalWarning(UserWarning):
+    """A journal line that is not JSON (cut short by a kill mid-write) was skipped."""
 
 
 def record_base(run: dict[str, Any]) -> str:
@@ -42,6 +53,28 @@ def cases_digest(paths: Iterable[Path]) -> str:
     for path in sorted(paths):
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
+
+
+def create(path: Path, text: str) -> bool:
+    """Write ``text`` as the new file ``path``, whole or not at all: a scratch file flushed and fsynced, hard-linked
+    to ``path`` (a rename would replace a file of that name; a link fails instead, so no record is overwritten), then
+    the folder fsynced, so that a machine that loses power never leaves the name on an empty or partial file.
+    False when the name is taken."""
+    handle, scratch = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(scratch, 0o644)  # mkstemp creates 0600; a record is meant to be read by others
+        try:
+            os.link(scratch, path)
+        except FileExistsError:
+            return False
+        _fsync_folder(path.parent)
+        return True
+    finally:
+        os.unlink(scratch)
 
 
 class Journal:
@@ -60,15 +93,21 @@ class Journal:
             path = folder / f"{stem}{SUFFIX}"
             if (folder / f"{stem}.json").exists():
                 continue
-            try:
-                with path.open("x", encoding="utf-8"):
-                    pass
-            except FileExistsError:
-                continue
-            journal = cls(path)
-            journal.append({"kind": "run", "run": run, "key": key})
-            return journal
+            if create(path, json.dumps({"kind": "run", "run": run, "key": key}, default=str) + "\n"):
+                return cls(path)
         raise OSError(f"{folder}: could not find a free name for the run record {base}")
+
+    @classmethod
+    def resume(cls, path: Path) -> "Journal":
+        """The journal of a run being resumed, its torn last line (a kill mid-write) cut off first: the next line
+        would otherwise be glued to the fragment and lost with it."""
+        data = path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            with path.open("r+b") as out:
+                out.truncate(data.rfind(b"\n") + 1)
+                out.flush()
+                os.fsync(out.fileno())
+        return cls(path)
 
     @property
     def record_path(self) -> Path:
@@ -100,15 +139,21 @@ class Journal:
 
 
 def _lines(path: Path) -> list[dict[str, Any]]:
-    """The journal's entries; a last line cut short by a kill is left out."""
+    """The journal's entries. A line that is not JSON is skipped with a :class:`JournalWarning`: the last one was cut
+    short by a kill mid-write (its check did not finish, so ``--resume`` runs it again); what finished before it
+    counts. Bytes a kill cut inside a character are read as a replacement character, so they cannot stop the read."""
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     entries = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for number, line in enumerate(lines, start=1):
         try:
             entries.append(json.loads(line))
         except json.JSONDecodeError:
-            break
+            where = (f"its last line (line {number}) was cut short (the run was killed mid-write)"
+                     if number == len(lines) else f"line {number} is not JSON")
+            warnings.warn(f"{path}: {where}: skipped", JournalWarning, stacklevel=3)
     if not entries or entries[0].get("kind") != "run":
-        raise ValueError(f"{path}: not a segconform run journal (no 'run' line first)")
+        why = "empty: the run was killed as it began" if not lines else "its first line is cut short or another kind"
+        raise ValueError(f"{path}: its journal has no run line ({why})")
     return entries
 
 
@@ -151,6 +196,24 @@ class Progress:
         run = {**self.run, "complete": False, "finished": None}
         return {"run": run, "rows": [asdict(r) for r in self.recorder.sorted_rows()], "work": [],
                 "tests": self.tests()}
+
+
+def incomplete_record(path: Path) -> dict[str, Any]:
+    """The journal at ``path`` as a run record marked incomplete. A journal without its run line (a kill as the run
+    began, or a disk that lost it) is an incomplete run with no row and no check finished, started when its name
+    says (else when the file was last written), so that trend reports it as the newest run instead of failing on
+    it; ``tests["unreadable"]`` says why."""
+    try:
+        return Progress(path).record()
+    except ValueError as error:
+        unreadable = str(error).removeprefix(f"{path}: ")
+    try:
+        started = datetime.strptime(path.name.split("-", 1)[0], STAMP).replace(tzinfo=timezone.utc)
+    except ValueError:
+        started = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
+    run = {"started": started.strftime("%Y-%m-%dT%H:%M:%SZ"), "commit": "unknown", "machine": {}, "complete": False,
+           "finished": None}
+    return {"run": run, "rows": [], "work": [], "tests": {**tests([], {}), "unreadable": unreadable}}
 
 
 def unfinished(folder: Path) -> list[Path]:

@@ -18,7 +18,7 @@ import hashlib
 import os
 import subprocess
 import time
-from collections.abc import Generator
+from collections.abc import Collection, Generator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +59,7 @@ class JournalPlugin:
         self.announced = False  # the selection of this session is in the journal (xdist: every worker reports one)
         self.last_summary = 0.0
         self._key: dict[str, str] | None = None
+        self.bases = collection_bases(config)
         if self.worker:
             self.done = set(config.workerinput.get("segconform_done", ()))  # type: ignore[attr-defined]
         elif config.option.resume:
@@ -68,7 +69,7 @@ class JournalPlugin:
                 self.selected, self.finished = list(self.resumed.selected), dict(self.resumed.finished)
                 state.started = self.resumed.run["started"]
                 state.recorder.merge(self.resumed.recorder.export())
-                self.journal = Journal(self.resumed.path)
+                self.journal = Journal.resume(self.resumed.path)
 
     @property
     def folder(self) -> Path:
@@ -101,7 +102,7 @@ class JournalPlugin:
         return f"no unfinished run under {self.folder}"
 
     def _is_case(self, nodeid: str) -> bool:
-        return (self.config.rootpath / nodeid.split("::")[0]).resolve() in self.state.families
+        return is_case(nodeid, self.bases, self.state.families)
 
     # ----------------------------------------------------------------- which checks run
 
@@ -213,6 +214,22 @@ class JournalPlugin:
         record["run"]["complete"] = True
         record["tests"] = progress
         return [*written, self.journal.complete(record)]
+
+
+def collection_bases(config: pytest.Config) -> list[Path]:
+    """The folders pytest names a collected file from: the rootdir, and each path it was handed. A file outside the
+    rootdir is named relative to the handed path that holds it (``pytest -c pytest.ini /elsewhere`` names
+    ``/elsewhere/demo.yaml`` ``demo.yaml``; handed the file itself, it names it by the empty name). Taken from the
+    command line, not from the collection: the xdist controller, which alone journals, collects nothing."""
+    handed = [config.invocation_params.dir / arg.split("::")[0] for arg in config.args]
+    return [config.rootpath, *handed]
+
+
+def is_case(nodeid: str, bases: Sequence[Path], families: Collection[Path]) -> bool:
+    """Whether ``nodeid`` is a check of one of the case files ``families`` (resolved paths), wherever the file lies:
+    its node id's file part is looked up from each of ``bases`` (:func:`collection_bases`)."""
+    part = nodeid.split("::")[0]
+    return any((base / part).resolve() in families for base in bases)
 
 
 # --------------------------------------------------------------------------- the resume key

@@ -33,8 +33,8 @@ def _row(item: str = "isnet-int8-kl_divergence-onnxruntime", dataset: str = "ecs
     return {**base, **fields}
 
 
-def _record(started: str, rows: list[dict], machine: dict = MACHINE, commit: str = "abc123") -> dict:
-    return {"run": {"started": started, "commit": commit, "machine": machine}, "rows": rows, "work": []}
+def _record(started: str, rows: list[dict], machine: dict = MACHINE, commit: str = "abc123", **run) -> dict:
+    return {"run": {"started": started, "commit": commit, "machine": machine, **run}, "rows": rows, "work": []}
 
 
 def test_records_accumulate_and_never_overwrite_each_other(tmp_path):
@@ -75,7 +75,8 @@ def test_latencies_of_another_machine_are_not_compared_but_metrics_are(tmp_path)
     history.save(tmp_path, _record("2026-12-02T01:00:00Z", [_row(latency_ms={"runtime": 125.0},
                                                                  metrics={"mae": 0.1, "avg_f": 0.66})], other))
     text = "\n".join(history.trend(tmp_path, draw=False)[0])
-    assert "latency" not in text and "better isnet-int8-kl_divergence-onnxruntime on ecssd: mae 0.1200 -> 0.1000" in text
+    assert "latency" not in text
+    assert "better isnet-int8-kl_divergence-onnxruntime on ecssd: mae 0.1200 -> 0.1000" in text
 
 
 def test_only_a_comparable_run_is_compared_and_the_baseline_too(tmp_path):
@@ -339,3 +340,168 @@ def test_plots_mark_the_nights_that_changed(tmp_path):
                                                                                  4: {"isnet": True}}
     history.trend(tmp_path)
     assert (tmp_path / "history" / "plots" / "isnet.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --------------------------------------------------------------------------- lost coverage, vanished items, judged rows
+
+
+def _two_nights(tmp_path, before: list[dict], after: list[dict], **run) -> tuple[str, int]:
+    """Two records of the same case folder and machine; the trend's text and the command's exit status."""
+    history.save(tmp_path, _record("2026-12-01T01:00:00Z", before, **run))
+    history.save(tmp_path, _record("2026-12-02T01:00:00Z", after, **run))
+    out = io.StringIO()
+    status = history.main_trend(tmp_path, save=False, out=out)
+    return out.getvalue(), status
+
+
+@pytest.mark.parametrize(("outcome", "said"), [("skipped", "lost coverage: now skipped (was passed)"),
+                                               ("xfail", "lost coverage: now xfail (was passed)"),
+                                               ("error", "new error (was passed)"),
+                                               ("failed", "new failure (was passed)")])
+def test_a_check_that_passed_and_no_longer_does_exits_one(tmp_path, outcome, said):
+    text, status = _two_nights(tmp_path, [_row()], [_row(outcomes={"conformance": outcome, "accuracy": "passed"})])
+    assert status == 1 and f"WORSE  isnet-int8-kl_divergence-onnxruntime conformance: {said}" in text, text
+
+
+def test_a_failure_hidden_by_a_skip_is_lost_coverage_and_a_skip_judged_again_is_better(tmp_path):
+    failing = _row(outcomes={"conformance": "failed", "accuracy": "skipped"})
+    text, status = _two_nights(tmp_path, [failing], [_row(outcomes={"conformance": "skipped", "accuracy": "passed"})])
+    assert status == 1 and "conformance: lost coverage: now skipped (was failed)" in text
+    assert "better isnet-int8-kl_divergence-onnxruntime accuracy: judged again: passed (was skipped)" in text
+
+
+def test_an_item_or_a_check_that_vanished_exits_one(tmp_path):
+    other = _row("u2netp-fp32-onnxruntime")
+    text, status = _two_nights(tmp_path, [_row(), other], [_row(outcomes={"conformance": "passed"})])
+    assert status == 1, text
+    assert ("WORSE  u2netp-fp32-onnxruntime: vanished (the older run had its rows on ecssd and its checks "
+            "accuracy passed, conformance passed)") in text
+    assert "WORSE  isnet-int8-kl_divergence-onnxruntime accuracy: vanished (was passed)" in text
+
+
+def test_a_row_of_an_item_that_vanished_on_one_dataset_exits_one(tmp_path):
+    text, status = _two_nights(tmp_path, [_row(), _row(dataset="dis5k")], [_row()])
+    assert status == 1 and "WORSE  isnet-int8-kl_divergence-onnxruntime on dis5k: row vanished" in text, text
+
+
+def test_vanished_items_are_found_against_the_previous_run_of_these_case_files_even_when_no_row_compares(tmp_path):
+    run = {"cases_dir": "/repo/cases", "complete": True}
+    text, status = _two_nights(tmp_path, [_row(), _row("u2netp-fp32-onnxruntime")], [_row(images=300)], **run)
+    assert status == 1, text
+    assert "no earlier comparable run" in text  # by rows: other images
+    assert "against the previous complete run of these case files on this machine" in text
+    assert "WORSE  u2netp-fp32-onnxruntime: vanished" in text
+
+
+def test_what_another_machine_or_case_folder_ran_does_not_vanish(tmp_path):
+    both = [_row(), _row("u2netp-fp32-onnxruntime")]
+    history.save(tmp_path, _record("2026-12-01T01:00:00Z", both, cases_dir="/repo/cases"))
+    history.save(tmp_path, _record("2026-12-02T01:00:00Z", both, {**MACHINE, "id": "avx2-2c-def"},
+                                   cases_dir="/repo/cases"))
+    history.save(tmp_path, _record("2026-12-03T01:00:00Z", [_row()], {**MACHINE, "id": "avx2-2c-def"},
+                                   cases_dir="/elsewhere"))
+    lines, failed = history.trend(tmp_path, draw=False)
+    assert not failed and "vanished" not in "\n".join(lines)
+
+
+def test_a_narrower_selection_is_named_beside_what_vanished(tmp_path):
+    selection = {"args": ["cases"], "keyword": "", "markers": ""}
+    history.save(tmp_path, _record("2026-12-01T01:00:00Z", [_row(), _row("u2netp-fp32-onnxruntime")],
+                                   selection=selection))
+    history.save(tmp_path, _record("2026-12-02T01:00:00Z", [_row()], selection={**selection, "keyword": "isnet"}))
+    lines, failed = history.trend(tmp_path, draw=False)
+    text = "\n".join(lines)
+    assert failed and "u2netp-fp32-onnxruntime: vanished" in text
+    assert "the runs selected differently (keyword '' then, 'isnet' now)" in text
+
+
+DEPLOYED = {"int8_path": "avx512-vnni", "saturating_u8s8": False, "scheme": "U8S8", "stated_loss": False,
+            "conformance": {"images": 100, "mae_mean": 0.0053, "mae_worst": 0.0146, "max_abs_worst": 0.31},
+            "vs_exact": {"images": 100, "mae_mean": 0.0021, "mae_worst": 0.006, "max_abs_worst": 0.2},
+            "vs_fp32": {"images": 100, "floor": {}, "delta": {
+                "avg_f": {"value": 0.0017, "ci": [-0.0011, 0.0045], "expected": -0.0003, "passed": True}}}}
+
+
+def _deployed(**changes) -> dict:
+    deployment = json.loads(json.dumps(DEPLOYED))
+    for path, value in changes.items():
+        *outer, last = path.split("__")
+        place = deployment
+        for key in outer:
+            place = place[key]
+        place[last] = value
+    return _row(conformance={"images": 100, "mae_mean": 0.0049, "mae_worst": 0.013, "max_abs_worst": 0.3},
+                deployment=deployment)
+
+
+def test_a_deployment_row_whose_conformance_or_paired_deltas_worsened_exits_one(tmp_path):
+    worse = _deployed(conformance__mae_mean=0.0120, vs_fp32__delta__avg_f={"value": -0.0200, "ci": [-0.024, -0.016],
+                                                                           "expected": -0.0003, "passed": True})
+    text, status = _two_nights(tmp_path, [_deployed()], [worse])
+    assert status == 1, text
+    assert ("WORSE  isnet-int8-kl_divergence-onnxruntime on ecssd: deployed conformance mae_mean 0.0053 -> 0.012 "
+            "(moved by more than 0.003, what may separate two runs of an unchanged item)") in text
+    assert ("WORSE  isnet-int8-kl_divergence-onnxruntime on ecssd: deployed vs fp32 avg_f +0.0017 -> -0.0200, "
+            "outside the previous interval [-0.0011, +0.0045]") in text
+
+
+def test_a_better_build_conformance_is_a_change_and_another_int8_path_is_not_compared(tmp_path):
+    better = _deployed(int8_path="avx2", conformance__mae_mean=0.02)
+    better["conformance"]["mae_worst"] = 0.007
+    text, status = _two_nights(tmp_path, [_deployed()], [better])
+    assert status == 0, text
+    assert "better isnet-int8-kl_divergence-onnxruntime on ecssd: conformance mae_worst 0.013 -> 0.007" in text
+    assert "deployed figures not compared: int8 path avx512-vnni -> avx2" in text
+    assert history.trend(tmp_path, draw=False, fail_on_change=True)[1]
+
+
+def test_an_expected_loss_is_judged_like_any_row_its_outcome_and_its_figures(tmp_path):
+    collapse = {"images": 100, "floor": {}, "delta": {"mae": {"value": 0.146, "ci": [0.139, 0.153],
+                                                               "expected": [0.10, 0.20], "passed": True}}}
+    healthy = _row("u2netp-int8-percentile-onnxruntime", vs_fp32=collapse,
+                   conformance={"images": 100, "mae_mean": 0.47, "mae_worst": 0.6, "max_abs_worst": 1.0})
+    deeper = json.loads(json.dumps(healthy))
+    deeper["vs_fp32"]["delta"]["mae"].update(value=0.19, ci=[0.18, 0.2])
+    deeper["conformance"]["mae_mean"] = 0.52
+    deeper["outcomes"] = {"conformance": "xfail", "accuracy": "passed"}
+    text, status = _two_nights(tmp_path, [healthy], [deeper])
+    assert status == 1, text
+    assert "WORSE  u2netp-int8-percentile-onnxruntime conformance: lost coverage: now xfail (was passed)" in text
+    assert "u2netp-int8-percentile-onnxruntime on ecssd: conformance mae_mean 0.47 -> 0.52" in text
+    assert "u2netp-int8-percentile-onnxruntime on ecssd: vs fp32 mae +0.1460 -> +0.1900" in text
+
+
+def test_a_nan_where_a_figure_was_is_worse(tmp_path):
+    text, status = _two_nights(tmp_path, [_deployed()], [_deployed(vs_exact__mae_mean=float("nan"))])
+    assert status == 1 and "deployed kernels vs the exact build mae_mean 0.0021 -> nan" in text, text
+
+
+# --------------------------------------------------------------------------- seeded items keep fingerprints too
+
+
+def _seeded_row(maps: dict[str, np.ndarray]) -> dict:
+    """A seeded item's row as test_conformance leaves it: no metrics, the fingerprints of its candidate maps."""
+    row = Row(item="isnet-fp32-onnxruntime", model="isnet", family="isnet", precision="fp32", runtime="onnxruntime",
+              dataset="ecssd", weights="seeded (seed 0)", images=len(maps))
+    history.keep_fingerprints(row, maps)
+    return asdict(row)
+
+
+def test_a_seeded_row_keeps_each_images_hash_and_thumbnail_without_metric_values():
+    row = _seeded_row(_base_maps())
+    kept = history.PerImage.from_row(row)
+    assert kept is not None and kept.stems == tuple(sorted(_base_maps())) and kept.values == {}
+    reference = history.PerImage.from_row(json.loads(_base_row()))
+    assert np.array_equal(kept.hashes, reference.hashes) and np.array_equal(kept.thumbnails, reference.thumbnails)
+    assert not row["metrics"] and not row["tolerance"]
+
+
+def test_seeded_outputs_that_changed_beyond_the_golden_budget_are_a_change(tmp_path):
+    _nights(tmp_path, _seeded_row(_base_maps()), _seeded_row(_base_maps()))
+    lines, failed = history.trend(tmp_path, draw=False, fail_on_change=True)
+    assert not failed and "outputs of 0 of 100 images changed" in "\n".join(lines)
+    _nights(tmp_path, _seeded_row(_changed(_base_maps(), {"0011": 0.1, "0042": 0.4, "0077": 0.1})))
+    lines, failed = history.trend(tmp_path, draw=False)
+    text = "\n".join(lines)
+    assert not failed and "change isnet-fp32-onnxruntime on ecssd: outputs of 3 of 100 images changed" in text
+    assert history.trend(tmp_path, draw=False, fail_on_change=True)[1]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness import history
-from harness.journal import SUFFIX, Journal, Progress, resumable, unfinished
+from harness.journal import SUFFIX, Journal, JournalWarning, Progress, resumable, unfinished
 
 MACHINE = {"cpu": "AMD EPYC", "int8": "avx512-vnni", "cores": 2, "id": "avx512-vnni-2c-abc"}
 KEY = {"commit": "abc123", "cases": "c0ffee", "machine": MACHINE["id"]}
@@ -47,7 +47,8 @@ def test_a_killed_run_is_an_incomplete_record_with_every_finished_row(tmp_path: 
     with journal.path.open("a", encoding="utf-8") as out:
         out.write('{"kind": "test", "nodeid": "cases/u2net.yaml::test_accu')  # the kill came mid-line
 
-    [(path, record)] = history.records(tmp_path)
+    with pytest.warns(JournalWarning, match=r"its last line \(line 5\) was cut short .*: skipped"):
+        [(path, record)] = history.records(tmp_path)
     assert path == journal.path and record["run"]["complete"] is False
     assert {(r["item"], r["outcomes"]["conformance"]) for r in record["rows"]} == {(ITEMS[0], "passed"),
                                                                                   (ITEMS[1], "failed")}
@@ -56,11 +57,12 @@ def test_a_killed_run_is_an_incomplete_record_with_every_finished_row(tmp_path: 
     assert tests["not_run"] == [_node("accuracy", item) for item in ITEMS]
     assert tests["runtime_faults"] == {_node("conformance", ITEMS[1]): "timeout"}
     lines = history.progress_lines(record)
-    assert lines[0].startswith("incomplete run (killed, or still running): 2 of 4 checks finished; not run: 2")
+    assert lines[0].startswith("incomplete run (killed, or still running): 2 of 4 checks finished, with rows of 2 "
+                               f"items ({ITEMS[0]}, {ITEMS[1]}); not run: 2")
     assert "test_conformance[u2netp-int8-percentile-onnxruntime] (timeout)" in lines[1]
 
 
-def test_trend_of_an_incomplete_run_says_so_and_finds_no_regression_in_what_did_not_run(tmp_path: Path):
+def test_trend_of_an_incomplete_run_says_so_exits_one_and_finds_no_regression_in_what_did_not_run(tmp_path: Path):
     complete = _journal(tmp_path / "history", "2026-12-01T01:00:00Z")
     for check in ("conformance", "accuracy"):
         for item in ITEMS:
@@ -73,9 +75,11 @@ def test_trend_of_an_incomplete_run_says_so_and_finds_no_regression_in_what_did_
 
     lines, failed = history.trend(tmp_path, draw=False)
     text = "\n".join(lines)
-    assert not failed, text
-    assert "incomplete run (killed, or still running): 1 of 4 checks finished; not run: 3" in text
-    assert "no change beyond intervals and thresholds" in text
+    assert failed, text
+    assert (f"incomplete run (killed, or still running): 1 of 4 checks finished, with rows of 1 item ({ITEMS[0]}); "
+            "not run: 3") in text
+    assert "no change beyond intervals and thresholds" in text and "WORSE" not in text  # nothing vanished
+    assert lines[-1] == "trend fails (exit 1): the newest run is incomplete"
     with pytest.raises(ValueError, match="the newest run is incomplete"):
         history.save_baseline(tmp_path)
 
@@ -102,6 +106,79 @@ def test_only_a_run_of_the_same_commit_cases_and_machine_is_resumed_and_faulted_
     assert found is not None and found.path == mine.path
     assert found.done == {_node("conformance", ITEMS[0])}
     assert resumable(folder, {**KEY, "machine": "elsewhere"}) is None
+
+
+def test_an_empty_journal_is_an_incomplete_run_with_no_item_and_the_command_exits_one(tmp_path: Path):
+    import subprocess
+    import sys
+
+    folder = tmp_path / "history"
+    folder.mkdir()
+    (folder / f"20261202T010000Z-abc123-{MACHINE['id']}{SUFFIX}").write_bytes(b"")  # killed as it began
+    run = subprocess.run([sys.executable, "-m", "harness", "trend", "--report-dir", str(tmp_path)],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert ("incomplete run (killed, or still running): its journal has no run line (empty: the run was killed as it "
+            "began); no check finished") in run.stdout
+    assert "newest run: 20261202T010000Z-abc123" in run.stdout and "2026-12-02T01:00:00Z" in run.stdout
+
+
+def test_a_journal_torn_mid_line_is_resumed_and_the_next_line_starts_on_its_own(tmp_path: Path):
+    journal = _journal(tmp_path / "history")
+    journal.finished(_node("conformance", ITEMS[0]), "passed", None, _export(ITEMS[0], "conformance"))
+    with journal.path.open("a", encoding="utf-8") as out:
+        out.write('{"kind": "test", "nodeid": "cases/u2net.yaml::test_conform')  # killed mid-line
+    with pytest.warns(JournalWarning, match="cut short"):
+        found = resumable(tmp_path / "history", KEY)
+    assert found is not None and found.done == {_node("conformance", ITEMS[0])}
+
+    resumed = Journal.resume(found.path)
+    resumed.finished(_node("conformance", ITEMS[1]), "passed", None, _export(ITEMS[1], "conformance"))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the fragment is gone: nothing to skip
+        again = Progress(journal.path)
+    assert set(again.finished) == {_node("conformance", item) for item in ITEMS}
+
+
+def _durable_writes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every fsync (of a file or a folder), link and rename, in order, as the writers make them."""
+    import os
+    import stat
+
+    events: list[str] = []
+    fsync, link, replace = os.fsync, os.link, os.replace
+
+    def fsynced(descriptor: int) -> None:
+        events.append("fsync folder" if stat.S_ISDIR(os.fstat(descriptor).st_mode) else "fsync file")
+        fsync(descriptor)
+
+    def linked(source, target, *args, **kwargs) -> None:
+        events.append("link")
+        link(source, target, *args, **kwargs)
+
+    def renamed(source, target, *args, **kwargs) -> None:
+        events.append("rename")
+        replace(source, target, *args, **kwargs)
+
+    monkeypatch.setattr(os, "fsync", fsynced)
+    monkeypatch.setattr(os, "link", linked)
+    monkeypatch.setattr(os, "replace", renamed)
+    return events
+
+
+def test_a_record_is_flushed_and_fsynced_before_it_takes_its_name_and_its_folder_after(tmp_path: Path,
+                                                                                       monkeypatch: pytest.MonkeyPatch):
+    events = _durable_writes(monkeypatch)
+    journal = _journal(tmp_path / "history")
+    assert events[:3] == ["fsync file", "link", "fsync folder"]  # the journal appears with its run line, never empty
+    del events[:]
+    journal.complete({"run": {**_run("2026-12-02T01:00:00Z"), "complete": True}, "rows": []})
+    assert events == ["fsync file", "rename", "fsync folder"]
+    del events[:]
+    history.save(tmp_path, {"run": {**_run("2026-12-03T01:00:00Z"), "complete": True}, "rows": []})
+    assert events == ["fsync file", "link", "fsync folder"]
 
 
 # --------------------------------------------------------------------------- the resume key (harness/journaling.py)
