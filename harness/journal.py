@@ -23,7 +23,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Iterable
 from dataclasses import asdict
@@ -31,7 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .report import Recorder, _fsync_folder
+from .report import Recorder, fsync_folder, synced_scratch
 
 SUFFIX = ".running.jsonl"
 #: The UTC start at the head of a record's name (:func:`record_base`).
@@ -60,18 +59,13 @@ def create(path: Path, text: str) -> bool:
     to ``path`` (a rename would replace a file of that name; a link fails instead, so no record is overwritten), then
     the folder fsynced, so that a machine that loses power never leaves the name on an empty or partial file.
     False when the name is taken."""
-    handle, scratch = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    scratch = synced_scratch(path, text)
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(scratch, 0o644)  # mkstemp creates 0600; a record is meant to be read by others
         try:
             os.link(scratch, path)
         except FileExistsError:
             return False
-        _fsync_folder(path.parent)
+        fsync_folder(path.parent)
         return True
     finally:
         os.unlink(scratch)

@@ -188,11 +188,9 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
-def atomic_write(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a scratch file and a rename: readers see the old file or the new one.
-
-    The scratch file is flushed and fsynced before the rename, and the folder after it: a machine that loses power
-    right after a run finished must not leave a final record that is renamed into place but empty."""
+def synced_scratch(path: Path, text: str) -> str:
+    """``text`` in a new scratch file beside ``path``, flushed and fsynced, readable by others: what a final file is
+    renamed or linked from, so that a machine that loses power never leaves the name on an empty or partial file."""
     handle, scratch = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
@@ -200,16 +198,27 @@ def atomic_write(path: Path, text: str) -> Path:
             out.flush()
             os.fsync(out.fileno())
         os.chmod(scratch, 0o644)  # mkstemp creates 0600; a report is meant to be read by others
+    except BaseException:
+        os.unlink(scratch)
+        raise
+    return scratch
+
+
+def atomic_write(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a synced scratch file and a rename: readers see the old file or the new one,
+    and the folder is fsynced after the rename so that the rename itself survives a power loss."""
+    scratch = synced_scratch(path, text)
+    try:
         os.replace(scratch, path)
-        _fsync_folder(path.parent)
+        fsync_folder(path.parent)
     finally:
-        if os.path.exists(scratch):  # the write or the rename failed: the previous file stays, the scratch goes
+        if os.path.exists(scratch):  # the rename failed: the previous file stays, the scratch goes
             os.unlink(scratch)
     return path
 
 
-def _fsync_folder(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (POSIX: the directory entry lives in the folder's own data)."""
+def fsync_folder(folder: Path) -> None:
+    """Make a rename or link in ``folder`` durable (POSIX: the directory entry lives in the folder's own data)."""
     descriptor = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(descriptor)
