@@ -332,7 +332,8 @@ def _range_verdict(metric: str, delta: float, interval: tuple[float, float], exp
     worse = beyond_high == (metric in LOWER_IS_BETTER)
     why = "worse than the stated loss: the collapse deepened" if worse else \
         "better than the stated loss: the collapse is gone; update the case's expected_loss"
-    return MetricVerdict(metric, delta, interval, None, allowed, False, f"{text} lies wholly outside the {allowed}: {why}")
+    reason = f"{text} lies wholly outside the {allowed}: {why}"
+    return MetricVerdict(metric, delta, interval, None, allowed, False, reason)
 
 
 def judge_paired(candidate: Scores, reference: Scores, documented_delta: Mapping[str, float],
