@@ -19,7 +19,7 @@ import pytest
 
 from . import datasets as ds
 from . import metrics
-from .cases import LOWER_IS_BETTER, IsaLoss, Item, Model
+from .cases import LOWER_IS_BETTER, Budget, IsaLoss, Item, Model
 from .golden import Settled
 from .judgement import (
     QUANTISATION,
@@ -57,7 +57,7 @@ def _violations(item: Item, comparison: Comparison, slack: float = 0.0) -> list[
     return loss_violations(comparison, collapse.expected_loss.conformance_mae, slack)
 
 
-def _judged_by(item: Item, budget: Any) -> str:
+def _judged_by(item: Item, budget: Budget) -> str:
     """What the item's outputs are held to, for failure messages."""
     collapse = item.model.expected_loss(item.variant)
     if collapse is None:
