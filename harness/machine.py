@@ -78,7 +78,10 @@ def classify_int8(features: dict[str, bool], flags: set[str], machine: str) -> I
             if found:
                 return Int8Path(name, tuple(found))
         return Int8Path("unknown", ())
-    if "amx_int8" in flags and "amx_tile" in flags:
+    # The kernel's flags are the host's even where the process runs on an emulated CPU (qemu-user, -cpu EPYC-Milan on
+    # a Sapphire Rapids host lists amx_int8); every AMX CPU has AVX-512 VNNI, so AMX counts only where the process
+    # itself sees that too.
+    if "amx_int8" in flags and "amx_tile" in flags and (not have or "AVX512VNNI" in have):
         return Int8Path("amx", ("amx_int8", "amx_tile"))
     if not have:  # no NumPy view: fall back to the kernel's flags
         have = {flag.upper() for flag in flags}

@@ -19,6 +19,9 @@ AVX2_ONLY = {"SSE41": True, "AVX2": True, "AVX512F": False, "AVX512BW": False, "
         ({**AVX2_ONLY, "AVX512F": True, "AVX512BW": True}, set(), "x86_64", "avx512bw", True),
         ({**AVX2_ONLY, "AVXVNNI": True}, set(), "x86_64", "avx-vnni", False),
         (AVX512_VNNI, {"amx_int8", "amx_tile"}, "x86_64", "amx", False),
+        # qemu-user emulating an AVX2 CPU on an AMX host: /proc/cpuinfo shows the host's flags, the process sees AVX2
+        (AVX2_ONLY, {"amx_int8", "amx_tile", "avx512_vnni"}, "x86_64", "avx2", True),
+        ({}, {"amx_int8", "amx_tile", "avx512_vnni"}, "x86_64", "amx", False),  # no NumPy view: the flags
         ({}, {"avx2", "sse4_1", "fma"}, "x86_64", "avx2", True),  # no NumPy view: the kernel's flags
         ({}, {"avx512bw", "avx512_vnni", "avx2"}, "x86_64", "avx512-vnni", False),
         ({"ASIMD": True, "ASIMDDP": True}, set(), "aarch64", "arm-dotprod", False),
