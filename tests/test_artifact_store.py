@@ -1,4 +1,4 @@
-"""The content-addressed artifact cache (:class:`harness.artifacts.ArtifactStore`)."""
+"""The content-addressed artifact cache (:class:`harness.build.artifacts.ArtifactStore`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.artifacts import ArtifactStore
+from harness.build.artifacts import ArtifactStore
 
 MATERIAL = {"model": "u2netp", "variant": "fp16", "weights_fingerprint": "abc", "onnx": "1.16"}
 

@@ -15,9 +15,9 @@ import time
 import pytest
 from test_plugin import _run, repository  # noqa: F401  (the fixture, used by name)
 
-from harness import history
-from harness.isolation import HUNG_EXIT
-from harness.journal import SUFFIX
+from harness.record import history
+from harness.record.journal import SUFFIX
+from harness.run.isolation import HUNG_EXIT
 
 pytest_plugins = ["pytester"]
 

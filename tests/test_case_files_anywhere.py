@@ -14,8 +14,8 @@ import pytest
 import yaml
 from test_plugin import CASE, _run, repository  # noqa: F401  (the fixture, used by name)
 
-from harness import history
-from harness.journaling import is_case
+from harness.plugin.journaling import is_case
+from harness.record import history
 
 pytest_plugins = ["pytester"]
 

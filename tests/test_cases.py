@@ -1,4 +1,4 @@
-"""Case files (:mod:`harness.cases`): the five real files, the item ids they expand into, and precise errors.
+"""Case files (:mod:`harness.data.cases`): the five real files, the item ids they expand into, and precise errors.
 
 A malformed file must stop collection with a message that names the file, the key path and the
 reason, both from :func:`load_family` and from a real ``pytest --collect-only`` run.
@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from harness.cases import CaseError, expand, load_all, load_family
+from harness.data.cases import CaseError, expand, load_all, load_family
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = ROOT / "cases"
@@ -82,7 +82,7 @@ def test_no_case_file_states_an_expected_loss_without_the_bound_it_is_judged_by(
 
 
 def test_a_structure_relaxation_applies_only_to_the_variants_it_was_measured_on(families):
-    from harness.cases import StructureBounds, Variant
+    from harness.data.cases import StructureBounds, Variant
 
     models = {m.name: m for f in families for m in f.models}
     default = StructureBounds()
@@ -101,7 +101,7 @@ def test_a_structure_relaxation_applies_only_to_the_variants_it_was_measured_on(
 
 
 def test_a_model_may_tighten_its_bounds_and_a_variant_relaxes_only_what_it_states(tmp_path):
-    from harness.cases import Variant
+    from harness.data.cases import Variant
 
     case = _valid()
     case["models"][0]["structure"] = {"alignment_max_px": 0.2, "variants": {
@@ -384,7 +384,7 @@ def test_pytest_collection_fails_on_a_broken_case_file_naming_file_key_and_reaso
 
 
 def test_int8_scheme_choices_and_which_can_saturate():
-    from harness.cases import INT8_SCHEME_CHOICES, Int8Scheme
+    from harness.data.cases import INT8_SCHEME_CHOICES, Int8Scheme
 
     case = Int8Scheme()
     assert case.saturates_u8s8 and case.chosen("case") is case

@@ -1,4 +1,4 @@
-"""Datasets (:mod:`harness.datasets`): pairing by stem, per-file problems, mask rules, subsets, synthetic data."""
+"""Datasets (:mod:`harness.data.datasets`): pairing by stem, per-file problems, mask rules, subsets, synthetic data."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.datasets import DataError, Dataset, Sample, open_folder, synthetic, truncation
+from harness.data.datasets import DataError, Dataset, Sample, open_folder, synthetic, truncation
 
 
 def _image(path: Path, height: int, width: int, value: int = 90) -> np.ndarray:

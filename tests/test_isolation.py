@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.cases import Item, Variant, load_all
-from harness.isolation import (
+from harness.data.cases import Item, Variant, load_all
+from harness.run.isolation import (
     FIRST_CALL_S,
     LOAD_S,
     TIMEOUT_FACTOR,
@@ -148,7 +148,7 @@ def test_the_later_bound_scales_with_the_fastest_later_call_above_a_floor_and_th
 def test_each_command_line_bound_wins_over_the_case_s_which_wins_over_the_default(item: Item):
     from dataclasses import replace
 
-    from harness.isolation import Isolation
+    from harness.run.isolation import Isolation
 
     timed = replace(item, model=item.model.model_copy(
         update={"timeout_s": 42.0, "load_timeout_s": 43.0, "first_call_timeout_s": 44.0}))
@@ -249,8 +249,8 @@ def test_a_worker_stuck_in_a_call_dies_with_its_parent(tmp_path: Path):
     script.write_text(textwrap.dedent(f"""
         import sys
         sys.path[:0] = {[str(Path(__file__).parent), str(ROOT)]!r}
-        from harness.cases import Item, Variant, load_all
-        from harness.isolation import IsolatedSession, TimeoutPolicy
+        from harness.data.cases import Item, Variant, load_all
+        from harness.run.isolation import IsolatedSession, TimeoutPolicy
         from test_isolation import _batch, _runtime
 
         if __name__ == "__main__":
@@ -329,7 +329,7 @@ def test_retries_spent_the_fault_sticks_and_says_which_attempt_it_was(item: Item
 def test_a_stale_reply_is_discarded_and_logged_never_read_as_the_next_call_s_answer(caplog: pytest.LogCaptureFixture):
     from multiprocessing import Pipe
 
-    from harness.isolation import _Channel
+    from harness.run.isolation import _Channel
 
     ours, worker = Pipe()
     channel = _Channel(ours, "u2netp-fp32-mean")
@@ -406,7 +406,7 @@ def test_a_runtime_pickle_cannot_send_reaches_its_worker_by_its_registered_name(
 
 
 def test_a_runtime_neither_registered_nor_picklable_is_one_clear_error(item: Item, registered_by_factory):
-    from harness.isolation import RuntimeNotIsolable
+    from harness.run.isolation import RuntimeNotIsolable
 
     unregistered = __import__("made_runtimes").make("elsewhere")(RuntimeConfig())
     with pytest.raises(RuntimeNotIsolable, match=r"runtime elsewhere cannot run in a worker process: it is not "
@@ -444,7 +444,7 @@ class _HangingSession(MeanSession):
 
 
 def test_under_isolation_none_a_call_past_its_bound_ends_the_run_through_the_watchdog_naming_the_call(item: Item):
-    from harness.isolation import WatchedSession, Watchdog
+    from harness.run.isolation import Watchdog, WatchedSession
 
     hang = _Releasable()
     session = WatchedSession(_HangingSession(hang), item.id, TimeoutPolicy(later=0.5), Watchdog(hang.expire))
@@ -458,8 +458,8 @@ def test_under_isolation_none_a_call_past_its_bound_ends_the_run_through_the_wat
 
 
 def test_a_build_that_hangs_ends_the_run_naming_the_artifact(tmp_path: Path):
-    from harness.artifacts import ArtifactStore
-    from harness.isolation import Watchdog
+    from harness.build.artifacts import ArtifactStore
+    from harness.run.isolation import Watchdog
 
     hang = _Releasable()
     store = ArtifactStore(tmp_path)
@@ -502,9 +502,9 @@ def test_an_item_whose_load_failed_is_not_loaded_again_every_check_gets_the_erro
     from dataclasses import replace
     from types import SimpleNamespace
 
-    from harness.artifacts import ArtifactStore
-    from harness.isolation import Isolation
-    from harness.sessions import SessionPool
+    from harness.build.artifacts import ArtifactStore
+    from harness.run.isolation import Isolation
+    from harness.run.sessions import SessionPool
 
     builder = SimpleNamespace(store=ArtifactStore(tmp_path))
     pool = SessionPool(RuntimeConfig(), builder, None, Isolation(True, load_timeout=1.0))  # type: ignore[arg-type]

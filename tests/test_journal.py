@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import history
-from harness.journal import SUFFIX, Journal, JournalWarning, Progress, resumable, unfinished
+from harness.record import history
+from harness.record.journal import SUFFIX, Journal, JournalWarning, Progress, resumable, unfinished
 
 MACHINE = {"cpu": "AMD EPYC", "int8": "avx512-vnni", "cores": 2, "id": "avx512-vnni-2c-abc"}
 KEY = {"commit": "abc123", "cases": "c0ffee", "machine": MACHINE["id"]}
@@ -185,7 +185,7 @@ def test_a_record_is_flushed_and_fsynced_before_it_takes_its_name_and_its_folder
 
 
 def test_a_key_difference_names_each_part_that_differs_with_both_values_unless_a_digest():
-    from harness.journaling import differences
+    from harness.plugin.journaling import differences
 
     theirs = {**KEY, "tree": "aaaa", "eval_limit": "2", "strict_data": "False"}
     ours = {**KEY, "tree": "bbbb", "eval_limit": "3", "strict_data": "False", "full": "True"}
@@ -195,10 +195,10 @@ def test_a_key_difference_names_each_part_that_differs_with_both_values_unless_a
 def test_every_setting_that_can_change_a_verdict_is_in_the_key_and_bounds_are_not(tmp_path: Path):
     from dataclasses import replace
 
-    from harness.isolation import Isolation
-    from harness.journaling import verdict_settings
-    from harness.judgement import Bootstrap
-    from harness.settings import Settings
+    from harness.items.settings import Settings
+    from harness.judge.judgement import Bootstrap
+    from harness.plugin.journaling import verdict_settings
+    from harness.run.isolation import Isolation
 
     settings = Settings(tmp_path / "data", None, tmp_path / "cache", tmp_path / "golden", tmp_path / "reports", 4)
     parts = verdict_settings(settings)
@@ -218,7 +218,7 @@ def test_every_setting_that_can_change_a_verdict_is_in_the_key_and_bounds_are_no
 def test_the_tree_digest_covers_uncommitted_changes_and_untracked_code_not_what_a_run_writes(tmp_path: Path):
     import subprocess
 
-    from harness.journaling import tree_digest
+    from harness.plugin.journaling import tree_digest
 
     assert tree_digest(tmp_path) == ""  # outside git
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
@@ -240,8 +240,8 @@ def test_the_tree_digest_covers_uncommitted_changes_and_untracked_code_not_what_
 
 
 def test_the_golden_digest_follows_the_masks_not_the_review_files_a_failing_check_writes(tmp_path: Path):
-    from harness.golden import OBTAINED_SUFFIX
-    from harness.journaling import golden_digest
+    from harness.judge.golden import OBTAINED_SUFFIX
+    from harness.plugin.journaling import golden_digest
 
     folder = tmp_path / "golden" / "u2netp" / "ecssd"
     folder.mkdir(parents=True)

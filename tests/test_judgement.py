@@ -1,4 +1,4 @@
-"""Verdicts (:mod:`harness.judgement`): the one Comparison, the budget choice, intervals and paired deltas.
+"""Verdicts (:mod:`harness.judge.judgement`): the one Comparison, the budget choice, intervals and paired deltas.
 
 The accuracy cases are built from per-image values with known statistics, so every expectation is
 computed here from the values, not taken from the code under test.
@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.cases import Budget, Item, load_all
-from harness.judgement import (
+from harness.data.cases import Budget, Item, load_all
+from harness.judge.judgement import (
     BACKEND_FP32_BUDGET,
     GOLDEN_FP32_BUDGET,
     SOURCE_BUDGET,
@@ -26,7 +26,7 @@ from harness.judgement import (
     judge_paired,
     loss_violations,
 )
-from harness.metrics import Scores
+from harness.judge.metrics import Scores
 
 ROOT = Path(__file__).resolve().parents[1]
 BUDGET = Budget(mae=0.01, mae_worst=0.03, max_abs=0.5, why="test")
@@ -65,7 +65,7 @@ def test_comparison_with_nothing_in_common_or_a_nan_never_passes():
 
 @pytest.fixture(scope="module")
 def items() -> dict[str, Item]:
-    from harness.cases import expand
+    from harness.data.cases import expand
 
     return {i.id: i for i in expand(load_all(ROOT / "cases"), ["onnxruntime"])}
 

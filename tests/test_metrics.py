@@ -1,4 +1,4 @@
-"""Metrics (:mod:`harness.metrics`) against hand computations and an independent F-measure curve, and the
+"""Metrics (:mod:`harness.judge.metrics`) against hand computations and an independent F-measure curve, and the
 per-image scores every interval is computed from."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.metrics import Scorer, conformance, miou, to_uint8
+from harness.judge.metrics import Scorer, conformance, miou, to_uint8
 
 SALIENCY_KEYS = {"mae", "max_f", "avg_f", "adp_f", "sm", "max_em", "avg_em", "adp_em", "wfm"}
 
@@ -191,7 +191,7 @@ def test_per_image_values_average_to_the_metric_where_it_is_a_mean():
 
 
 def test_two_class_miou_rows_agree_with_the_confusion_matrix_miou():
-    from harness.metrics import _miou_rows
+    from harness.judge.metrics import _miou_rows
 
     rng = np.random.default_rng(2)
     rows = rng.integers(0, 20, (50, 4)).astype(np.float64)

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from test_plugin import _run, repository  # noqa: F401  (the fixture, used by name)
 
-from harness import history
-from harness.journal import SUFFIX
+from harness.record import history
+from harness.record.journal import SUFFIX
 
 pytest_plugins = ["pytester"]
 

@@ -1,4 +1,4 @@
-"""Same-run latency ratios (:mod:`harness.perf`): interleaved measurement and the floors that judge it.
+"""Same-run latency ratios (:mod:`harness.judge.perf`): interleaved measurement and the floors that judge it.
 
 The sides are callables that sleep for known times, so the expected ratios are known without a model.
 """
@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from harness.perf import Interleaved, RatioFloor
+from harness.judge.perf import Interleaved, RatioFloor
 
 
 def _sleeper(seconds: float, log: list[str], name: str):

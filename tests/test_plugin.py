@@ -17,7 +17,7 @@ import pytest
 import torch
 import yaml
 
-from harness.datasets import synthetic
+from harness.data.datasets import synthetic
 from harness.machine import int8_path
 from harness.models import build
 
@@ -271,7 +271,7 @@ def test_trend_names_what_a_changed_recipe_changed_and_nothing_on_an_unchanged_n
     under --fail-on-change; a third, unchanged run changes no image."""
     import copy
 
-    from harness import history
+    from harness.record import history
 
     accuracy = ["-k", "mynet and fp32 and accuracy"]
     reports = repository.path / "reports"

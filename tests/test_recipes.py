@@ -1,4 +1,4 @@
-"""Pre- and post-processing ops (:mod:`harness.recipes`), one by one and as the real case files compose them.
+"""Pre- and post-processing ops (:mod:`harness.data.recipes`), one by one and as the real case files compose them.
 
 Expected values are computed here with plain numpy / OpenCV calls (or by hand), never by the
 recipe code; hypothesis drives shapes (1xN, odd sizes, extreme aspect ratios), channel layouts
@@ -18,8 +18,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from harness.cases import load_family
-from harness.recipes import (
+from harness.data.cases import load_family
+from harness.data.recipes import (
     POSTPROCESS_OPS,
     PREPROCESS_OPS,
     RecipeError,

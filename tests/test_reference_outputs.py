@@ -24,11 +24,11 @@ import cv2
 import numpy as np
 import pytest
 
-from harness import recipes
-from harness.cases import Model, expand, load_all
-from harness.settings import Settings
-from harness.suite import Suite
-from harness.weights import default_cache_dir
+from harness.build.weights import default_cache_dir
+from harness.data import recipes
+from harness.data.cases import Model, expand, load_all
+from harness.items.settings import Settings
+from harness.items.suite import Suite
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_MAE = 0.02

@@ -1,4 +1,4 @@
-"""Reports (:mod:`harness.report`): markdown cells with documented value and signed delta, JSON, image strips."""
+"""Reports (:mod:`harness.record.report`): markdown cells with documented value and signed delta, JSON, image strips."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from harness import report
-from harness.report import Recorder, Row, render_markdown
+from harness.record import report
+from harness.record.report import Recorder, Row, render_markdown
 
 
 def _row(**fields) -> Row:

@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness import structure
-from harness.cases import StructureBounds
+from harness.data import channels
+from harness.data.cases import StructureBounds
+from harness.judge import structure
 
 MODEL_HW = (64, 64)
 
@@ -125,29 +126,29 @@ def _probe(runtime_order: str | None, noise: float = 0.003) -> structure.Channel
     carrying int8-sized noise, against the colour model fed every order."""
     images = _colour_images()
     rng = np.random.default_rng(3)
-    fed = {s: structure.reordered(image, runtime_order) if runtime_order else image for s, image in images.items()}
+    fed = {s: channels.reordered(image, runtime_order) if runtime_order else image for s, image in images.items()}
     candidate = {s: _colour_model(image) + rng.normal(0, noise, image.shape[:2]).astype(np.float32)
                  for s, image in fed.items()}
     reference = {s: _colour_model(image) for s, image in images.items()}
-    alternatives = {order: {s: _colour_model(structure.reordered(image, order)) for s, image in images.items()}
-                    for order in structure.CHANNEL_ORDERS}
+    alternatives = {order: {s: _colour_model(channels.reordered(image, order)) for s, image in images.items()}
+                    for order in channels.CHANNEL_ORDERS}
     return structure.channel_probe(candidate, reference, alternatives, INT8_BUDGET)
 
 
 def test_reordered_feeds_the_recipes_rgb_in_each_order_and_keeps_alpha():
     bgra = np.zeros((1, 1, 4), np.uint8)
     bgra[0, 0] = (30, 20, 10, 99)  # B, G, R, alpha: R=10, G=20, B=30
-    rgb = {order: structure.reordered(bgra, order)[0, 0, 2::-1].tolist() for order in structure.CHANNEL_ORDERS}
+    rgb = {order: channels.reordered(bgra, order)[0, 0, 2::-1].tolist() for order in channels.CHANNEL_ORDERS}
     assert rgb["BGR"] == [30, 20, 10] and rgb["GBR"] == [20, 30, 10] and rgb["RRR"] == [10, 10, 10]
-    assert structure.reordered(bgra, "GBR")[0, 0, 3] == 99
+    assert channels.reordered(bgra, "GBR")[0, 0, 3] == 99
     gray = np.arange(6, dtype=np.uint8).reshape(2, 3)
-    assert structure.reordered(gray, "BGR") is gray  # one plane: no order to change
+    assert channels.reordered(gray, "BGR") is gray  # one plane: no order to change
 
 
 def test_channel_probe_passes_a_healthy_runtime():
     probe = _probe(None)
     assert probe.passed and probe.decisive and not probe.matches and probe.reason == ""
-    assert probe.images == 2 and set(probe.as_dict()["alternatives"]) == set(structure.CHANNEL_ORDERS)
+    assert probe.images == 2 and set(probe.as_dict()["alternatives"]) == set(channels.CHANNEL_ORDERS)
 
 
 @pytest.mark.parametrize("order", ["BGR", "GBR", "RRR"])  # reversed, rotated, one plane fed to all three
@@ -159,7 +160,7 @@ def test_channel_probe_names_the_order_a_runtime_feeds(order):
 
 def test_channel_probe_with_no_images_is_not_decided_and_fails():
     reference = {"a": _colour_model(_colour_images(1)["s0"])}
-    alternatives = {order: {} for order in structure.CHANNEL_ORDERS}  # no stem in common
+    alternatives = {order: {} for order in channels.CHANNEL_ORDERS}  # no stem in common
     probe = structure.channel_probe(reference, reference, alternatives, INT8_BUDGET)
     assert probe.images == 0 and not probe.decisive and not probe.passed
     assert probe.reason.startswith("not decided: no probe image")
@@ -169,7 +170,7 @@ def test_channel_probe_fails_when_the_candidates_own_error_hides_every_order():
     """A collapsed build (u2netp's percentile int8: MAE 0.12 against fp32 where the orders move it 0.01-0.06) is
     farther from every reference than the orders are from each other: no decision, so no pass."""
     probe = _probe(None, noise=0.5)
-    assert not probe.decisive and not probe.passed and probe.undecided == list(structure.CHANNEL_ORDERS)
+    assert not probe.decisive and not probe.passed and probe.undecided == list(channels.CHANNEL_ORDERS)
     assert probe.reason.startswith("not decided: BGR ")
 
 

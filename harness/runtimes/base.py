@@ -17,17 +17,18 @@ resizes and normalises itself from its vdsp JSON). The prediction is always the 
 from __future__ import annotations
 
 import importlib
-import json
 import threading
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal, Sequence
 
 import numpy as np
 
+from ..build.artifact import Artifact  # a runtime loads what the build stage made; third-party runtimes import it here
+
 if TYPE_CHECKING:
-    from ..cases import Item, Variant
+    from ..data.cases import Item, Variant
 
 ArtifactKind = Literal["onnx", "torchscript"]
 
@@ -37,24 +38,6 @@ PROBE_S = 120.0
 #: The environment variable a session's worker process carries its attempt number in (1, then 2 after a retry, ...):
 #: what the fault of a flaky device (``abort_once``) reads.
 ATTEMPT_ENV = "SEGCONFORM_ATTEMPT"
-
-
-@dataclass(frozen=True)
-class Artifact:
-    """A built model plus its manifest (what it was built from, how, with which tool versions)."""
-
-    path: Path
-    manifest: dict[str, Any] = field(hash=False, compare=False)
-
-    @property
-    def key(self) -> str:
-        return str(self.manifest.get("key", self.path))
-
-    @classmethod
-    def from_dir(cls, folder: Path, filename: str) -> "Artifact":
-        """An artifact stored as ``folder/filename`` with ``folder/manifest.json`` beside it."""
-        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-        return cls(folder / filename, manifest)
 
 
 @dataclass(frozen=True)

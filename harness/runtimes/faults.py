@@ -3,7 +3,7 @@
 Selected like any runtime, as ``BASE+FAULT`` (``--runtime onnxruntime+shift``, ``--runtime openvino+bgr``); the
 item id then reads ``isnet-int8-kl_divergence-onnxruntime+shift`` and the item is judged exactly like a healthy
 runtime's: against the fp32 reference on plain ONNX Runtime, the golden masks and the seed's values.
-``python -m harness sensitivity MODEL`` (:mod:`harness.sensitivity`) runs the control (``identity``) and every
+``python -m harness sensitivity MODEL`` (:mod:`harness.diagnose.sensitivity`) runs the control (``identity``) and every
 fault through those checks and says which check caught which fault.
 
 Each fault is modelled on a real device-runtime or driver bug, and is deterministic: the same calls give the same
@@ -14,7 +14,7 @@ driver that never returns, a native crash or an error code do, on one call of th
 ``abort`` on its 3rd, ``raise`` on its 2nd; ``hang@5`` on its 5th). ``load_hang`` takes the load away,
 ``warmup_hang`` makes the first call slow (a compile on first run) and then hangs, and ``abort_once`` crashes in the
 item's first worker process only (a flaky device, for ``--retries``). They prove that a night survives its device
-(:mod:`harness.isolation`); sensitivity does not run them, since they leave no output to judge.
+(:mod:`harness.run.isolation`); sensitivity does not run them, since they leave no output to judge.
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from ..structure import CHANNEL_ORDERS, reordered
+from ..data.channels import CHANNEL_ORDERS, reordered
 from .base import ATTEMPT_ENV, Artifact, RunInput, Runtime, Session
 
 if TYPE_CHECKING:
-    from ..cases import Item, Variant
+    from ..data.cases import Item, Variant
 
 SEPARATOR = "+"
 
@@ -83,7 +83,7 @@ class Fault:
 
 
 def _reorder_channels(order: str, batch: RunInput, context: _Context) -> RunInput:
-    """The image's colour channels fed in ``order`` (:data:`harness.structure.CHANNEL_ORDERS`), before the recipe's
+    """The image's colour channels fed in ``order`` (:data:`harness.data.channels.CHANNEL_ORDERS`), before the recipe's
     per-channel normalisation."""
     if batch.tensor is not None:
         mean, std = (v[:, None, None].astype(np.float32) for v in (context.mean, context.std))
@@ -236,7 +236,7 @@ def _hang_loading() -> None:
 
 
 def _abort_once(call: int) -> None:
-    """SIGABRT in the item's first worker process only (harness.isolation numbers them): a flaky device that works
+    """SIGABRT in the item's first worker process only (harness.run.isolation numbers them): a flaky device that works
     once restarted, which ``--retries`` is for."""
     if os.environ.get(ATTEMPT_ENV, "1") == "1":
         os.abort()

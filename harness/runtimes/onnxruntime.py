@@ -26,7 +26,7 @@ import numpy as np
 from .base import Artifact, RunInput, Runtime, RuntimeConfig, Session, importable
 
 if TYPE_CHECKING:
-    from ..cases import Item
+    from ..data.cases import Item
 
 #: ``--ort-providers`` names -> ONNX Runtime execution providers.
 PROVIDERS = {

@@ -20,7 +20,7 @@ import numpy as np
 from .base import Artifact, RunInput, Runtime, Session, importable
 
 if TYPE_CHECKING:
-    from ..cases import Item, Variant
+    from ..data.cases import Item, Variant
 
 #: Layer types of OpenVINO's CPU runtime graph that carry the arithmetic whose precision matters.
 COMPUTE_LAYERS = frozenset({"Convolution", "Deconvolution", "FullyConnected", "MatMul"})

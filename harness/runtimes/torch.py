@@ -18,7 +18,7 @@ import numpy as np
 from .base import Artifact, RunInput, Runtime, Session, importable
 
 if TYPE_CHECKING:
-    from ..cases import Item, Variant
+    from ..data.cases import Item, Variant
 
 #: Precisions this runtime can execute, with the torch dtype each runs in.
 DTYPES = {"fp32": "float32", "fp16": "float16"}

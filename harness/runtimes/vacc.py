@@ -10,13 +10,13 @@ Where the compiled model comes from (``--vacc-models DIR``, the vamc workspace):
     DIR/<name>/mod.*                   the compiled model, prefix ``mod`` (what ``vamc compile`` writes)
     DIR/<name>/*vdsp_params.json       optional: the vdsp params to use (at most one)
 
-``<name>`` is :func:`harness.vamc.artifact_name` of the item, e.g. ``isnet_int8_kl_divergence``;
+``<name>`` is :func:`harness.build.vamc.artifact_name` of the item, e.g. ``isnet_int8_kl_divergence``;
 ``python -m harness vamc-config`` emits configs with that name and ``workspace.path`` = ``DIR``. Without a
-vdsp file the session writes the one :func:`harness.vdsp.from_case` emits to a temporary folder. Either
+vdsp file the session writes the one :func:`harness.build.vdsp.from_case` emits to a temporary folder. Either
 way ``session.findings`` lists how that file's preprocessing differs from the case's recipe.
 
 A session holds a running stream: close it (``close()`` or ``with``) so the device is released. Under the plugin
-the session lives in a worker process (:mod:`harness.isolation`): closed there when its item is done, and *abandoned*
+the session lives in a worker process (:mod:`harness.run.isolation`): closed there when its item is done, and *abandoned*
 when a call on it times out (the worker is killed rather than closing a stream whose driver call hung; the operating
 system's closing of the process's device handles is what frees its stream on the card, and the next item opens a
 fresh process and session).
@@ -32,12 +32,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .. import vdsp
-from ..vamc import artifact_name, unbuildable
+from ..build import vdsp
+from ..build.vamc import artifact_name, unbuildable
 from .base import Artifact, RunInput, Runtime, RuntimeUnavailable, Session
 
 if TYPE_CHECKING:
-    from ..cases import Item, Model, Variant
+    from ..data.cases import Item, Model, Variant
 
 MODEL_PREFIX = "mod"
 VDSP_GLOB = "*vdsp_params.json"

@@ -16,7 +16,7 @@ Outputs, read with ``--runtime vamp --vamp-outputs OUT``::
                                  key ``output_0`` (then ``output_1``, ...), shape (1, C, h, w)
     OUT/<name>/npz_datalist.txt  optional: this item's own datalist, used instead of the shared one
 
-``<name>`` is :func:`harness.vamc.artifact_name` of the item (``isnet_int8_kl_divergence``), the same
+``<name>`` is :func:`harness.build.vamc.artifact_name` of the item (``isnet_int8_kl_divergence``), the same
 name as the compiled model's folder, so one ``OUT`` holds the outputs of every selected item. An item
 whose folder is absent or holds no ``.npz`` yet is unavailable (skipped with the path it looked in), not failed.
 
@@ -35,12 +35,12 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from ..vamc import artifact_name, unbuildable
-from ..vdsp import rgb_planar
+from ..build.vamc import artifact_name, unbuildable
+from ..build.vdsp import rgb_planar
 from .base import Artifact, RunInput, Runtime, RuntimeUnavailable, Session
 
 if TYPE_CHECKING:
-    from ..cases import Item, Variant
+    from ..data.cases import Item, Variant
 
 DATALIST = "npz_datalist.txt"
 INPUT_KEY = "input_0"

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness.export import EXPORT_TOLERANCE
+from harness.build.export import EXPORT_TOLERANCE
 from harness.models import build, get
 from harness.models.modnet import MODNet
 from harness.models.profile import count_flops, count_params

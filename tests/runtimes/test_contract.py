@@ -16,8 +16,9 @@ import pytest
 import torch
 from torch import nn
 
-from harness import precisions, runtimes
-from harness.cases import Variant
+from harness import runtimes
+from harness.build import precisions
+from harness.data.cases import Variant
 from harness.runtimes import RunInput, Runtime, RuntimeConfig, RuntimeUnavailable, Session, SessionClosed, get
 from harness.runtimes.base import Artifact
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.cases import Item, Variant, load_all
-from harness.pipeline import Pipeline
+from harness.data.cases import Item, Variant, load_all
+from harness.run.pipeline import Pipeline
 from harness.runtimes import RunInput, Runtime, RuntimeConfig, Session, get, validated
 from harness.runtimes.faults import (
     DROPOUT_EVERY,
@@ -133,8 +133,9 @@ class ColourRuntime(EchoRuntime):
 @pytest.mark.parametrize("fault", [None, *CHANNEL_FAULTS])
 def test_the_channel_probe_names_each_channel_fault_and_passes_the_control(fault):
     """Through the fault wrappers and the pipeline: the probe compares the candidate with the reference fed every
-    order of harness.structure.CHANNEL_ORDERS, and names the one the faulty runtime feeds."""
-    from harness import structure
+    order of harness.data.channels.CHANNEL_ORDERS, and names the one the faulty runtime feeds."""
+    from harness.data import channels
+    from harness.judge import structure
 
     item = _item("u2netp")
     pipeline = Pipeline(item.model)
@@ -144,10 +145,10 @@ def test_the_channel_probe_names_each_channel_fault_and_passes_the_control(fault
     images = {f"s{i}": rng.integers(0, 256, (6, 8, 3), dtype=np.uint8) for i in range(structure.PROBE_IMAGES)}
 
     def maps(session: Session, order: str | None = None) -> dict[str, np.ndarray]:
-        return {s: pipeline.infer(session, structure.reordered(image, order) if order else image, s, False)
+        return {s: pipeline.infer(session, channels.reordered(image, order) if order else image, s, False)
                 for s, image in images.items()}
 
-    alternatives = {order: maps(healthy, order) for order in structure.CHANNEL_ORDERS}
+    alternatives = {order: maps(healthy, order) for order in channels.CHANNEL_ORDERS}
     probe = structure.channel_probe(maps(candidate), maps(healthy), alternatives, item.model.budgets["fp16"].mae)
     if fault is None:
         assert probe.passed, probe.as_dict()
@@ -262,7 +263,7 @@ def test_any_runtime_is_wrapped_by_name_and_unknown_names_list_what_is_known():
 
 
 def test_every_fault_travels_pickled_to_a_session_worker():
-    """Sessions run in worker processes (harness.isolation), which receive the fault-wrapped runtime pickled: a fault
+    """Sessions run in worker processes (harness.run.isolation), which receive the fault-wrapped runtime pickled: a fault
     built from a closure could not be sent, and every item on that runtime would fail before its first image."""
     import pickle
 

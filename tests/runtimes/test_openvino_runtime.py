@@ -14,9 +14,9 @@ import pytest
 import torch
 from torch import nn
 
-from harness import precisions
-from harness.cases import Variant
-from harness.judgement import BACKEND_FP32_BUDGET
+from harness.build import precisions
+from harness.data.cases import Variant
+from harness.judge.judgement import BACKEND_FP32_BUDGET
 from harness.runtimes import RunInput, RuntimeConfig, RuntimeUnavailable, get
 from harness.runtimes.base import Artifact
 

@@ -10,7 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from harness import cli, vdsp
+from harness import cli
+from harness.build import vdsp
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data" / "vacc"

@@ -11,7 +11,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from harness.cases import Item, Variant, load_family
+from harness.data.cases import Item, Variant, load_family
 from harness.runtimes import RunInput, RuntimeConfig, RuntimeUnavailable, SessionClosed, get
 from harness.runtimes.vacc import VaccError, VaccRuntime
 

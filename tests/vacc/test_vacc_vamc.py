@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness import vamc
-from harness.cases import Model, Variant, load_family
+from harness.build import vamc
 from harness.cli import main
+from harness.data.cases import Model, Variant, load_family
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "vacc"
 CASES = DATA / "cases"

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from harness.cases import Item, Variant, load_family
+from harness.data.cases import Item, Variant, load_family
 from harness.runtimes import RunInput, RuntimeConfig, RuntimeUnavailable, get
 from harness.runtimes.vamp import VampError, VampRuntime, image_files, write_inputs
 

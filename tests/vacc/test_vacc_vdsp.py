@@ -1,6 +1,6 @@
 """vdsp params: parsing, the CPU equivalent, the cross-check against a case, emission, the device input layout.
 
-Expected values come from vacc-interfaces.md §2 and the ISNet seed text, not from harness.vdsp.
+Expected values come from vacc-interfaces.md §2 and the ISNet seed text, not from harness.build.vdsp.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import cv2
 import numpy as np
 import pytest
 
-from harness import vdsp
-from harness.cases import Model, Op, load_family
-from harness.recipes import build_preprocess
+from harness.build import vdsp
+from harness.data.cases import Model, Op, load_family
+from harness.data.recipes import build_preprocess
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "vacc"
 OFFICIAL = DATA / "official-isnet-vdsp_params.json"

@@ -18,11 +18,11 @@ import cv2
 import numpy as np
 import pytest
 
-from harness.cases import Variant, load_all
-from harness.datasets import synthetic
-from harness.settings import Settings
-from harness.suite import Suite
-from harness.weights import default_cache_dir
+from harness.build.weights import default_cache_dir
+from harness.data.cases import Variant, load_all
+from harness.data.datasets import synthetic
+from harness.items.settings import Settings
+from harness.items.suite import Suite
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "u2netp"

@@ -6,7 +6,7 @@ deployed model silently sees other inputs than it was trained on (for ISNet the 
 bilinearly where the seed says INTER_AREA). This module makes the comparison explicit:
 
 * :func:`load` parses and validates a file; anything unknown is an error naming the file.
-* :func:`preprocess_ops` gives the equivalent CPU recipe ops (for :func:`harness.recipes.build_preprocess`),
+* :func:`preprocess_ops` gives the equivalent CPU recipe ops (for :func:`harness.data.recipes.build_preprocess`),
   so the device's preprocessing can be run and compared on the host.
 * :func:`check` lists every disagreement with a case (size, interpolation, colour order, scale, mean, std).
 * :func:`from_case` emits the file a case implies, for users who have none.
@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from .cases import Model, Op
-from .recipes import OpSpec
+from ..data.cases import Model, Op
+from ..data.recipes import OpSpec
 
 FUSION_OP = "FUSION_OP_RGB_RESIZE_CVTCOLOR_NORM_TENSOR"
 CONFIG_KEYS = (
@@ -56,7 +56,7 @@ NORMA_TYPES: dict[str, tuple[float, bool, bool]] = {
     "DIV255": (255.0, False, False),
     "DIV1275_MINUSONE": (127.5, False, False),
 }
-#: The recipes' defaults when an op leaves the argument out (see harness.recipes).
+#: The recipes' defaults when an op leaves the argument out (see harness.data.recipes).
 _RECIPE_DEFAULT_INTERPOLATION = "linear"
 _RECIPE_DEFAULT_DIVIDE = 255.0
 #: Relative tolerance for mean/std: the device stores them as fp16 (about 3 decimal digits).

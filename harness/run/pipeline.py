@@ -1,7 +1,7 @@
 """The one run path: image -> preprocess -> session -> postprocess -> validated map.
 
 Every place that runs a model goes through :class:`Pipeline`: the items' checks (through
-:meth:`harness.suite.Suite.run`), the fp32 source runs, fault localisation's candidate builds and the
+:meth:`harness.items.suite.Suite.run`), the fp32 source runs, fault localisation's candidate builds and the
 latency checks' pipeline timing. Validation belongs to the path, so no caller can forget it: an empty,
 NaN/inf or constant output is an :class:`OutputError` naming the run and the image.
 """
@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import datasets as ds
-from . import recipes
-from .cases import Model
-from .runtimes import RunInput, Session
+from ..data import datasets as ds
+from ..data import recipes
+from ..data.cases import Model
+from ..runtimes import RunInput, Session
 
 
 class OutputError(ValueError):

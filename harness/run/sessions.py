@@ -1,7 +1,7 @@
 """The session pool: one runtime instance per name and one loaded session per item, for the whole pytest session.
 
 Under the plugin each item's session lives in a worker process of its own, every call bounded in time
-(:mod:`harness.isolation`); the fp32 sources, which check the harness's own exports, stay in this process. A load
+(:mod:`harness.run.isolation`); the fp32 sources, which check the harness's own exports, stay in this process. A load
 that fails (hangs, crashes, raises) is tried once per item: the item's later checks get its error at once.
 It also answers, in one place, why an item cannot run here (the reason every skip prints), and holds
 the fp32 *source* sessions (PyTorch eager, or the graph as shipped) the fp32 items are checked against.
@@ -13,13 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from .artifacts import ArtifactBuilder
-from .cases import Int8Scheme, Item, Model
-from .isolation import IsolatedSession, Isolation, RuntimeFault, WatchedSession, Watchdog
-from .networks import Networks
-from .runtimes import RunInput, Runtime, RuntimeConfig, Session
-from .runtimes import get as get_runtime
-from .runtimes.base import Artifact
+from ..build.artifacts import ArtifactBuilder
+from ..build.networks import Networks
+from ..data.cases import Int8Scheme, Item, Model
+from ..runtimes import RunInput, Runtime, RuntimeConfig, Session
+from ..runtimes import get as get_runtime
+from ..runtimes.base import Artifact
+from .isolation import IsolatedSession, Isolation, RuntimeFault, Watchdog, WatchedSession
 
 
 class EagerTorchSession(Session):
@@ -127,7 +127,7 @@ class SessionPool:
             if model.architecture is not None:
                 self._sessions[key] = EagerTorchSession(self.networks.torch_module(model))
             else:
-                from .runtimes.onnxruntime import OnnxRuntimeSession
+                from ..runtimes.onnxruntime import OnnxRuntimeSession
 
                 path = self.networks.weights(model).path
                 assert path is not None

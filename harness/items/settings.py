@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from .isolation import Isolation
-from .judgement import Bootstrap
-from .runtimes.base import RuntimeConfig
+from ..judge.judgement import Bootstrap
+from ..run.isolation import Isolation
+from ..runtimes.base import RuntimeConfig
 
 #: ``--update-golden`` modes: rewrite the sets that fail or are missing, or every set.
 GoldenUpdate = Literal["failing", "all"]

@@ -15,9 +15,9 @@ the model from each item's id: pytest-xdist's own ``xdist_group`` marks (still s
 taking effect with pytest 9.2, which no longer lets xdist rewrite node ids (pytest-xdist issue 1386).
 
 A night survives its device: each item's runtime session lives in a worker process with every call bounded
-(:mod:`harness.isolation`, ``--isolation``, ``--load-timeout``, ``--first-call-timeout``, ``--item-timeout``,
+(:mod:`harness.run.isolation`, ``--isolation``, ``--load-timeout``, ``--first-call-timeout``, ``--item-timeout``,
 ``--retries``, ``--build-timeout``), and the run record is journaled as checks finish and resumable
-(:mod:`harness.journaling`, ``--resume``).
+(:mod:`harness.plugin.journaling`, ``--resume``).
 """
 
 from __future__ import annotations
@@ -26,37 +26,23 @@ import functools
 import importlib
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from . import isolation, runtimes
-from .cases import CALIBRATIONS, INT8_SCHEME_CHOICES, PRECISIONS, CaseError, Family, Item, expand, load_all
-from .isolation import Isolation, RuntimeFault
-from .journaling import JournalPlugin
-from .judgement import Bootstrap
-from .report import Recorder
-from .runtimes import RuntimeConfig, RuntimeUnavailable
-from .settings import Settings
-from .suite import Suite
-from .weights import default_cache_dir
-
-@dataclass
-class State:
-    """What the plugin holds for one pytest session."""
-
-    cases_dir: Path
-    families: dict[Path, Family]
-    runtimes: list[str]
-    suite: Suite
-    recorder: Recorder
-    started: str
-    journal: "JournalPlugin | None" = None
-
-
-STATE = pytest.StashKey["State | None"]()
+from .. import runtimes
+from ..build.weights import default_cache_dir
+from ..data.cases import CALIBRATIONS, INT8_SCHEME_CHOICES, PRECISIONS, CaseError, Item, expand, load_all
+from ..items.settings import Settings
+from ..items.state import STATE, State, state_of
+from ..items.suite import Suite
+from ..judge.judgement import Bootstrap
+from ..record.report import Recorder
+from ..run import isolation
+from ..run.isolation import Isolation, RuntimeFault
+from ..runtimes import RuntimeConfig, RuntimeUnavailable
+from .journaling import JOURNAL, JournalPlugin
 
 
 def _env_path(name: str) -> Path | None:
@@ -230,17 +216,17 @@ def _settings(config: pytest.Config, cases_dir: Path) -> Settings:
 def _end_run(config: pytest.Config, message: str) -> None:
     """The watchdog's action past a bound in pytest's own process (``--isolation none``, a build): the terminal shows
     the message (capture suspended), the run journal gets an ``ended`` line saying why and the summary is rewritten
-    as an incomplete run's; then the process ends (:func:`harness.isolation.end_run`). Runs in the watchdog's thread
+    as an incomplete run's; then the process ends (:func:`harness.run.isolation.end_run`). Runs in the watchdog's thread
     while the main thread is stuck."""
     try:
         capture = config.pluginmanager.get_plugin("capturemanager")
         if capture is not None:
             capture.suspend_global_capture(in_=True)
-        state = _state(config)
-        if state is not None and state.journal is not None and state.journal.journal is not None:
-            state.journal.journal.append({"kind": "ended", "reason": message,
-                                          "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
-            state.journal.write_summary(complete=False)
+        journal = config.pluginmanager.get_plugin(JOURNAL)
+        if journal is not None and journal.journal is not None:
+            journal.journal.append({"kind": "ended", "reason": message,
+                                    "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+            journal.write_summary(complete=False)
     finally:
         isolation.end_run(message)
 
@@ -272,8 +258,7 @@ def pytest_configure(config: pytest.Config) -> None:
     _refuse_unavailable(chosen_runtimes, set(config.option.allow_unavailable_runtime or []), settings)
     state = State(cases_dir.resolve(), families, chosen_runtimes, Suite(settings),
                   Recorder(settings.report_dir), datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
-    state.journal = JournalPlugin(config, state)
-    config.pluginmanager.register(state.journal, "segconform-journal")
+    config.pluginmanager.register(JournalPlugin(config, state), JOURNAL)
     config.stash[STATE] = state
 
 
@@ -291,10 +276,6 @@ def _refuse_unavailable(chosen: list[str], allowed: set[str], settings: Settings
                                     f"pass --allow-unavailable-runtime {name} to run without it on purpose")
 
 
-def _state(config: pytest.Config) -> State | None:
-    return config.stash.get(STATE, None)
-
-
 class CaseFile(pytest.Module):
     """A case file collected as a test module whose tests are the checks of :mod:`harness.checks`."""
 
@@ -303,7 +284,7 @@ class CaseFile(pytest.Module):
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
-    state = _state(parent.config)
+    state = state_of(parent.config)
     if state is not None and file_path.suffix == ".yaml" and file_path.resolve() in state.families:
         return CaseFile.from_parent(parent, path=file_path)
     return None
@@ -333,7 +314,7 @@ def _gated(item: Item, check: str) -> bool:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    state = _state(metafunc.config)
+    state = state_of(metafunc.config)
     module = metafunc.definition.parent
     if state is None or not isinstance(module, CaseFile):
         return
@@ -355,7 +336,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def _state_or_skip(config: pytest.Config) -> State:
-    state = _state(config)
+    state = state_of(config)
     if state is None:
         pytest.skip("no segconform case files in this run")
     return state
@@ -388,7 +369,7 @@ def figures(request: pytest.FixtureRequest) -> Any:
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     family = _junit_family(config)
-    if _state(config) is None or family in (None, "xunit1", "legacy"):
+    if state_of(config) is None or family in (None, "xunit1", "legacy"):
         return []
     return [f"segconform: --junitxml in junit_family {family} has no per-test properties: the checks' figures are "
             "left out of it (they are in summary.json); set junit_family = xunit1 to have them there"]
@@ -417,7 +398,7 @@ def case_item_of(node: pytest.Item) -> Item | None:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
     report = yield
-    state = _state(item.config)
+    state = state_of(item.config)
     case_item = case_item_of(item)
     if state is not None and case_item is not None and (report.when == "call" or report.outcome != "passed"):
         outcome = report.outcome
@@ -453,14 +434,14 @@ def _noted(state: State, item: Item, text: str) -> None:
 
 def pytest_testnodedown(node: Any, error: Any) -> None:
     """xdist controller: take over a finished worker's report rows."""
-    state = _state(node.config)
+    state = state_of(node.config)
     exported = getattr(node, "workeroutput", {}).get("segconform")
     if state is not None and exported:
         state.recorder.merge(exported)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    state = _state(session.config)
+    state = state_of(session.config)
     if state is None:
         return
     state.suite.close()
@@ -468,8 +449,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if hasattr(session.config, "workerinput"):  # an xdist worker: the controller writes the report
         session.config.workeroutput["segconform"] = state.recorder.export()  # type: ignore[attr-defined]
         return
-    assert state.journal is not None
-    written = state.journal.finish(exitstatus)
+    written = session.config.pluginmanager.get_plugin(JOURNAL).finish(exitstatus)
     if not written:
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
@@ -479,7 +459,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     """One line per dataset: how many of its images were scored, and its data problems."""
-    state = _state(config)
+    state = state_of(config)
     if state is None or hasattr(config, "workerinput"):
         return
     by_dataset: dict[str, dict[str, Any]] = {}
@@ -510,7 +490,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """For ``--dist loadgroup``: schedule by model (segconform items), by ``@group`` suffix or test (the rest)."""
-    state = _state(config)
+    state = state_of(config)
     if state is None or config.getvalue("dist") != "loadgroup":
         return None
     from xdist.scheduler import LoadScopeScheduling
@@ -535,7 +515,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
-    from .machine import fingerprint
+    from ..machine import fingerprint
 
     machine_info["segconform"] = fingerprint().as_dict()
 
@@ -544,7 +524,7 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
 def pytest_benchmark_compare_machine_info(config: pytest.Config, benchmarksession: Any,
                                           machine_info: dict[str, Any], compared_benchmark: dict[str, Any]) -> None:
     """Refuse to compare latencies with a baseline saved on another machine: the figures would not mean anything."""
-    from .machine import fingerprint
+    from ..machine import fingerprint
 
     theirs = compared_benchmark.get("machine_info", {}).get("segconform")
     if theirs is None:

@@ -33,23 +33,16 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from .cases import LOWER_IS_BETTER
+from ..data.cases import LOWER_IS_BETTER
+from ..judge.judgement import GOLDEN_FP32_BUDGET, Bootstrap
+from ..judge.metrics import Scores, to_uint8
 from .journal import create, incomplete_record, record_base, unfinished
-from .judgement import GOLDEN_FP32_BUDGET, Bootstrap
-from .machine import fingerprint, tool_versions
-from .metrics import Scores, to_uint8
 from .report import Row, atomic_write
-
-if TYPE_CHECKING:
-    import pytest
-
-    from .plugin import State
 
 HISTORY = "history"
 BASELINE = "baseline.json"
@@ -85,11 +78,9 @@ FAILURES = ("failed", "error")
 #: Outcomes of a check that judge nothing, or under which a failure no longer fails the run.
 UNJUDGED = ("skipped", "xfail", "xpass")
 _TREND_START, _TREND_END = "<!-- segconform trend -->", "<!-- /segconform trend -->"
-#: Options that do not change what a run measures, left out of the record.
-_UNRECORDED = {"file_or_dir", "help", "verbose", "color", "capture", "tbstyle", "showlocals", "reportchars"}
 
 
-def _git(*args: str, cwd: Path) -> str | None:
+def git_output(*args: str, cwd: Path) -> str | None:
     try:
         result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
@@ -99,46 +90,7 @@ def _git(*args: str, cwd: Path) -> str | None:
 
 def head_commit(root: Path) -> str:
     """The full commit hash checked out at ``root`` ("unknown" outside git)."""
-    return _git("rev-parse", "HEAD", cwd=root) or "unknown"
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
-
-
-def run_record(config: "pytest.Config", state: "State") -> dict[str, Any]:
-    """The record of the session that is finishing: the run's description plus every row."""
-    from dataclasses import asdict
-
-    root = config.rootpath
-    commit = _git("rev-parse", "--short=12", "HEAD", cwd=root)
-    dirty = bool(_git("status", "--porcelain", "--untracked-files=no", cwd=root))
-    options = {k: _plain(v) for k, v in sorted(vars(config.option).items()) if k not in _UNRECORDED}
-    runtimes = {}
-    for name in state.runtimes:
-        runtime = state.suite.sessions.runtime(name)
-        runtimes[name] = (runtime.describe() if not runtime.unavailable
-                          else {"runtime": name, "unavailable": runtime.unavailable})
-    run = {
-        "started": state.started,
-        "finished": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "commit": commit or "unknown",
-        "dirty": dirty,
-        "machine": fingerprint().as_dict(),
-        "tools": tool_versions(),
-        "runtimes": runtimes,
-        "selection": {"args": [str(a) for a in config.args], "keyword": config.option.keyword,
-                      "markers": config.option.markexpr},
-        "cases_dir": str(state.cases_dir),
-        "options": options,
-    }
-    return {"run": run, "rows": [asdict(r) for r in state.recorder.sorted_rows()], "work": state.recorder.work}
+    return git_output("rev-parse", "HEAD", cwd=root) or "unknown"
 
 
 def save(report_dir: Path, record: dict[str, Any]) -> Path:
@@ -165,7 +117,7 @@ def load(path: Path) -> dict[str, Any]:
 
 def records(report_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
     """Every run record, oldest first (by start time, then name); a run that never completed is read from its
-    journal, as a record marked incomplete (:mod:`harness.journal`)."""
+    journal, as a record marked incomplete (:mod:`harness.record.journal`)."""
     folder = report_dir / HISTORY
     found = [(p, load(p)) for p in sorted(folder.glob("*.json")) if p.name != BASELINE] if folder.is_dir() else []
     for path in unfinished(folder):

@@ -30,12 +30,12 @@ from typing import Any
 
 import pytest
 
-from . import datasets as ds
-from .cases import LOWER_IS_BETTER, Item, Variant
-from .judgement import Comparison, allowed_worsening, conformance_budget, documented_delta, judge_paired
-from .pipeline import OutputError
-from .report import atomic_write
-from .runtimes.faults import FAULTS, INT8_PRECISIONS, SEPARATOR, SLOW_SHARE
+from ..data import datasets as ds
+from ..data.cases import LOWER_IS_BETTER, Item, Variant
+from ..judge.judgement import Comparison, allowed_worsening, conformance_budget, documented_delta, judge_paired
+from ..record.report import atomic_write
+from ..run.pipeline import OutputError
+from ..runtimes.faults import FAULTS, INT8_PRECISIONS, SEPARATOR, SLOW_SHARE
 
 #: Checks whose verdicts the table shows (latency and pipeline overhead time a wrapper, not a model).
 CHECKS = ("conformance", "regression", "accuracy", "structure", "deployment", "speedup")
@@ -83,7 +83,7 @@ class _Collector:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        from .plugin import STATE
+        from ..items.state import STATE
 
         state = session.config.stash.get(STATE, None)
         if state is None:
@@ -229,7 +229,7 @@ def render(base: Item, rows: list[FaultRow]) -> str:
 def run(model: str, precision: str, calibration: str | None, dataset: str | None, runtime: str, faults: list[str],
         cases: Path, report_dir: Path | None, pytest_args: list[str]) -> int:
     """Run the checks on the healthy runtime, the control and every fault; write and print the table."""
-    from .cases import load_all
+    from ..data.cases import load_all
 
     families = load_all(cases)
     found = [(f, m) for f in families for m in f.models if m.name == model]

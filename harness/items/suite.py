@@ -12,15 +12,15 @@ from collections.abc import Callable
 
 import numpy as np
 
-from . import datasets as ds
-from .artifacts import ArtifactBuilder, ArtifactStore
-from .cases import Item, Model
-from .catalogue import DatasetCatalogue
-from .golden import GoldenStore, Regeneration
-from .metrics import Scorer, Scores
-from .networks import Networks
-from .pipeline import OutputError, Pipeline, RunResult
-from .sessions import SessionPool
+from ..build.artifacts import ArtifactBuilder, ArtifactStore
+from ..build.networks import Networks
+from ..data import datasets as ds
+from ..data.cases import Item, Model
+from ..data.catalogue import DatasetCatalogue
+from ..judge.golden import GoldenStore, Regeneration
+from ..judge.metrics import Scorer, Scores
+from ..run.pipeline import OutputError, Pipeline, RunResult
+from ..run.sessions import SessionPool
 from .settings import Settings
 
 
@@ -125,8 +125,8 @@ class Suite:
 
     def run_reordered(self, item: Item, dataset: ds.Dataset, stems: list[str], order: str) -> dict[str, np.ndarray]:
         """The item's maps of ``stems`` fed each image with its colour channels in ``order`` (one of
-        :data:`harness.structure.CHANNEL_ORDERS`): the channel-order probe's alternatives, computed once per session."""
-        from .structure import reordered
+        :data:`harness.data.channels.CHANNEL_ORDERS`): the channel-order probe's alternatives, computed once per session."""
+        from ..data.channels import reordered
 
         key = (f"{item.id}-{order}-{','.join(stems)}", dataset.name)  # a session may cover other stems
         session = self.sessions.session(item)

@@ -13,15 +13,15 @@ separates them. These checks measure the properties such faults change and quant
   ``<L(c), L(r)> / <L(r), L(r)>`` at the model's resolution. Noise adds uncorrelated detail and does not raise it;
   blur (a lower-resolution path) and misplacement lower it.
 * **channel order**: the candidate as it is, against the reference fed each other channel order of
-  :data:`CHANNEL_ORDERS` (the other permutations, and one plane fed to all three). If one of them matches the
+  :data:`harness.data.channels.CHANNEL_ORDERS` (the other permutations, and one plane fed to all three). If one of them matches the
   candidate better than the reference fed the recipe's order, the runtime feeds the channels that way. Comparing
   against the reference's alternatives, not the candidate's, is what decides a replicated plane: no reordering of
   the candidate's input undoes a lost plane, but the reference fed that plane reproduces it. A probe with no images,
   or with an order it cannot tell from the candidate's own error that moves the output more than the conformance
   budget allows, fails: it never passes without deciding.
 
-Each is judged against the item's :class:`~harness.cases.StructureBounds` (defaults measured on healthy fp16 and
-int8 builds of the real models, its docstring gives the figures; a variant's own, :class:`~harness.cases.Structure`).
+Each is judged against the item's :class:`~harness.data.cases.StructureBounds` (defaults measured on healthy fp16 and
+int8 builds of the real models, its docstring gives the figures; a variant's own, :class:`~harness.data.cases.Structure`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .cases import StructureBounds
+from ..data.cases import StructureBounds
 
 #: Images that pass through the channel-order probe. Each alternative order costs this many runs of the fp32
 #: reference, once per model and session (every item of the model, faulty runtimes included, shares them), and no
@@ -42,24 +42,6 @@ PROBE_IMAGES = 2
 #: An alternative order is decided only where it moves the reference's output at least this many times the
 #: candidate's distance from the nearer of the two references; closer than that, which is nearer is noise.
 PROBE_MARGIN = 3.0
-#: Channel orders a runtime may feed the model instead of the recipe's, as indices into the recipe's (R, G, B): the
-#: five other permutations (BGR: a colour conversion missed or done twice; GBR, BRG: planes read from the wrong
-#: offset; RBG, GRB: two planes swapped) and one plane fed to all three (a driver handing a single plane to a
-#: three-plane input).
-CHANNEL_ORDERS: dict[str, tuple[int, int, int]] = {
-    "BGR": (2, 1, 0), "GBR": (1, 2, 0), "BRG": (2, 0, 1), "RBG": (0, 2, 1), "GRB": (1, 0, 2),
-    "RRR": (0, 0, 0), "GGG": (1, 1, 1), "BBB": (2, 2, 2),
-}
-
-
-def reordered(image: np.ndarray, order: str) -> np.ndarray:
-    """``image`` as the datasets decode it (OpenCV BGR, BGRA or one plane) with its colour channels in ``order``
-    (:data:`CHANNEL_ORDERS`) of the RGB the recipe makes of it; an alpha plane stays, one plane has no order."""
-    if image.ndim < 3 or image.shape[-1] < 3:
-        return image
-    changed = image.copy()
-    changed[..., :3] = image[..., 2::-1][..., list(CHANNEL_ORDERS[order])][..., ::-1]
-    return changed
 
 
 def _at_model_size(map_: np.ndarray, model_hw: tuple[int, int]) -> np.ndarray:

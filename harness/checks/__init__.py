@@ -3,7 +3,7 @@
 The plugin (:mod:`harness.plugin`) collects this module once per case file and parametrises each
 check over that file's items; every check records what it measured into the report, whatever its
 outcome, and hands its headline figures to JUnit XML as properties (the plugin's ``figures`` fixture), so
-nightly CI dashboards can show them. The verdicts themselves are decided in :mod:`harness.judgement`.
+nightly CI dashboards can show them. The verdicts themselves are decided in :mod:`harness.judge.judgement`.
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 
-from . import datasets as ds
-from . import metrics
-from .cases import LOWER_IS_BETTER, Budget, IsaLoss, Item, Model
-from .golden import Settled
-from .judgement import (
+from ..data import datasets as ds
+from ..data.cases import LOWER_IS_BETTER, Budget, IsaLoss, Item, Model
+from ..items.suite import Suite
+from ..judge import metrics
+from ..judge.golden import Settled
+from ..judge.judgement import (
     QUANTISATION,
     Comparison,
     PairedResult,
@@ -32,14 +33,13 @@ from .judgement import (
     judge_paired,
     loss_violations,
 )
-from .history import keep_fingerprints, keep_per_image
-from .perf import Interleaved, RatioFloor
-from .report import Recorder, Row
-from .runtimes import RunInput
-from .suite import Suite
+from ..judge.perf import Interleaved, RatioFloor
+from ..record.history import keep_fingerprints, keep_per_image
+from ..record.report import Recorder, Row
+from ..runtimes import RunInput
 
 if TYPE_CHECKING:
-    from .structure import ChannelProbe
+    from ..judge.structure import ChannelProbe
 
 Property = Callable[[str, Any], None]
 
@@ -171,7 +171,7 @@ def test_conformance(item: Item, runnable: Item, suite: Suite, recorder: Recorde
 
 def _int8_kernels(suite: Suite, item: Item, dataset: ds.Dataset, row: Row, exact: dict[str, np.ndarray]) -> None:
     """What this CPU's deployed int8 kernels do to the build, against its exact arithmetic (a finding, not a verdict)."""
-    from .machine import int8_path
+    from ..machine import int8_path
 
     session = suite.sessions.session(item)
     if session.deployed is session:
@@ -201,7 +201,7 @@ def _fp16_evidence(suite: Suite, item: Item, dataset: ds.Dataset, comparison: Co
 
 def _localise(suite: Suite, recorder: Recorder, item: Item, dataset: ds.Dataset) -> list[str]:
     """For a failing fp16 / static int8 build: which nodes kept in fp32 make it conform (bisection)."""
-    from .fault_localisation import LOCALISABLE, localise
+    from ..diagnose.fault_localisation import LOCALISABLE, localise
 
     builds = suite.settings.localise_builds
     if builds <= 0 or item.variant.precision not in LOCALISABLE or item.model.prebuilt.get(item.variant.precision):
@@ -220,7 +220,7 @@ def _localise(suite: Suite, recorder: Recorder, item: Item, dataset: ds.Dataset)
 
 def test_structure(item: Item, runnable: Item, suite: Suite, recorder: Recorder, figures: Property) -> None:
     """Against fp32, what quantisation noise cannot hide: alignment, detail kept, channel order (any precision)."""
-    from . import structure
+    from ..judge import structure
 
     if _is_reference(item):
         pytest.skip("the fp32 reference is what every other item's structure is compared with")
@@ -270,7 +270,7 @@ def _channel_probe(suite: Suite, item: Item, dataset: ds.Dataset, candidate: dic
                    reference: dict[str, np.ndarray]) -> "ChannelProbe":
     """The candidate as it ran, against the reference run again on a few images fed each other channel order (shared
     by every item of the model: the candidate runs no more)."""
-    from .structure import CHANNEL_ORDERS, PROBE_IMAGES, channel_probe
+    from ..judge.structure import CHANNEL_ORDERS, PROBE_IMAGES, channel_probe
 
     stems = [s.stem for s in dataset.samples if s.stem in candidate and s.stem in reference][:PROBE_IMAGES]
     alternatives = {order: suite.run_reordered(item.reference, dataset, stems, order) for order in CHANNEL_ORDERS}
@@ -485,7 +485,7 @@ def test_deployment(item: Item, runnable: Item, suite: Suite, recorder: Recorder
     (``deployed_int8.saturating_u8s8``) and the build's scheme can saturate, that stated bound is the budget there:
     the verdict still fails beyond it.
     """
-    from .machine import int8_path
+    from ..machine import int8_path
 
     session = suite.sessions.session(item)
     if session.deployed is session:
@@ -662,8 +662,8 @@ PARAMS_TOLERANCE = 0.02
 
 def test_architecture(case_model: Model, suite: Suite, recorder: Recorder) -> None:
     """The PyTorch reference's size agrees with the seed's table (parameters within 2%; FLOPs reported)."""
-    from . import models
-    from .models.profile import count_flops, count_params
+    from .. import models
+    from ..models.profile import count_flops, count_params
 
     model = case_model
     if model.architecture not in models.names():

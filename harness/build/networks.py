@@ -1,10 +1,10 @@
 """Weight resolution and network assembly: a case's model -> its weight source -> its fp32 PyTorch network.
 
 This is the first half of what building an artifact takes (the second, turning the network into the
-file a runtime loads at a given precision, is :mod:`harness.artifacts`). The weight source is decided
-once per model and session (:func:`harness.weights.resolve`); the network is our architecture with
+file a runtime loads at a given precision, is :mod:`harness.build.artifacts`). The weight source is decided
+once per model and session (:func:`harness.build.weights.resolve`); the network is our architecture with
 those weights, ``strict=True``: a checkpoint's state dict, a published graph mapped by structure
-(:mod:`harness.graph_import`), or seeded initialisation.
+(:mod:`harness.build.graph_import`), or seeded initialisation.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .cases import Model
+from ..data.cases import Model
 from .weights import WeightSource, WeightsUnavailable, checkpoint_state_dict, resolve
 
 log = logging.getLogger("segconform.networks")
@@ -42,7 +42,7 @@ class Networks:
         if model.architecture is None and not (model.weights.npm or model.weights.wheel):
             return f"{model.name}: no architecture and no graph to run"
         if model.architecture is not None:
-            from . import models
+            from .. import models
 
             if model.architecture not in models.names():
                 return f"{model.name}: architecture {model.architecture!r} is not implemented yet"
@@ -56,7 +56,7 @@ class Networks:
         """The fp32 PyTorch network of ``model`` with its weights, returning only the prediction."""
         import torch
 
-        from . import models
+        from .. import models
         from .export import PredictionHead
 
         if model.architecture is None:

@@ -10,7 +10,7 @@ renames it into place, so an interrupted build never leaves a half-written artif
 artifact is never deleted or rewritten under a reader.
 
 :class:`ArtifactBuilder` is a table from precision to the function that builds it, fed by
-:class:`harness.networks.Networks` (weights and the fp32 network).
+:class:`harness.build.networks.Networks` (weights and the fp32 network).
 """
 
 from __future__ import annotations
@@ -27,18 +27,24 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 from filelock import FileLock
 
-from . import machine, precisions
-from .cases import Int8Scheme, Model, Variant
+from .. import machine
+from . import precisions
+from ..data.cases import Int8Scheme, Model, Variant
 from .networks import BuildError, Networks
-from .runtimes.base import Artifact
+from .artifact import Artifact
 
-if TYPE_CHECKING:
-    from .isolation import Watchdog
+
+
+class Bound(Protocol):
+    """What bounds a build: the run stage's watchdog (:class:`harness.run.isolation.Watchdog`), handed down by
+    whoever owns it, so the build stage needs no import of the run stage."""
+
+    def bounded(self, seconds: float, what: str) -> contextlib.AbstractContextManager[None]: ...
 
 log = logging.getLogger("segconform.artifacts")
 
@@ -72,9 +78,9 @@ class ArtifactStore:
         self.root = root
         self.builds = 0  # how many artifacts this process actually built (tests use it to prove cache hits)
         self.timings: list[dict[str, Any]] = []  # what this process built and how long each took
-        self._bound: tuple[float, "Watchdog"] | None = None
+        self._bound: tuple[float, "Bound"] | None = None
 
-    def bound_builds(self, seconds: float, watchdog: "Watchdog") -> None:
+    def bound_builds(self, seconds: float, watchdog: Bound) -> None:
         """Bound each build by ``seconds`` under ``watchdog``: an exporter or quantiser that hangs ends the run with
         an error naming the artifact (a build runs in this process, where nothing else could stop it)."""
         self._bound = (seconds, watchdog)
@@ -136,7 +142,7 @@ def _models_package_fingerprint() -> str:
     Hashing the whole package is the simple rule that cannot miss a dependency (ISNet reuses U2-Net's
     blocks); a change anywhere in it re-exports every model, which costs seconds each.
     """
-    from . import models
+    from .. import models
 
     folder = Path(inspect.getfile(models)).parent
     digest = hashlib.sha256()
@@ -172,7 +178,8 @@ class ArtifactBuilder:
         if model.architecture is not None:
             import torch
 
-            from . import graph_import, models
+            from . import graph_import
+            from .. import models
 
             models.get(model.architecture)  # an unknown name fails here, with the registered ones listed
             material.update(

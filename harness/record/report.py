@@ -6,7 +6,7 @@ pytest-xdist each worker's recorder is exported to the controller (:meth:`Record
 :meth:`Recorder.merge`), which alone writes the files. Every row of ``summary.json`` carries ``ci``
 (bootstrap interval per metric) and ``vs_fp32`` (paired difference from the fp32 item on the same
 images), so tools can read them without parsing the markdown; an accuracy row also carries ``per_image`` and
-``tolerance``, what ``python -m harness trend`` pairs two nights with (:mod:`harness.history`).
+``tolerance``, what ``python -m harness trend`` pairs two nights with (:mod:`harness.record.history`).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .cases import LOWER_IS_BETTER
-from .machine import SATURATING_U8S8
-from .metrics import to_uint8
+from ..data.cases import LOWER_IS_BETTER
+from ..judge.metrics import to_uint8
+from ..machine import SATURATING_U8S8
 
 #: Column order of the metric columns, as the seed tables order them.
 METRIC_ORDER = ("mae", "max_f", "avg_f", "adp_f", "sm", "max_em", "avg_em", "adp_em", "wfm", "miou", "mse", "mad")
@@ -62,7 +62,7 @@ class Row:
     data: dict[str, Any] = field(default_factory=dict)
     outcomes: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-    #: Accuracy rows: what the next night's trend pairs with (:class:`harness.history.PerImage`, packed), and the
+    #: Accuracy rows: what the next night's trend pairs with (:class:`harness.record.history.PerImage`, packed), and the
     #: case's reproduction tolerance per metric that pairing judges with.
     per_image: dict[str, Any] = field(default_factory=dict)
     tolerance: dict[str, float] = field(default_factory=dict)

@@ -30,14 +30,14 @@ from typing import TYPE_CHECKING
 
 import onnx
 
-from .cases import Budget
-from .judgement import Comparison, conformance_budget
-from .runtimes.base import Artifact
+from ..data.cases import Budget
+from ..judge.judgement import Comparison, conformance_budget
+from ..runtimes.base import Artifact
 
 if TYPE_CHECKING:
-    from .cases import Item
-    from .datasets import Dataset
-    from .suite import Suite
+    from ..data.cases import Item
+    from ..data.datasets import Dataset
+    from ..items.suite import Suite
 
 log = logging.getLogger("segconform.fault_localisation")
 

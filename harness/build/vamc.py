@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from .cases import CALIBRATIONS, Model, Variant
+from ..data.cases import CALIBRATIONS, Model, Variant
 from .vdsp import summarise
 
 PRECISIONS = ("fp16", "int8")

@@ -65,12 +65,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .runtimes import ENTRY_POINT_GROUP, RunInput, Runtime, Session, rebuilds
-from .runtimes import get as get_runtime
-from .runtimes.base import ATTEMPT_ENV, Artifact
+from ..runtimes import ENTRY_POINT_GROUP, RunInput, Runtime, Session, rebuilds
+from ..runtimes import get as get_runtime
+from ..runtimes.base import ATTEMPT_ENV, Artifact
 
 if TYPE_CHECKING:
-    from .cases import Item
+    from ..data.cases import Item
 
 log = logging.getLogger("segconform.isolation")
 
@@ -172,7 +172,7 @@ def end_run(message: str) -> None:
 class Isolation:
     """``--isolation`` and the bounds: whether item sessions live in worker processes, and what bounds what.
 
-    Off by default for code that builds a :class:`~harness.suite.Suite` itself (the harness's own tests and
+    Off by default for code that builds a :class:`~harness.items.suite.Suite` itself (the harness's own tests and
     commands); the plugin turns it on unless ``--isolation none``, which turns ``watchdog`` on instead. Each bound
     left None is the case's (``load_timeout_s``, ``first_call_timeout_s``, ``timeout_s``), else the default.
     """

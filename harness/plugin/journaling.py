@@ -1,4 +1,4 @@
-"""The pytest side of the run journal (:mod:`harness.journal`): each finished check appended, ``--resume``.
+"""The pytest side of the run journal (:mod:`harness.record.journal`): each finished check appended, ``--resume``.
 
 Registered by :mod:`harness.plugin` once the session's :class:`~harness.plugin.State` exists. In a serial run
 this process journals its own checks; under pytest-xdist each worker attaches the rows of the item it just
@@ -24,15 +24,18 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from . import history
-from .golden import OBTAINED_SUFFIX
-from .isolation import RuntimeFault
-from .journal import Journal, Progress, cases_digest, resumable, tests, unfinished
+from ..judge.golden import OBTAINED_SUFFIX
+from ..record import history
+from ..record.journal import Journal, Progress, cases_digest, resumable, tests, unfinished
+from ..run.isolation import RuntimeFault
+from .run_record import run_record
 
 if TYPE_CHECKING:
-    from .plugin import State
-    from .settings import Settings
+    from ..items.settings import Settings
+    from ..items.state import State
 
+#: The name the journal plugin is registered under (the plugin reaches it by this name at the end of the run).
+JOURNAL = "segconform-journal"
 #: Seconds between two rewrites of summary.md / summary.json while the run goes on.
 SUMMARY_EVERY_S = 10.0
 #: Report attributes xdist carries from a worker to the controller.
@@ -80,7 +83,7 @@ class JournalPlugin:
         harness's own source), the case files, the golden masks, the machine, the runtimes and every setting that
         can change a verdict (data root, eval limit, calibration samples, int8 scheme, intervals, ...). Computed once:
         the run writes files (reports, review masks) that must not change it."""
-        from .machine import fingerprint
+        from ..machine import fingerprint
 
         if self._key is None:
             settings, root = self.state.suite.settings, self.config.rootpath
@@ -148,7 +151,7 @@ class JournalPlugin:
         self.announced = True
         self._say_resume()
         if self.journal is None:
-            run = history.run_record(self.config, self.state)["run"]
+            run = run_record(self.config, self.state)["run"]
             del run["finished"]
             self.journal = Journal.begin(self.folder, run, self.key())
         elif self.resumed is not None:
@@ -194,7 +197,7 @@ class JournalPlugin:
 
     def write_summary(self, complete: bool) -> list[Any]:
         self.last_summary = time.monotonic()
-        record = history.run_record(self.config, self.state)
+        record = run_record(self.config, self.state)
         run = {**record["run"], "complete": complete}
         if not complete:
             run["progress"] = tests(self.selected, self.finished)
@@ -210,7 +213,7 @@ class JournalPlugin:
         written = self.write_summary(complete)
         if not complete:
             return [*written, self.journal.path]
-        record = history.run_record(self.config, self.state)
+        record = run_record(self.config, self.state)
         record["run"]["complete"] = True
         record["tests"] = progress
         return [*written, self.journal.complete(record)]

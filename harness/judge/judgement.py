@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .cases import LOWER_IS_BETTER, Budget, Item, Model
+from ..data.cases import LOWER_IS_BETTER, Budget, Item, Model
 from .metrics import Scores, conformance
 
 #: fp32 against its own source (PyTorch eager or the graph as shipped): float reassociation only.
@@ -300,7 +300,7 @@ class PairedResult:
 
 
 def loss_violations(comparison: Comparison, bounds: tuple[float, float], slack: float = 0.0) -> list[str]:
-    """A documented collapse's conformance (:class:`harness.cases.ExpectedLoss`): the mean per-image MAE against
+    """A documented collapse's conformance (:class:`harness.data.cases.ExpectedLoss`): the mean per-image MAE against
     fp32 within its stated range (widened by ``slack``), so a deeper collapse fails, and so does its absence."""
     if not comparison.per_image:
         return ["no image was run by both"]

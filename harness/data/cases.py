@@ -206,7 +206,7 @@ class Dataset(_Strict):
 
 
 class Acceptance(_Strict):
-    """How accuracy rows are judged against the seed's values and against fp32 (see :mod:`harness.judgement`).
+    """How accuracy rows are judged against the seed's values and against fp32 (see :mod:`harness.judge.judgement`).
 
     ``reproduction`` is the tolerance per metric for recipe rounding only: a run on the whole documented
     set must land within it; on a subset it widens the bootstrap interval. ``floors`` are MLPerf-style
@@ -301,7 +301,7 @@ _IMAGE_COUNT = re.compile(r"\b\d+ (?:[\w-]+ ){0,2}images?\b")
 
 
 class StructureBounds(_Strict):
-    """Bounds of the structural checks (:mod:`harness.structure`) of one item against fp32.
+    """Bounds of the structural checks (:mod:`harness.judge.structure`) of one item against fp32.
 
     The defaults were measured with the int8 items judged by their builds' exact arithmetic (the same on every CPU),
     healthy builds against the injected faults of :mod:`harness.runtimes.faults`. First on 4 ECSSD / human-seg /
