@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.plugin import case_item_of
+from harness.plugin.collection import case_item_of
 from harness.runtimes import RuntimeConfig, get, names
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,0 +1,129 @@
+"""What the plugin reports as checks finish: each outcome onto the item's rows, runtime faults as their reason,
+xdist workers' rows to the controller, the end-of-run lines, and the per-model xdist scheduler and per-machine
+benchmark baselines."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ..data.cases import Item
+from ..items.state import State, state_of
+from ..run.isolation import RuntimeFault
+from .collection import case_item_of
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    report = yield
+    state = state_of(item.config)
+    case_item = case_item_of(item)
+    if state is not None and case_item is not None and (report.when == "call" or report.outcome != "passed"):
+        outcome = report.outcome
+        if hasattr(report, "wasxfail"):  # a user's own xfail mark (segconform marks none): say whether it happened
+            outcome = "xpass" if report.passed else "xfail"
+        check = item.originalname.removeprefix("test_")
+        state.recorder.outcome(case_item.id, check, outcome)
+        error = call.excinfo.value if call.excinfo is not None and report.failed else None
+        if isinstance(error, RuntimeFault):
+            noted(state, case_item, f"{check}: {error.kind}: {error.reason}")
+            benchmark = getattr(item, "funcargs", {}).get("benchmark")
+            if benchmark is not None:  # it never timed anything: its "fixture was not used" warning would be noise
+                benchmark.skipped = True
+            report.longrepr = f"{call.excinfo.typename}: {error}"  # the reason; a traceback adds nothing
+        elif error is not None and not any(row.item == case_item.id for row in state.recorder.rows.values()):
+            first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            noted(state, case_item, f"{check}: {call.excinfo.typename}: {first}")
+    if state is not None and case_item is not None:
+        for text in state.suite.sessions.attempts(case_item):  # --retries: a flaky device shows on its rows
+            noted(state, case_item, text)
+    return report
+
+
+def noted(state: State, item: Item, text: str) -> None:
+    """A check that failed before it recorded anything (a runtime that hung, crashed or raised): the item's rows
+    say why, so the report and the run record hold a row for every item."""
+    for dataset in state.suite.catalogue.for_model(item.model):
+        state.recorder.note(item, dataset.name, text)
+
+
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """xdist controller: take over a finished worker's report rows."""
+    state = state_of(node.config)
+    exported = getattr(node, "workeroutput", {}).get("segconform")
+    if state is not None and exported:
+        state.recorder.merge(exported)
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """One line per dataset: how many of its images were scored, and its data problems."""
+    state = state_of(config)
+    if state is None or hasattr(config, "workerinput"):
+        return
+    by_dataset: dict[str, dict[str, Any]] = {}
+    for row in state.recorder.rows.values():
+        if not row.data:
+            continue
+        entry = by_dataset.setdefault(row.dataset, {"scored": 0, "files": row.data.get("files", 0), "problems": {}})
+        if row.metrics:
+            entry["scored"] = max(entry["scored"], row.images)
+        for kind, count in row.data.get("problems", {}).items():
+            entry["problems"][kind] = max(entry["problems"].get(kind, 0), count)
+    for name, entry in sorted(by_dataset.items()):
+        problems = ", ".join(f"{count} {kind.replace('_', ' ')}" for kind, count in sorted(entry["problems"].items()))
+        unscored = " (no accuracy item scored it: seeded weights or not selected)" if not entry["scored"] else ""
+        terminalreporter.write_line(f"segconform: {name}: {entry['scored']} of {entry['files']} images scored for accuracy"
+                                    + unscored + (f"; data problems: {problems}" if problems else ""))
+    deployed = {row.item: row.deployment for row in state.recorder.rows.values() if row.deployment}
+    for item_id, verdict in sorted(deployed.items()):
+        kernels = "saturating" if verdict.get("saturating_u8s8") else "non-saturating"
+        outcome = state.recorder.outcomes.get(item_id, {}).get("deployment", "not run")
+        terminalreporter.write_line(f"segconform: {item_id} as deployed on this CPU ({verdict.get('int8_path')}, "
+                                    f"{kernels} U8S8 kernels, {verdict.get('scheme')}): {outcome}")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """For ``--dist loadgroup``: schedule by model (segconform items), by ``@group`` suffix or test (the rest)."""
+    state = state_of(config)
+    if state is None or config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    models = {m.name for family in state.families.values() for m in family.models}
+
+    class ModelScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            if nodeid.rfind("@") > nodeid.rfind("]"):  # an xdist_group suffix, where pytest still allows it
+                return nodeid.rsplit("@", 1)[-1]
+            if nodeid.endswith("]") and "[" in nodeid:
+                model = nodeid[nodeid.index("[") + 1:-1].split("-", 1)[0]
+                if model in models:
+                    return f"segconform model {model}"
+            return nodeid
+
+    return ModelScheduling(config, log)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
+    from ..machine import fingerprint
+
+    machine_info["segconform"] = fingerprint().as_dict()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_benchmark_compare_machine_info(config: pytest.Config, benchmarksession: Any,
+                                          machine_info: dict[str, Any], compared_benchmark: dict[str, Any]) -> None:
+    """Refuse to compare latencies with a baseline saved on another machine: the figures would not mean anything."""
+    from ..machine import fingerprint
+
+    theirs = compared_benchmark.get("machine_info", {}).get("segconform")
+    if theirs is None:
+        raise pytest.UsageError("--benchmark-compare: the baseline carries no segconform machine fingerprint "
+                                "(saved by another tool); save a baseline on this machine with --benchmark-autosave")
+    differences = fingerprint().differences(theirs)
+    if differences:
+        raise pytest.UsageError("--benchmark-compare: the baseline was saved on another machine, its latencies do "
+                                f"not compare with this one's ({'; '.join(differences)})")
