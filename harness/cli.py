@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .build import vamc, vdsp
-from .data.cases import CALIBRATIONS, CaseError, Family, Model, Variant, load_all
+from .data.case_base import CALIBRATIONS, CaseError
+from .data.cases import Family, Model, Variant, load_all
 from .data.recipes import RecipeError
 from .runtimes.vamp import DATALIST, VampError, image_files, write_inputs
 

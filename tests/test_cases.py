@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
-from harness.data.cases import CaseError, expand, load_all, load_family
+from harness.data.case_base import CaseError
+from harness.data.cases import expand, load_all, load_family
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = ROOT / "cases"
@@ -82,7 +83,8 @@ def test_no_case_file_states_an_expected_loss_without_the_bound_it_is_judged_by(
 
 
 def test_a_structure_relaxation_applies_only_to_the_variants_it_was_measured_on(families):
-    from harness.data.cases import StructureBounds, Variant
+    from harness.data.case_bounds import StructureBounds
+    from harness.data.cases import Variant
 
     models = {m.name: m for f in families for m in f.models}
     default = StructureBounds()
@@ -384,7 +386,7 @@ def test_pytest_collection_fails_on_a_broken_case_file_naming_file_key_and_reaso
 
 
 def test_int8_scheme_choices_and_which_can_saturate():
-    from harness.data.cases import INT8_SCHEME_CHOICES, Int8Scheme
+    from harness.data.case_inputs import INT8_SCHEME_CHOICES, Int8Scheme
 
     case = Int8Scheme()
     assert case.saturates_u8s8 and case.chosen("case") is case

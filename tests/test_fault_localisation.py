@@ -20,7 +20,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from harness.build import precisions
-from harness.data.cases import Budget
+from harness.data.case_bounds import Budget
 from harness.diagnose.fault_localisation import bisect, candidate_nodes
 from harness.judge.judgement import Comparison
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.data.cases import Budget, Item, load_all
+from harness.data.case_bounds import Budget
+from harness.data.cases import Item, load_all
 from harness.judge.judgement import (
     BACKEND_FP32_BUDGET,
     GOLDEN_FP32_BUDGET,
@@ -20,13 +21,12 @@ from harness.judge.judgement import (
     BudgetError,
     Comparison,
     conformance_budget,
-    documented_delta,
     intervals,
     judge_documented,
-    judge_paired,
     loss_violations,
 )
 from harness.judge.metrics import Scores
+from harness.judge.paired import documented_delta, judge_paired
 
 ROOT = Path(__file__).resolve().parents[1]
 BUDGET = Budget(mae=0.01, mae_worst=0.03, max_abs=0.5, why="test")

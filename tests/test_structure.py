@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.data import channels
-from harness.data.cases import StructureBounds
+from harness.data.case_bounds import StructureBounds
 from harness.judge import structure
 
 MODEL_HW = (64, 64)

@@ -34,7 +34,8 @@ from filelock import FileLock
 
 from .. import machine
 from . import precisions
-from ..data.cases import Int8Scheme, Model, Variant
+from ..data.case_inputs import Int8Scheme
+from ..data.cases import Model, Variant
 from .networks import BuildError, Networks
 from .artifact import Artifact
 

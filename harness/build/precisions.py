@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
-from ..data.cases import Int8Scheme
+from ..data.case_inputs import Int8Scheme
 
 log = logging.getLogger("segconform.precisions")
 

@@ -21,7 +21,9 @@ from typing import Any
 
 import yaml
 
-from ..data.cases import CALIBRATIONS, Model, Variant
+from ..data.case_base import CALIBRATIONS
+
+from ..data.cases import Model, Variant
 from .vdsp import summarise
 
 PRECISIONS = ("fp16", "int8")

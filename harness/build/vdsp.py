@@ -23,7 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from ..data.cases import Model, Op
+from ..data.case_inputs import Op
+
+from ..data.cases import Model
 from ..data.recipes import OpSpec
 
 FUSION_OP = "FUSION_OP_RGB_RESIZE_CVTCOLOR_NORM_TENSOR"

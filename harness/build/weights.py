@@ -29,7 +29,9 @@ from typing import Literal
 
 from filelock import FileLock
 
-from ..data.cases import Model, Wheel
+from ..data.case_inputs import Wheel
+
+from ..data.cases import Model
 
 NPM_PACKAGE = "@imgly/background-removal-data"
 NPM_VERSION = "1.4.5"

@@ -18,21 +18,21 @@ import numpy as np
 import pytest
 
 from ..data import datasets as ds
-from ..data.cases import LOWER_IS_BETTER, Budget, IsaLoss, Item, Model
+from ..data.case_base import LOWER_IS_BETTER
+from ..data.case_bounds import Budget, IsaLoss
+from ..data.cases import Item, Model
 from ..items.suite import Suite
 from ..judge import metrics
 from ..judge.golden import Settled
 from ..judge.judgement import (
     QUANTISATION,
     Comparison,
-    PairedResult,
     conformance_budget,
-    documented_delta,
     intervals,
     judge_documented,
-    judge_paired,
     loss_violations,
 )
+from ..judge.paired import PairedResult, documented_delta, judge_paired
 from ..judge.perf import Interleaved, RatioFloor
 from ..record.history import keep_fingerprints, keep_per_image
 from ..record.report import Recorder, Row

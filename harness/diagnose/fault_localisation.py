@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 import onnx
 
-from ..data.cases import Budget
+from ..data.case_bounds import Budget
 from ..judge.judgement import Comparison, conformance_budget
 from ..runtimes.base import Artifact
 

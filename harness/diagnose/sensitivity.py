@@ -31,8 +31,10 @@ from typing import Any
 import pytest
 
 from ..data import datasets as ds
-from ..data.cases import LOWER_IS_BETTER, Item, Variant
-from ..judge.judgement import Comparison, allowed_worsening, conformance_budget, documented_delta, judge_paired
+from ..data.case_base import LOWER_IS_BETTER
+from ..data.cases import Item, Variant
+from ..judge.judgement import Comparison, allowed_worsening, conformance_budget
+from ..judge.paired import documented_delta, judge_paired
 from ..record.report import atomic_write
 from ..run.pipeline import OutputError
 from ..runtimes.faults import FAULTS, INT8_PRECISIONS, SEPARATOR, SLOW_SHARE

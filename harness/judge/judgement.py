@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from ..data.cases import LOWER_IS_BETTER, Budget, Item, Model
+from ..data.case_base import LOWER_IS_BETTER
+from ..data.case_bounds import Budget
+from ..data.cases import Item
 from .metrics import Scores, conformance
 
 #: fp32 against its own source (PyTorch eager or the graph as shipped): float reassociation only.
@@ -222,7 +224,7 @@ class MetricVerdict:
                 **({"reason": self.reason} if self.reason else {})}
 
 
-def _worse(metric: str, value: float | np.ndarray) -> float | np.ndarray:
+def worse_by(metric: str, value: float | np.ndarray) -> float | np.ndarray:
     """``value`` oriented so that positive means worse."""
     return value if metric in LOWER_IS_BETTER else -value
 
@@ -230,10 +232,10 @@ def _worse(metric: str, value: float | np.ndarray) -> float | np.ndarray:
 def allowed_worsening(metric: str, documented: float, tolerance: Mapping[str, float]) -> float:
     """How much worse than fp32 ``metric`` may be: the seed's documented loss (none if it documents a gain) plus
     the case's tolerance. The paired verdict and the sensitivity report's allowance both use it."""
-    return max(float(_worse(metric, documented)), 0.0) + tolerance[metric]
+    return max(float(worse_by(metric, documented)), 0.0) + tolerance[metric]
 
 
-def _interval(metric: str, ours: Scores, weights: np.ndarray, bootstrap: Bootstrap, draws: np.ndarray,
+def metric_interval(metric: str, ours: Scores, weights: np.ndarray, bootstrap: Bootstrap, draws: np.ndarray,
               theirs: Scores | None = None) -> tuple[float, float]:
     """The interval of ``metric`` (of ``ours`` minus ``theirs`` when given, image by image)."""
     values = ours.per_image(metric)
@@ -250,7 +252,7 @@ def intervals(scores: Scores, bootstrap: Bootstrap, key: str) -> dict[str, tuple
         return {}
     weights = bootstrap.weights(len(scores), key)
     draws = scores.weighted(weights)
-    return {metric: _interval(metric, scores, weights, bootstrap, values) for metric, values in draws.items()}
+    return {metric: metric_interval(metric, scores, weights, bootstrap, values) for metric, values in draws.items()}
 
 
 def judge_documented(scores: Scores, documented: Mapping[str, float], tolerance: Mapping[str, float],
@@ -282,23 +284,6 @@ def judge_documented(scores: Scores, documented: Mapping[str, float], tolerance:
     return verdicts
 
 
-@dataclass(frozen=True)
-class PairedResult:
-    """The item minus fp32 on the same images: per-metric deltas, their intervals, and the verdicts."""
-
-    images: int
-    deltas: dict[str, MetricVerdict] = field(default_factory=dict)
-    floors: dict[str, MetricVerdict] = field(default_factory=dict)
-
-    @property
-    def failures(self) -> list[str]:
-        return [v.reason for v in [*self.deltas.values(), *self.floors.values()] if not v.passed]
-
-    def as_dict(self) -> dict[str, object]:
-        return {"images": self.images, "delta": {m: v.as_dict() for m, v in self.deltas.items()},
-                "floor": {m: v.as_dict() for m, v in self.floors.items()}}
-
-
 def loss_violations(comparison: Comparison, bounds: tuple[float, float], slack: float = 0.0) -> list[str]:
     """A documented collapse's conformance (:class:`harness.data.cases.ExpectedLoss`): the mean per-image MAE against
     fp32 within its stated range (widened by ``slack``), so a deeper collapse fails, and so does its absence."""
@@ -316,114 +301,3 @@ def loss_violations(comparison: Comparison, bounds: tuple[float, float], slack: 
     return []
 
 
-def _range_verdict(metric: str, delta: float, interval: tuple[float, float], expected: tuple[float, float],
-                   tolerance: float, confidence: float) -> MetricVerdict:
-    """One paired metric of a documented collapse: its interval must reach the stated range widened by the
-    tolerance. Wholly on the worse side, the collapse deepened; wholly on the better side, it is gone."""
-    (low, high), (first, last) = interval, expected
-    floor, ceiling = first - tolerance, last + tolerance
-    allowed = f"stated loss {first:+g} to {last:+g} (+- {tolerance:g})"
-    text = f"{metric}: {delta:+.4f} vs fp32, {confidence:.0%} CI [{low:+.4f}, {high:+.4f}]"
-    if not (np.isfinite(delta) and np.isfinite(low) and np.isfinite(high)):
-        return MetricVerdict(metric, delta, interval, None, allowed, False, f"{text}: not a number")
-    if low <= ceiling and high >= floor:
-        return MetricVerdict(metric, delta, interval, None, allowed, True)
-    beyond_high = low > ceiling
-    worse = beyond_high == (metric in LOWER_IS_BETTER)
-    why = "worse than the stated loss: the collapse deepened" if worse else \
-        "better than the stated loss: the collapse is gone; update the case's expected_loss"
-    reason = f"{text} lies wholly outside the {allowed}: {why}"
-    return MetricVerdict(metric, delta, interval, None, allowed, False, reason)
-
-
-def judge_paired(candidate: Scores, reference: Scores, documented_delta: Mapping[str, float],
-                 tolerance: Mapping[str, float], floors: Mapping[str, float], bootstrap: Bootstrap,
-                 key: str, equivalence: bool = False,
-                 expected: Mapping[str, tuple[float, float]] | None = None) -> PairedResult:
-    """The candidate's paired difference from fp32 on their common images.
-
-    ``expected``: a documented collapse's stated ranges of the difference per metric (:func:`_range_verdict`),
-    judged instead of the documented delta, two-sided, with no floors (a collapse keeps less than any floor).
-
-    Deltas are judged for every metric the seed documents a delta for (one-sided: fail when the interval
-    lies wholly beyond ``max(documented worsening, 0) + tolerance``); floors say which share of fp32's
-    value each metric must keep (fail when the interval of that share lies wholly below the floor).
-
-    ``equivalence``: for an item that should compute the same thing as the reference (fp32 on another
-    runtime), the burden of proof is reversed, as in an equivalence test (TOST): it passes only when the whole
-    interval lies within ``+- tolerance``. A fault that hurts a few images badly and most not at all (RGB read
-    as BGR: ISNet dMAE +0.0079, CI [+0.0006, +0.0163] on 100 ECSSD images) never gets its interval wholly
-    beyond the allowance, but its interval does leave the equivalence band. A healthy backend's per-image
-    differences are float reassociation (below 1e-6 in MAE), so its interval is a point at 0 on any number
-    of images: the rule has no false alarm to trade against.
-    """
-    common = [stem for stem in candidate.stems if stem in set(reference.stems)]
-    if not common:
-        return PairedResult(0)
-    ours, theirs = candidate.subset(common), reference.subset(common)
-    weights = bootstrap.weights(len(common), key)
-    ours_draws, theirs_draws = ours.weighted(weights), theirs.weighted(weights)
-    ours_value, theirs_value = ours.results(), theirs.results()
-    deltas = {}
-    for metric in ours.metrics:
-        delta = ours_value[metric] - theirs_value[metric]
-        low, high = _interval(metric, ours, weights, bootstrap, ours_draws[metric] - theirs_draws[metric], theirs)
-        documented = documented_delta.get(metric)
-        if expected is not None and metric in expected and metric in tolerance:
-            deltas[metric] = _range_verdict(metric, float(delta), (float(low), float(high)), expected[metric],
-                                            tolerance[metric], bootstrap.confidence)
-            continue
-        if documented is None or metric not in tolerance:
-            deltas[metric] = MetricVerdict(metric, delta, (low, high), None, "not judged (no documented delta)", True)
-            continue
-        if equivalence:
-            allowance = tolerance[metric]
-            passed = bool(-allowance <= low and high <= allowance)
-            allowed = f"equivalent to fp32: the whole interval within +-{allowance:.4g}"
-            reason = "" if passed else (f"{metric}: {delta:+.4f} vs fp32, {bootstrap.confidence:.0%} CI "
-                                        f"[{low:+.4f}, {high:+.4f}] is not within +-{allowance:g} of the same "
-                                        "model on the reference runtime")
-            deltas[metric] = MetricVerdict(metric, delta, (low, high), documented, allowed, passed, reason)
-            continue
-        allowance = allowed_worsening(metric, documented, tolerance)
-        worse_low = min(float(_worse(metric, low)), float(_worse(metric, high)))
-        passed = bool(worse_low <= allowance)
-        direction = "+" if metric in LOWER_IS_BETTER else "-"
-        allowed = f"worse than fp32 by at most {allowance:.4g} ({direction} is worse; seed: {documented:+g})"
-        reason = "" if passed else (f"{metric}: {delta:+.4f} vs fp32, {bootstrap.confidence:.0%} CI "
-                                    f"[{low:+.4f}, {high:+.4f}] is wholly worse than the seed's {documented:+g} "
-                                    f"+ tolerance {tolerance[metric]:g}")
-        deltas[metric] = MetricVerdict(metric, delta, (low, high), documented, allowed, passed, reason)
-    kept = {}
-    for metric, floor in floors.items():
-        if metric not in ours_value:
-            continue
-        if metric in LOWER_IS_BETTER:  # the share kept of a lower-is-better metric is fp32 / item
-            share, draws = theirs_value[metric] / ours_value[metric], theirs_draws[metric] / ours_draws[metric]
-        else:
-            share, draws = ours_value[metric] / theirs_value[metric], ours_draws[metric] / theirs_draws[metric]
-        low, high = bootstrap.percentile(draws)
-        passed = bool(high >= floor)
-        reason = "" if passed else (f"{metric}: keeps {share:.2%} of fp32 ({bootstrap.confidence:.0%} CI "
-                                    f"[{low:.2%}, {high:.2%}]), floor {floor:.0%}")
-        kept[metric] = MetricVerdict(metric, float(share), (float(low), float(high)), floor,
-                                     f"keeps >= {floor:.0%} of fp32", passed, reason)
-    return PairedResult(len(common), deltas, kept)
-
-
-def documented_delta(model: Model, item: Item, dataset: str) -> dict[str, float]:
-    """The seed's difference between this precision's row and the fp32 row (summary tables), per metric.
-
-    A precision the seed has no row for (int8_dynamic), a documented collapse (``expected_failure``, judged by its
-    own stated ranges instead) and an fp32 row measured elsewhere (``paired_baseline: false``, e.g. a training
-    repository's own mIoU) document no acceptable loss: 0 is expected.
-    """
-    rows = [r for r in model.documented_rows(item.variant, dataset) if r.table == "summary"]
-    fp32 = [r for r in model.documented_rows(item.reference.variant, dataset) if r.table == "summary"]
-    if not fp32:
-        return {}
-    base = fp32[0]
-    if not rows or rows[0].expected_failure or not base.paired_baseline:
-        return {metric: 0.0 for metric in base.metrics}
-    row = rows[0]
-    return {metric: value - base.metrics[metric] for metric, value in row.metrics.items() if metric in base.metrics}

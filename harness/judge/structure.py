@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..data.cases import StructureBounds
+from ..data.case_bounds import StructureBounds
 
 #: Images that pass through the channel-order probe. Each alternative order costs this many runs of the fp32
 #: reference, once per model and session (every item of the model, faulty runtimes included, shares them), and no

@@ -28,7 +28,8 @@ from typing import Any
 import pytest
 
 from .. import runtimes
-from ..data.cases import CALIBRATIONS, PRECISIONS, CaseError, Item, load_all
+from ..data.case_base import CALIBRATIONS, PRECISIONS, CaseError
+from ..data.cases import Item, load_all
 from ..items.state import STATE, State, state_of
 from ..items.suite import Suite
 from ..record.report import Recorder

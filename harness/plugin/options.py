@@ -12,7 +12,7 @@ import pytest
 
 from .. import runtimes
 from ..build.weights import default_cache_dir
-from ..data.cases import INT8_SCHEME_CHOICES
+from ..data.case_inputs import INT8_SCHEME_CHOICES
 from ..items.settings import Settings
 from ..judge.judgement import Bootstrap
 from ..run import isolation

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data.cases import LOWER_IS_BETTER
+from ..data.case_base import LOWER_IS_BETTER
 from ..judge.judgement import GOLDEN_FP32_BUDGET, Bootstrap
 from ..judge.metrics import Scores, to_uint8
 from .journal import create, incomplete_record, record_base, unfinished

@@ -22,7 +22,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..data.cases import LOWER_IS_BETTER
+from ..data.case_base import LOWER_IS_BETTER
 from ..judge.metrics import to_uint8
 from ..machine import SATURATING_U8S8
 

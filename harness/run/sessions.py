@@ -15,7 +15,8 @@ import numpy as np
 
 from ..build.artifacts import ArtifactBuilder
 from ..build.networks import Networks
-from ..data.cases import Int8Scheme, Item, Model
+from ..data.case_inputs import Int8Scheme
+from ..data.cases import Item, Model
 from ..runtimes import RunInput, Runtime, RuntimeConfig, Session
 from ..runtimes import get as get_runtime
 from ..runtimes.base import Artifact

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from harness.build import vdsp
-from harness.data.cases import Model, Op, load_family
+from harness.data.case_inputs import Op
+from harness.data.cases import Model, load_family
 from harness.data.recipes import build_preprocess
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "vacc"

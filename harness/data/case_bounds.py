@@ -1,0 +1,293 @@
+"""TODO docstring."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from .case_base import NON_FP32, PRECISIONS, Strict, Variant, known_keys, ordered_bounds
+
+
+class ExpectedLoss(Strict):
+    """A documented collapse as a stated bound, judged pass/fail like any other verdict (never a pytest xfail).
+
+    The collapsed item is judged by these ranges instead of the healthy budgets: it passes when its figures fall
+    within them, fails when they are materially worse (the collapse deepened) or materially better (the collapse is
+    gone, so the case must be updated), and an exception, a timeout or a NaN fails it as it fails any item.
+
+    ``conformance_mae``: [low, high] of the mean per-image MAE against fp32 on every dataset (against the golden
+    masks, made from fp32, too, widened by their 8-bit rounding). ``vs_fp32``: per metric, [low, high] of the paired
+    difference item - fp32 on the same images, judged with the bootstrap interval of every paired verdict: it fails
+    when that interval lies wholly outside the range widened by the case's tolerance. ``why``: what was measured,
+    on how many images, and how the range was derived from it.
+    """
+
+    conformance_mae: tuple[float, float]
+    vs_fp32: dict[str, tuple[float, float]]
+    why: str
+
+    @field_validator("conformance_mae")
+    @classmethod
+    def _conformance_range(cls, bounds: tuple[float, float]) -> tuple[float, float]:
+        return ordered_bounds(bounds, "conformance_mae")
+
+    @field_validator("vs_fp32")
+    @classmethod
+    def _metric_ranges(cls, ranges: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+        if not ranges:
+            raise ValueError("vs_fp32: state the paired range of at least one documented metric")
+        for metric, bounds in ranges.items():
+            ordered_bounds(bounds, f"vs_fp32.{metric}")
+        return ranges
+
+
+class ResultRow(Strict):
+    """One documented result row of a seed table."""
+
+    precision: Literal["fp32", "fp16", "int8", "int8_dynamic"]
+    calibration: Literal["max", "kl_divergence", "percentile"] | None = None
+    runtime: str = Field(description="where the seed measured it: 'source' (the original code) or 'vacc'")
+    dataset: str
+    metrics: dict[str, float]
+    table: str = "summary"
+    note: str | None = None
+    expected_failure: str | None = Field(
+        None, description="a documented collapse, with its reason; judged by its expected_loss, never an xfail")
+    expected_loss: ExpectedLoss | None = Field(
+        None, description="the bounds a documented collapse is judged by (required with expected_failure)")
+    paired_baseline: bool = Field(
+        True, description="fp32 rows: whether it was measured like the precision rows (same data, same toolkit), so a "
+                          "precision row's difference from it is that precision's documented cost")
+
+    @model_validator(mode="after")
+    def _calibration_only_for_int8(self) -> "ResultRow":
+        if self.precision == "int8" and self.calibration is None:
+            raise ValueError("an int8 row needs a calibration (max, kl_divergence or percentile)")
+        if self.precision != "int8" and self.calibration is not None:
+            raise ValueError(f"calibration {self.calibration!r} given for precision {self.precision!r}")
+        if self.expected_failure and self.expected_loss is None:
+            raise ValueError("expected_failure: a documented collapse needs expected_loss, the measured bounds it is "
+                             "judged by (conformance_mae, vs_fp32, why): an expected loss without a bound cannot fail")
+        if self.expected_loss is not None and not self.expected_failure:
+            raise ValueError("expected_loss is given without expected_failure, the documented collapse it bounds")
+        return self
+
+
+class Budget(Strict):
+    """Conformance budget of one precision against the fp32 reference on the same images.
+
+    ``mae`` bounds the mean over images of the per-image MAE (what a seed row's dataset-level delta
+    constrains); ``mae_worst`` and ``max_abs`` bound the single worst image, so one outlier is caught
+    without a budget so tight that ordinary edge flips of int8 fail it.
+    """
+
+    mae: float = Field(gt=0, le=1)
+    mae_worst: float = Field(gt=0, le=1)
+    max_abs: float = Field(gt=0, le=1)
+    why: str
+
+    @model_validator(mode="after")
+    def _worst_at_least_mean(self) -> "Budget":
+        if self.mae_worst < self.mae:
+            raise ValueError(f"mae_worst {self.mae_worst} is below the mean budget mae {self.mae}")
+        return self
+
+
+class Documented(Strict):
+    """The seed's size figures; ``params_m_official`` when the official network really differs (with a note why)."""
+
+    params_m: float | None = None
+    flops_g: float | None = None
+    params_m_official: float | None = None
+    note: str | None = None
+
+    @model_validator(mode="after")
+    def _override_explained(self) -> "Documented":
+        if self.params_m_official is not None and not self.note:
+            raise ValueError("params_m_official overrides the seed's figure and needs a note explaining why")
+        return self
+
+
+class Acceptance(Strict):
+    """How accuracy rows are judged against the seed's values and against fp32 (see :mod:`harness.judge.judgement`).
+
+    ``reproduction`` is the tolerance per metric for recipe rounding only: a run on the whole documented
+    set must land within it; on a subset it widens the bootstrap interval. ``floors`` are MLPerf-style
+    floors per precision: the share of the fp32 item's value a metric must keep on the same images.
+    ``min_images``: a smaller subset is reported with its interval but not judged against the seed's value
+    (the paired comparison with fp32 is judged at any size).
+    """
+
+    reproduction: dict[str, float]
+    floors: dict[str, dict[str, float]] = Field(default_factory=dict)
+    min_images: int = Field(100, ge=2, description="fewest images a subset needs to be judged against documented values")
+
+    @field_validator("floors")
+    @classmethod
+    def _fractions(cls, floors: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        for precision, metrics in floors.items():
+            if precision not in PRECISIONS or precision == "fp32":
+                raise ValueError(f"floors: {precision!r} is not a non-fp32 precision ({', '.join(PRECISIONS[1:])})")
+            for metric, fraction in metrics.items():
+                if not 0 < fraction <= 1:
+                    raise ValueError(f"floors.{precision}.{metric}: {fraction} is not a fraction in (0, 1]")
+        return floors
+
+
+class Performance(Strict):
+    """Same-run latency ratios a model must meet (``pytest --benchmark-only`` fails an item that misses one).
+
+    ``min_speedup_vs_fp32``: per precision, the least fp32-latency / item-latency ratio, both measured
+    interleaved in one loop on the same runtime. ``max_pipeline_overhead``: the most the whole pipeline
+    (preprocess, run, postprocess) may add over the bare runtime, as a fraction of the runtime's latency.
+    """
+
+    min_speedup_vs_fp32: dict[str, float] = Field(default_factory=dict)
+    max_pipeline_overhead: float | None = Field(None, gt=0)
+    note: str | None = None
+
+    @field_validator("min_speedup_vs_fp32")
+    @classmethod
+    def _known_precisions(cls, floors: dict[str, float]) -> dict[str, float]:
+        # A misspelt key would silently drop its gate from the collection: refuse it instead.
+        known_keys(floors, NON_FP32, "a non-fp32 precision")
+        return floors
+
+
+#: Structural checks a variant may state its outputs cannot be judged by (``structure.variants.<label>.not_judged``).
+StructureCheck = Literal["alignment", "channel_order"]
+
+
+#: What a relaxation's ``why`` must name: how many images its figures were measured on ("on 22 ECSSD images").
+_IMAGE_COUNT = re.compile(r"\b\d+ (?:[\w-]+ ){0,2}images?\b")
+
+
+class StructureBounds(Strict):
+    """Bounds of the structural checks (:mod:`harness.judge.structure`) of one item against fp32.
+
+    The defaults were measured with the int8 items judged by their builds' exact arithmetic (the same on every CPU),
+    healthy builds against the injected faults of :mod:`harness.runtimes.faults`. First on 4 ECSSD / human-seg /
+    portrait and 4 synthetic images: fp16, int8 and int8_dynamic builds of ISNet, u2netp, u2net, unet3p and the
+    human_seg UNets (trained or official weights). Then per image on the trained models (official weights, 8
+    calibration images as CI builds them), 100 ECSSD and 4 synthetic images each: ISNet int8 kl_divergence and
+    int8_dynamic, u2net fp16 and percentile int8, u2netp fp16.
+
+    * ``alignment_max_px``: the most any one image's output may be offset. Healthy, per image on those 100 ECSSD
+      images: at most 0.31 px (u2net int8, 2 images above 0.25; ISNet int8_dynamic 0.23, int8 0.12, u2netp fp16
+      0.09, u2net fp16 0.04), at most 0.18 px on the synthetic images. The `shift` fault: 1.08-1.34 px on each of
+      the 4 ECSSD images CI runs (5 builds), 0.86-1.41 px on each of the 100 (simulated at model size); on the
+      synthetic images 0.93-1.44 px, except one map that changes little along x (0.38-0.50 px). 0.4 px: 1.3 times
+      the healthy maximum, and below every shifted ECSSD image by 2x or more.
+    * ``detail_floor``: healthy 0.95-1.02 of the reference's Laplacian content kept (u2net int8 1.07-1.10); half
+      resolution 0.48-0.58, one-pixel shift 0.51-0.72. The floor leaves 0.1 below the lowest healthy figure. On 25
+      disjoint 4-image subsets of the 100 ECSSD images: 0.97-1.08 (u2net int8 0.87-1.00).
+    * ``spurious_ceiling``: healthy 0.000-0.020 of the reference's Laplacian content added by the difference (int8
+      flips edge pixels); Gaussian noise of 3% of the output's range 0.40-0.84 at 320x320. Five times the healthy
+      maximum. On the 100 ECSSD images: 0.025 at most (ISNet int8), 0.079 on the worst of its 25 4-image subsets.
+    * ``not_judged``: checks (:data:`StructureCheck`) whose figures are recorded but give no verdict.
+
+    A model may tighten these for all its variants (``structure:``); a variant whose healthy build measures beyond
+    them states its own under ``structure.variants`` (:class:`VariantStructure`), never for the whole model.
+    """
+
+    alignment_max_px: float = Field(0.4, gt=0)
+    detail_floor: float = Field(0.85, gt=0, le=1)
+    spurious_ceiling: float = Field(0.1, gt=0)
+    not_judged: tuple[StructureCheck, ...] = ()
+    note: str | None = None
+
+    def looser_than(self, other: "StructureBounds") -> list[str]:
+        """The bounds of this set that let through what ``other`` would fail."""
+        loose = [name for name in ("alignment_max_px", "spurious_ceiling")
+                 if getattr(self, name) > getattr(other, name)]
+        if self.detail_floor < other.detail_floor:
+            loose.append("detail_floor")
+        return loose + [f"not_judged: {check}" for check in self.not_judged if check not in other.not_judged]
+
+
+class VariantStructure(Strict):
+    """One variant's own structural bounds, where its healthy build measures beyond its model's (a shipped graph
+    quantised at another resolution, near-binary maps whose int8 edges flip, a documented collapse).
+
+    Each bound given replaces the model's for this variant alone; the others keep the model's. ``not_judged``: checks
+    whose figures this variant's outputs cannot be judged by (a collapse has no stable position or colour response).
+    ``why``: what was measured for this variant, on how many images, and the margin.
+    """
+
+    alignment_max_px: float | None = Field(None, gt=0)
+    detail_floor: float | None = Field(None, gt=0, le=1)
+    spurious_ceiling: float | None = Field(None, gt=0)
+    not_judged: tuple[StructureCheck, ...] = ()
+    why: str
+
+    @field_validator("why")
+    @classmethod
+    def _measured(cls, why: str) -> str:
+        if not _IMAGE_COUNT.search(why):
+            raise ValueError(f"why {why!r} does not say on how many images its figures were measured "
+                             "(e.g. '0.92 on 4 ECSSD images')")
+        return why
+
+
+class Structure(StructureBounds):
+    """A model's structural bounds: the defaults, tightened where all its variants allow, and ``variants``: variant
+    label -> the bounds measured for that variant alone (:class:`VariantStructure`).
+
+    A bound looser than the default for the whole model is refused: a relaxation measured on one precision would
+    silently switch the check off for the others (ISNet-1024's dynamic-int8 ceiling of 2.0 once applied to its fp16).
+    """
+
+    variants: dict[str, VariantStructure] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _no_model_wide_relaxation(self) -> "Structure":
+        loose = self.looser_than(StructureBounds())
+        if loose:
+            raise ValueError(f"{', '.join(loose)}: looser than the default for every variant of the model; state a "
+                             "relaxation under structure.variants.<variant label>, with its why, for the variants it "
+                             "was measured on")
+        return self
+
+    def of(self, variant: "Variant") -> StructureBounds:
+        """The bounds ``variant``'s items are judged by: the model's, with the variant's own where it states them."""
+        model = StructureBounds(**self.model_dump(exclude={"variants"}))
+        own = self.variants.get(variant.label)
+        if own is None:
+            return model
+        return model.model_copy(update={**own.model_dump(exclude_none=True, exclude={"why"}), "note": own.why})
+
+
+class IsaLoss(Strict):
+    """What a static int8 build loses as deployed on a kind of CPU, stated as the bound its deployment verdict
+    (:func:`harness.checks.test_deployment`) is judged by there, instead of the precision's budget.
+
+    ``budget``: conformance of the deployed session against fp32. ``vs_fp32``: per metric, the most the paired
+    difference from fp32 may be worse (a positive number; it fails when the whole interval is worse). ``why``: what
+    was measured on such a CPU, on how many images, and the margin.
+    """
+
+    budget: Budget
+    vs_fp32: dict[str, float]
+    why: str
+
+    @field_validator("vs_fp32")
+    @classmethod
+    def _worsenings(cls, allowed: dict[str, float]) -> dict[str, float]:
+        for metric, worsening in allowed.items():
+            if not worsening >= 0:
+                raise ValueError(f"vs_fp32.{metric}: {worsening} is not a worsening (a number >= 0)")
+        return allowed
+
+
+class DeployedInt8(Strict):
+    """What a static int8 build is known to lose as deployed on a kind of CPU.
+
+    ``saturating_u8s8``: variant label (``int8-kl_divergence``) -> the stated loss, for CPUs whose U8S8 kernels
+    saturate a 16-bit sum (AVX2, AVX-512 without VNNI) when the item's scheme is full-range U8S8. There the
+    deployment verdict is judged by that bound; elsewhere, and with a scheme that cannot saturate (``--int8-scheme
+    reduce_range`` or ``u8u8``), by the precision's own budget and the seed's documented loss.
+    """
+
+    saturating_u8s8: dict[str, IsaLoss] = Field(default_factory=dict)
