@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .build import vamc, vdsp
+from .build import vamc, vdsp, vdsp_compare
 from .data.case_base import CALIBRATIONS, CaseError
 from .data.cases import Family, Model, Variant, load_all
 from .data.recipes import RecipeError
@@ -106,7 +106,7 @@ def _vdsp_check_arguments(parser: argparse.ArgumentParser) -> None:
 
 def vdsp_check(args: argparse.Namespace) -> int:
     model = find_model(args.model, args.cases)
-    findings = vdsp.check(vdsp.load(args.vdsp_json), model)
+    findings = vdsp_compare.check(vdsp.load(args.vdsp_json), model)
     for finding in findings:
         print(finding.text)
     if not findings:
@@ -123,7 +123,7 @@ def vdsp_json(args: argparse.Namespace) -> int:
     model = find_model(args.model, args.cases)
     params = vdsp.from_case(model)
     _emit(json.dumps(params, indent=2) + "\n", args.out)
-    for finding in vdsp.check(vdsp.parse(params, "emitted vdsp params"), model):
+    for finding in vdsp_compare.check(vdsp.parse(params, "emitted vdsp params"), model):
         print(f"note: {finding.text}", file=sys.stderr)
     return 0
 
@@ -231,7 +231,7 @@ def localise_command(args: argparse.Namespace) -> int:
     if dataset is None:
         raise CliError(f"dataset {args.dataset!r} is not available for {item.model.name}")
     try:
-        print(localise(suite, item, dataset, max_builds=args.max_builds, images=args.images).summary())
+        print(localise(suite.handle(item), dataset, max_builds=args.max_builds, images=args.images).summary())
     finally:
         suite.close()
     return 0
@@ -253,12 +253,34 @@ def trend_command(args: argparse.Namespace) -> int:
     """The newest run against the previous comparable one, the previous complete run of the same case folder and
     machine, and the baseline: exit 1 when the newest run is incomplete or something got worse (or, with
     --fail-on-change, changed); 2 when no record can be read."""
-    from .record import history
+    from .record import trend
 
     try:
-        return history.main_trend(args.report_dir, args.save_baseline, fail_on_change=args.fail_on_change)
+        return trend.main_trend(args.report_dir, args.save_baseline, fail_on_change=args.fail_on_change)
     except ValueError as error:
         raise CliError(str(error)) from error
+
+
+def _merge_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = ("exit status: 1 when a check failed or errored, or a check of the night's selection ran in no "
+                     "shard; 0 otherwise; 2 when the shards cannot be merged (missing, incomplete, another night's)")
+    parser.add_argument("shards", type=Path, nargs="+", metavar="SHARD_REPORT_DIR",
+                        help="each shard's report folder (its --report-dir), with its run record and junit.xml")
+    parser.add_argument("--out", type=Path, default=Path("reports"), help="where the merged night goes (default: "
+                        "%(default)s): history/<record>.json, summary.md, summary.json, junit.xml")
+
+
+def merge_command(args: argparse.Namespace) -> int:
+    """Shards of one night (pytest-split groups) into one run record, summary and JUnit file, coverage checked."""
+    from .record import merge
+
+    try:
+        record, written = merge.merge(args.shards, args.out)
+    except (merge.MergeError, ValueError) as error:
+        raise CliError(str(error)) from error
+    status, lines = merge.verdict(record)
+    print("\n".join([*lines, f"wrote {', '.join(str(p) for p in written)}"]))
+    return status
 
 
 def _sensitivity_arguments(parser: argparse.ArgumentParser) -> None:
@@ -317,6 +339,8 @@ COMMANDS: dict[str, Command] = {
                      _fetch_arguments, fetch),
     "trend": Command("compare the newest run with the previous comparable one and the baseline", _trend_arguments,
                      trend_command),
+    "merge": Command("merge the shards of a night into one run record, summary and JUnit file", _merge_arguments,
+                     merge_command),
     "sensitivity": Command("run the control and every injected fault through the checks: which check catches which",
                            _sensitivity_arguments, sensitivity_command),
     "machine": Command("print this machine's fingerprint (benchmark baselines are kept per fingerprint)",

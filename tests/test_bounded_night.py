@@ -15,15 +15,15 @@ import time
 import pytest
 from test_plugin import _run, repository  # noqa: F401  (the fixture, used by name)
 
-from harness.record import history
+from harness.record import run_records
 from harness.record.journal import SUFFIX
-from harness.run.isolation import HUNG_EXIT
+from harness.run.watchdog import HUNG_EXIT
 
 pytest_plugins = ["pytester"]
 
 
 def _record(repo: pytest.Pytester) -> dict:
-    [(_, record)] = history.records(repo.path / "reports")
+    [(_, record)] = run_records.records(repo.path / "reports")
     return record
 
 
@@ -73,7 +73,7 @@ def test_under_isolation_none_a_hang_ends_the_run_through_the_watchdog_and_leave
     message = re.search(r"segconform: mynet-fp32-onnxruntime\+hang: runtime call on image \S+ did not finish within "
                         r"2 s; ending the run \(exit status 124\)", result.stderr.str())
     assert message, result.stderr.str()[-2000:]
-    [journal] = (repository.path / "reports" / history.HISTORY).glob(f"*{SUFFIX}")
+    [journal] = (repository.path / "reports" / run_records.HISTORY).glob(f"*{SUFFIX}")
     lines = [json.loads(line) for line in journal.read_text().splitlines()]
     assert [line["outcome"] for line in lines if line["kind"] == "test"] == ["passed"]  # the healthy item's check
     [ended] = [line for line in lines if line["kind"] == "ended"]
@@ -86,7 +86,7 @@ def test_resume_after_a_verdict_changing_option_changed_starts_afresh_and_says_w
         repository: pytest.Pytester):
     selection = ["-k", "fp32 and (conformance or accuracy)", "--runtime", "onnxruntime+raise@1", "-x"]
     _run(repository, "--eval-limit", "2", *selection).assert_outcomes(failed=1)  # -x: an unfinished run
-    history_dir = repository.path / "reports" / history.HISTORY
+    history_dir = repository.path / "reports" / run_records.HISTORY
     [first] = history_dir.glob(f"*{SUFFIX}")
 
     changed = _run(repository, "--resume", "--eval-limit", "3", *selection)

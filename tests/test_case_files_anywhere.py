@@ -15,7 +15,7 @@ import yaml
 from test_plugin import CASE, _run, repository  # noqa: F401  (the fixture, used by name)
 
 from harness.plugin.journaling import is_case
-from harness.record import history
+from harness.record import run_records
 
 pytest_plugins = ["pytester"]
 
@@ -50,11 +50,11 @@ def test_case_files_outside_the_rootdir_write_the_run_record_and_the_summary(rep
         result.assert_outcomes(passed=1)
         assert f"rootdir: {repository.path}" in result.stdout.str()  # outside it
         assert "segconform: report written to" in result.stdout.str(), result.stdout.str()[-2000:]
-        record = history.records(reports)[-1][1]
+        record = run_records.records(reports)[-1][1]
         assert record["run"]["complete"] is True and record["run"]["cases_dir"] == str(elsewhere.resolve())
         assert record["tests"]["finished"] == 1 and record["tests"]["not_run"] == []
         assert [row["item"] for row in record["rows"]] == ["mynet-fp32-onnxruntime"] * 2  # people and synthetic
         summary = json.loads((reports / "summary.json").read_text())
         assert summary["run"]["complete"] is True and len(summary["rows"]) == 2
         assert "mynet" in (reports / "summary.md").read_text()
-    assert len(history.records(reports)) == 2
+    assert len(run_records.records(reports)) == 2

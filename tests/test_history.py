@@ -1,6 +1,7 @@
-"""Run records and trends (:mod:`harness.record.history`, ``python -m harness trend``): night over night.
+"""Run records and trends (:mod:`harness.record.run_records`, :mod:`harness.record.trend`, ``python -m harness trend``):
+night over night.
 
-Records with per-image data are made the way the accuracy check makes them (:func:`history.keep_per_image` on
+Records with per-image data are made the way the accuracy check makes them (:func:`per_image.keep_per_image` on
 pysodmetrics scores of synthetic maps), so no model runs; older records are plain row dicts without it.
 """
 
@@ -18,7 +19,8 @@ import pytest
 
 from harness.judge.judgement import Bootstrap, intervals
 from harness.judge.metrics import Scorer
-from harness.record import history
+from harness.record import per_image, run_records, trend, trend_rules
+from harness.record.plots import changed_nights
 from harness.record.report import Row
 
 MACHINE = {"cpu": "AMD EPYC", "int8": "avx512-vnni", "cores": 2, "id": "avx512-vnni-2c-abc"}
@@ -39,27 +41,27 @@ def _record(started: str, rows: list[dict], machine: dict = MACHINE, commit: str
 
 def test_records_accumulate_and_never_overwrite_each_other(tmp_path):
     record = _record("2026-12-01T01:00:00Z", [_row()])
-    first, second = history.save(tmp_path, record), history.save(tmp_path, record)
+    first, second = run_records.save(tmp_path, record), run_records.save(tmp_path, record)
     assert first != second and first.parent == second.parent == tmp_path / "history"
-    assert [r["run"]["started"] for _, r in history.records(tmp_path)] == ["2026-12-01T01:00:00Z"] * 2
+    assert [r["run"]["started"] for _, r in run_records.records(tmp_path)] == ["2026-12-01T01:00:00Z"] * 2
     assert first.name.startswith("20261201T010000Z-abc123-avx512-vnni-2c-abc")
 
 
 def test_an_unchanged_night_reports_nothing_and_exits_zero(tmp_path):
-    history.save(tmp_path, _record("2026-12-01T01:00:00Z", [_row()]))
-    history.save(tmp_path, _record("2026-12-02T01:00:00Z", [_row()]))
+    run_records.save(tmp_path, _record("2026-12-01T01:00:00Z", [_row()]))
+    run_records.save(tmp_path, _record("2026-12-02T01:00:00Z", [_row()]))
     out = io.StringIO()
-    assert history.main_trend(tmp_path, save=False, out=out) == 0
+    assert trend.main_trend(tmp_path, save=False, out=out) == 0
     assert "no change beyond intervals and thresholds (1 rows compared)" in out.getvalue()
 
 
 def test_a_metric_beyond_its_interval_a_new_failure_and_a_slower_runtime_are_regressions(tmp_path):
-    history.save(tmp_path, _record("2026-12-01T01:00:00Z", [_row()]))
+    run_records.save(tmp_path, _record("2026-12-01T01:00:00Z", [_row()]))
     worse = _row(metrics={"mae": 0.135, "avg_f": 0.662}, latency_ms={"runtime": 125.0},
                  performance={"speedup_vs_fp32": {"ratio": 1.9, "bound": 1.5}},
                  outcomes={"conformance": "failed", "accuracy": "passed"})
-    history.save(tmp_path, _record("2026-12-02T01:00:00Z", [worse]))
-    lines, got_worse = history.trend(tmp_path, draw=False)
+    run_records.save(tmp_path, _record("2026-12-02T01:00:00Z", [worse]))
+    lines, got_worse = trend.trend(tmp_path, draw=False)
     text = "\n".join(lines)
     assert got_worse
     assert "WORSE  isnet-int8-kl_divergence-onnxruntime conformance: new failure (was passed)" in text
@@ -70,42 +72,42 @@ def test_a_metric_beyond_its_interval_a_new_failure_and_a_slower_runtime_are_reg
 
 
 def test_latencies_of_another_machine_are_not_compared_but_metrics_are(tmp_path):
-    history.save(tmp_path, _record("2026-12-01T01:00:00Z", [_row()]))
+    run_records.save(tmp_path, _record("2026-12-01T01:00:00Z", [_row()]))
     other = {**MACHINE, "int8": "avx2", "id": "avx2-2c-def"}
-    history.save(tmp_path, _record("2026-12-02T01:00:00Z", [_row(latency_ms={"runtime": 125.0},
+    run_records.save(tmp_path, _record("2026-12-02T01:00:00Z", [_row(latency_ms={"runtime": 125.0},
                                                                  metrics={"mae": 0.1, "avg_f": 0.66})], other))
-    text = "\n".join(history.trend(tmp_path, draw=False)[0])
+    text = "\n".join(trend.trend(tmp_path, draw=False)[0])
     assert "latency" not in text
     assert "better isnet-int8-kl_divergence-onnxruntime on ecssd: mae 0.1200 -> 0.1000" in text
 
 
 def test_only_a_comparable_run_is_compared_and_the_baseline_too(tmp_path):
-    history.save(tmp_path, _record("2026-12-01T01:00:00Z", [_row(images=300)]))  # another image count
-    history.save(tmp_path, _record("2026-12-02T01:00:00Z", [_row()]))
-    assert "no earlier comparable run" in "\n".join(history.trend(tmp_path, draw=False)[0])
-    assert history.save_baseline(tmp_path).name == "baseline.json"
-    history.save(tmp_path, _record("2026-12-03T01:00:00Z", [_row(outcomes={"conformance": "failed"})]))
-    lines, worse = history.trend(tmp_path, draw=False)
+    run_records.save(tmp_path, _record("2026-12-01T01:00:00Z", [_row(images=300)]))  # another image count
+    run_records.save(tmp_path, _record("2026-12-02T01:00:00Z", [_row()]))
+    assert "no earlier comparable run" in "\n".join(trend.trend(tmp_path, draw=False)[0])
+    assert trend.save_baseline(tmp_path).name == "baseline.json"
+    run_records.save(tmp_path, _record("2026-12-03T01:00:00Z", [_row(outcomes={"conformance": "failed"})]))
+    lines, worse = trend.trend(tmp_path, draw=False)
     assert worse and sum("new failure" in line for line in lines) == 2  # against the previous run and the baseline
 
 
 def test_plots_are_drawn_per_model_and_linked_from_the_summary(tmp_path):
     (tmp_path / "summary.md").write_text("# segconform summary\n", encoding="utf-8")
     for day in (1, 2, 3):
-        history.save(tmp_path, _record(f"2026-12-0{day}T01:00:00Z", [_row(), _row("u2netp-fp32-onnxruntime")]))
-    history.trend(tmp_path)
+        run_records.save(tmp_path, _record(f"2026-12-0{day}T01:00:00Z", [_row(), _row("u2netp-fp32-onnxruntime")]))
+    trend.trend(tmp_path)
     plots = sorted(p.name for p in (tmp_path / "history" / "plots").iterdir())
     assert plots == ["isnet.png", "u2netp.png"]
     assert (tmp_path / "history" / "plots" / "isnet.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = (tmp_path / "summary.md").read_text(encoding="utf-8")
     assert "[isnet](history/plots/isnet.png)" in summary
-    history.trend(tmp_path)
+    trend.trend(tmp_path)
     assert (tmp_path / "summary.md").read_text(encoding="utf-8").count("## Trends over runs") == 1
 
 
 def test_the_command_line_exits_one_when_something_got_worse(tmp_path):
-    history.save(tmp_path, _record("2026-12-01T01:00:00Z", [_row()]))
-    history.save(tmp_path, _record("2026-12-02T01:00:00Z", [_row(outcomes={"conformance": "failed"})]))
+    run_records.save(tmp_path, _record("2026-12-01T01:00:00Z", [_row()]))
+    run_records.save(tmp_path, _record("2026-12-02T01:00:00Z", [_row(outcomes={"conformance": "failed"})]))
     run = subprocess.run([sys.executable, "-m", "harness", "trend", "--report-dir", str(tmp_path)],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 1 and "new failure" in run.stdout
@@ -115,8 +117,8 @@ def test_the_command_line_exits_one_when_something_got_worse(tmp_path):
 
 
 def test_the_command_line_fails_on_any_change_with_fail_on_change(tmp_path):
-    history.save(tmp_path, _record("2026-12-01T01:00:00Z", [_row(outcomes={"conformance": "failed"})]))
-    history.save(tmp_path, _record("2026-12-02T01:00:00Z", [_row()]))
+    run_records.save(tmp_path, _record("2026-12-01T01:00:00Z", [_row(outcomes={"conformance": "failed"})]))
+    run_records.save(tmp_path, _record("2026-12-02T01:00:00Z", [_row()]))
     command = [sys.executable, "-m", "harness", "trend", "--report-dir", str(tmp_path)]
     plain = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert plain.returncode == 0 and "fixed (was failed)" in plain.stdout
@@ -129,7 +131,7 @@ def test_a_broken_record_is_named(tmp_path):
     (tmp_path / "history").mkdir()
     (tmp_path / "history" / "x.json").write_text("{}", encoding="utf-8")
     with pytest.raises(ValueError, match=r"x\.json: not a segconform run record"):
-        history.records(tmp_path)
+        run_records.records(tmp_path)
 
 
 # --------------------------------------------------------------------------- records that keep per-image values
@@ -184,7 +186,7 @@ def _accuracy_row(maps: dict[str, np.ndarray], task: str = "saliency", weights: 
               dataset="ecssd", weights=weights)
     row.metrics, row.images = scores.results(), len(scores)
     row.ci = {m: list(v) for m, v in intervals(scores, Bootstrap(), f"{item}/ecssd").items()}
-    history.keep_per_image(row, scores, maps, {m: t for m, t in TOLERANCE.items() if m in scores.metrics})
+    per_image.keep_per_image(row, scores, maps, {m: t for m, t in TOLERANCE.items() if m in scores.metrics})
     return asdict(row)
 
 
@@ -195,8 +197,8 @@ def _base_row() -> str:
 
 def _nights(tmp_path, *rows: dict) -> None:
     """One record per night, after those already there, each with the given row."""
-    for day, row in enumerate(rows, start=len(history.records(tmp_path)) + 1):
-        history.save(tmp_path, _record(f"2026-12-{day:02d}T01:00:00Z", [row]))
+    for day, row in enumerate(rows, start=len(run_records.records(tmp_path)) + 1):
+        run_records.save(tmp_path, _record(f"2026-12-{day:02d}T01:00:00Z", [row]))
 
 
 def _changed(maps: dict[str, np.ndarray], shifts: dict[str, float]) -> dict[str, np.ndarray]:
@@ -211,11 +213,11 @@ def _changed(maps: dict[str, np.ndarray], shifts: dict[str, float]) -> dict[str,
 
 def test_an_accuracy_row_keeps_each_images_values_hash_and_thumbnail_compactly():
     row = _accuracy_row(_base_maps())
-    kept = history.PerImage.from_row(row)
+    kept = per_image.PerImage.from_row(row)
     assert kept is not None and kept.stems == tuple(sorted(_truths()))
     assert set(kept.values) == {"mae", "avg_f", "adp_f", "sm", "avg_em", "adp_em", "wfm"}  # the means over images
     assert np.isclose(float(kept.values["mae"].mean(dtype=np.float64)), row["metrics"]["mae"], atol=1e-6)
-    assert kept.thumbnails.shape == (100, history.THUMBNAIL, history.THUMBNAIL) and kept.hashes.shape == (100, 6)
+    assert kept.thumbnails.shape == (100, per_image.THUMBNAIL, per_image.THUMBNAIL) and kept.hashes.shape == (100, 6)
     assert len({h.tobytes() for h in kept.hashes}) == 100
     assert row["tolerance"]["mae"] == 0.002
     stored = len(json.dumps(row["per_image"], indent=1))
@@ -225,7 +227,7 @@ def test_an_accuracy_row_keeps_each_images_values_hash_and_thumbnail_compactly()
 def test_two_nights_of_unchanged_outputs_report_0_images_changed(tmp_path):
     _nights(tmp_path, json.loads(_base_row()), json.loads(_base_row()))
     out = io.StringIO()
-    assert history.main_trend(tmp_path, save=False, out=out, fail_on_change=True) == 0
+    assert trend.main_trend(tmp_path, save=False, out=out, fail_on_change=True) == 0
     expected = "no change beyond intervals and thresholds (1 rows compared; outputs of 0 of 100 images changed)"
     assert expected in out.getvalue()
 
@@ -234,7 +236,7 @@ def test_float_noise_of_another_cpu_kind_changes_hashes_but_no_image(tmp_path):
     rng = np.random.default_rng(3)
     noisy = {s: _pinned(m + rng.normal(0, 2e-4, m.shape)) for s, m in _base_maps().items()}
     _nights(tmp_path, json.loads(_base_row()), _accuracy_row(noisy))
-    lines, failed = history.trend(tmp_path, draw=False, fail_on_change=True)
+    lines, failed = trend.trend(tmp_path, draw=False, fail_on_change=True)
     text = "\n".join(lines)
     assert not failed and "outputs of 0 of 100 images changed" in text
     assert "images differ, all within the golden budget" in text  # the 8-bit maps did differ
@@ -243,13 +245,13 @@ def test_float_noise_of_another_cpu_kind_changes_hashes_but_no_image(tmp_path):
 def test_outputs_that_changed_are_named_and_fail_only_with_fail_on_change(tmp_path):
     changed = _changed(_base_maps(), {"0011": 0.1, "0042": 0.4, "0077": 0.1})
     _nights(tmp_path, json.loads(_base_row()), _accuracy_row(changed))
-    lines, failed = history.trend(tmp_path, draw=False)
+    lines, failed = trend.trend(tmp_path, draw=False)
     text = "\n".join(lines)
     assert not failed and "WORSE" not in text
     assert "change isnet-fp32-onnxruntime on ecssd: outputs of 3 of 100 images changed (largest MAE" in text
     assert "on image 0042;" in text
     assert "paired differences on 100 images, within tolerance: mae +0.00" in text  # the deltas, reported
-    assert history.trend(tmp_path, draw=False, fail_on_change=True)[1]
+    assert trend.trend(tmp_path, draw=False, fail_on_change=True)[1]
 
 
 def _worsened(maps: dict[str, np.ndarray], amount: float) -> dict[str, np.ndarray]:
@@ -262,7 +264,7 @@ def test_a_paired_worsening_inside_the_marginal_interval_is_a_regression(tmp_pat
     low, high = old["ci"]["mae"]
     assert low <= new["metrics"]["mae"] <= high  # what the marginal check saw: nothing
     _nights(tmp_path, old, new)
-    lines, failed = history.trend(tmp_path, draw=False)
+    lines, failed = trend.trend(tmp_path, draw=False)
     text = "\n".join(lines)
     assert failed
     assert (f"WORSE  isnet-fp32-onnxruntime on ecssd: mae {old['metrics']['mae']:.4f} -> {new['metrics']['mae']:.4f}, "
@@ -273,40 +275,40 @@ def test_a_paired_worsening_inside_the_marginal_interval_is_a_regression(tmp_pat
 def test_a_paired_improvement_is_a_change_not_a_regression(tmp_path):
     _nights(tmp_path, _accuracy_row(_worsened(_base_maps(), 0.006)), json.loads(_base_row()))
     out = io.StringIO()
-    assert history.main_trend(tmp_path, save=False, out=out) == 0
+    assert trend.main_trend(tmp_path, save=False, out=out) == 0
     assert "better isnet-fp32-onnxruntime on ecssd: mae" in out.getvalue() and "WORSE" not in out.getvalue()
-    assert history.main_trend(tmp_path, save=False, out=io.StringIO(), fail_on_change=True) == 1
+    assert trend.main_trend(tmp_path, save=False, out=io.StringIO(), fail_on_change=True) == 1
 
 
 def test_miou_is_paired_through_each_images_confusion_matrix(tmp_path):
     rng = np.random.default_rng(5)
     flipped = {s: np.where(rng.random(m.shape) < 0.05, 1.0 - m, m) for s, m in _base_maps().items()}
     _nights(tmp_path, _accuracy_row(_base_maps(), "segmentation"), _accuracy_row(flipped, "segmentation"))
-    lines, failed = history.trend(tmp_path, draw=False)
+    lines, failed = trend.trend(tmp_path, draw=False)
     assert failed and any(line.startswith("  WORSE  isnet-fp32-onnxruntime on ecssd: miou") for line in lines)
 
 
 def test_rows_of_other_weights_or_other_images_are_not_compared_and_say_why(tmp_path):
     base = json.loads(_base_row())
     _nights(tmp_path, base, _accuracy_row(_worsened(_base_maps(), 0.006), weights="seeded"))
-    lines, failed = history.trend(tmp_path, draw=False)
+    lines, failed = trend.trend(tmp_path, draw=False)
     assert not failed and ("no earlier comparable run (none shares a row of the same item, dataset, weights and "
                            "images; the previous run") in "\n".join(lines)
     assert f"isnet-fp32-onnxruntime on ecssd: weights changed: {WEIGHTS} -> seeded)" in "\n".join(lines)
-    history.save_baseline(tmp_path)
+    trend.save_baseline(tmp_path)
     _nights(tmp_path, base)
     assert (f"metrics and outputs not compared: weights changed: seeded -> {WEIGHTS}"
-            in "\n".join(history.trend(tmp_path, draw=False)[0]))  # against that baseline
+            in "\n".join(trend.trend(tmp_path, draw=False)[0]))  # against that baseline
     elsewhere = json.loads(_base_row())
     elsewhere["per_image"]["stems"] = [f"x{stem}" for stem in elsewhere["per_image"]["stems"]]
-    assert history.not_comparable(elsewhere, base) == "different images: 0 shared (100 -> 100 scored)"
-    assert history.not_comparable(json.loads(_base_row()), base) is None
+    assert trend_rules.not_comparable(elsewhere, base) == "different images: 0 shared (100 -> 100 scored)"
+    assert trend_rules.not_comparable(json.loads(_base_row()), base) is None
 
 
 def test_runs_that_share_some_images_are_compared_on_those(tmp_path):
     half = {stem: map_ for stem, map_ in _changed(_base_maps(), {"0042": 0.4}).items() if int(stem) < 50}
     _nights(tmp_path, json.loads(_base_row()), _accuracy_row(half))
-    text = "\n".join(history.trend(tmp_path, draw=False)[0])
+    text = "\n".join(trend.trend(tmp_path, draw=False)[0])
     assert "compared on the 50 images both runs scored (100 -> 50)" in text
     assert "outputs of 1 of 50 images changed" in text
 
@@ -315,7 +317,7 @@ def test_an_older_record_without_per_image_values_is_compared_by_the_marginal_in
     old = {k: v for k, v in json.loads(_base_row()).items() if k not in ("per_image", "tolerance")}
     worse = _accuracy_row(_worsened(_base_maps(), 0.05))
     _nights(tmp_path, old, worse)
-    lines, failed = history.trend(tmp_path, draw=False)
+    lines, failed = trend.trend(tmp_path, draw=False)
     text = "\n".join(lines)
     assert failed and "outside the previous interval" in text
     assert "marginal check: a record without per-image values" in text
@@ -324,9 +326,9 @@ def test_an_older_record_without_per_image_values_is_compared_by_the_marginal_in
 
 def test_the_baseline_is_compared_the_same_way(tmp_path):
     _nights(tmp_path, json.loads(_base_row()))
-    history.save_baseline(tmp_path)
+    trend.save_baseline(tmp_path)
     _nights(tmp_path, json.loads(_base_row()), _accuracy_row(_changed(_base_maps(), {"0042": 0.4})))
-    lines, _ = history.trend(tmp_path, draw=False)
+    lines, _ = trend.trend(tmp_path, draw=False)
     assert sum(line.startswith("  change isnet-fp32-onnxruntime on ecssd: outputs of 1 of 100 images changed")
                for line in lines) == 2  # against the previous run and against the baseline
 
@@ -335,10 +337,10 @@ def test_plots_mark_the_nights_that_changed(tmp_path):
     base = json.loads(_base_row())
     _nights(tmp_path, base, base, _accuracy_row(_changed(_base_maps(), {"0042": 0.4})), base,
             _accuracy_row(_worsened(_base_maps(), 0.006)))
-    assert history.changed_nights([r for _, r in history.records(tmp_path)]) == {2: {"isnet": False},
+    assert changed_nights([r for _, r in run_records.records(tmp_path)]) == {2: {"isnet": False},
                                                                                  3: {"isnet": False},
                                                                                  4: {"isnet": True}}
-    history.trend(tmp_path)
+    trend.trend(tmp_path)
     assert (tmp_path / "history" / "plots" / "isnet.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -347,10 +349,10 @@ def test_plots_mark_the_nights_that_changed(tmp_path):
 
 def _two_nights(tmp_path, before: list[dict], after: list[dict], **run) -> tuple[str, int]:
     """Two records of the same case folder and machine; the trend's text and the command's exit status."""
-    history.save(tmp_path, _record("2026-12-01T01:00:00Z", before, **run))
-    history.save(tmp_path, _record("2026-12-02T01:00:00Z", after, **run))
+    run_records.save(tmp_path, _record("2026-12-01T01:00:00Z", before, **run))
+    run_records.save(tmp_path, _record("2026-12-02T01:00:00Z", after, **run))
     out = io.StringIO()
-    status = history.main_trend(tmp_path, save=False, out=out)
+    status = trend.main_trend(tmp_path, save=False, out=out)
     return out.getvalue(), status
 
 
@@ -395,21 +397,21 @@ def test_vanished_items_are_found_against_the_previous_run_of_these_case_files_e
 
 def test_what_another_machine_or_case_folder_ran_does_not_vanish(tmp_path):
     both = [_row(), _row("u2netp-fp32-onnxruntime")]
-    history.save(tmp_path, _record("2026-12-01T01:00:00Z", both, cases_dir="/repo/cases"))
-    history.save(tmp_path, _record("2026-12-02T01:00:00Z", both, {**MACHINE, "id": "avx2-2c-def"},
+    run_records.save(tmp_path, _record("2026-12-01T01:00:00Z", both, cases_dir="/repo/cases"))
+    run_records.save(tmp_path, _record("2026-12-02T01:00:00Z", both, {**MACHINE, "id": "avx2-2c-def"},
                                    cases_dir="/repo/cases"))
-    history.save(tmp_path, _record("2026-12-03T01:00:00Z", [_row()], {**MACHINE, "id": "avx2-2c-def"},
+    run_records.save(tmp_path, _record("2026-12-03T01:00:00Z", [_row()], {**MACHINE, "id": "avx2-2c-def"},
                                    cases_dir="/elsewhere"))
-    lines, failed = history.trend(tmp_path, draw=False)
+    lines, failed = trend.trend(tmp_path, draw=False)
     assert not failed and "vanished" not in "\n".join(lines)
 
 
 def test_a_narrower_selection_is_named_beside_what_vanished(tmp_path):
     selection = {"args": ["cases"], "keyword": "", "markers": ""}
-    history.save(tmp_path, _record("2026-12-01T01:00:00Z", [_row(), _row("u2netp-fp32-onnxruntime")],
+    run_records.save(tmp_path, _record("2026-12-01T01:00:00Z", [_row(), _row("u2netp-fp32-onnxruntime")],
                                    selection=selection))
-    history.save(tmp_path, _record("2026-12-02T01:00:00Z", [_row()], selection={**selection, "keyword": "isnet"}))
-    lines, failed = history.trend(tmp_path, draw=False)
+    run_records.save(tmp_path, _record("2026-12-02T01:00:00Z", [_row()], selection={**selection, "keyword": "isnet"}))
+    lines, failed = trend.trend(tmp_path, draw=False)
     text = "\n".join(lines)
     assert failed and "u2netp-fp32-onnxruntime: vanished" in text
     assert "the runs selected differently (keyword '' then, 'isnet' now)" in text
@@ -452,7 +454,7 @@ def test_a_better_build_conformance_is_a_change_and_another_int8_path_is_not_com
     assert status == 0, text
     assert "better isnet-int8-kl_divergence-onnxruntime on ecssd: conformance mae_worst 0.013 -> 0.007" in text
     assert "deployed figures not compared: int8 path avx512-vnni -> avx2" in text
-    assert history.trend(tmp_path, draw=False, fail_on_change=True)[1]
+    assert trend.trend(tmp_path, draw=False, fail_on_change=True)[1]
 
 
 def test_an_expected_loss_is_judged_like_any_row_its_outcome_and_its_figures(tmp_path):
@@ -483,25 +485,25 @@ def _seeded_row(maps: dict[str, np.ndarray]) -> dict:
     """A seeded item's row as test_conformance leaves it: no metrics, the fingerprints of its candidate maps."""
     row = Row(item="isnet-fp32-onnxruntime", model="isnet", family="isnet", precision="fp32", runtime="onnxruntime",
               dataset="ecssd", weights="seeded (seed 0)", images=len(maps))
-    history.keep_fingerprints(row, maps)
+    per_image.keep_fingerprints(row, maps)
     return asdict(row)
 
 
 def test_a_seeded_row_keeps_each_images_hash_and_thumbnail_without_metric_values():
     row = _seeded_row(_base_maps())
-    kept = history.PerImage.from_row(row)
+    kept = per_image.PerImage.from_row(row)
     assert kept is not None and kept.stems == tuple(sorted(_base_maps())) and kept.values == {}
-    reference = history.PerImage.from_row(json.loads(_base_row()))
+    reference = per_image.PerImage.from_row(json.loads(_base_row()))
     assert np.array_equal(kept.hashes, reference.hashes) and np.array_equal(kept.thumbnails, reference.thumbnails)
     assert not row["metrics"] and not row["tolerance"]
 
 
 def test_seeded_outputs_that_changed_beyond_the_golden_budget_are_a_change(tmp_path):
     _nights(tmp_path, _seeded_row(_base_maps()), _seeded_row(_base_maps()))
-    lines, failed = history.trend(tmp_path, draw=False, fail_on_change=True)
+    lines, failed = trend.trend(tmp_path, draw=False, fail_on_change=True)
     assert not failed and "outputs of 0 of 100 images changed" in "\n".join(lines)
     _nights(tmp_path, _seeded_row(_changed(_base_maps(), {"0011": 0.1, "0042": 0.4, "0077": 0.1})))
-    lines, failed = history.trend(tmp_path, draw=False)
+    lines, failed = trend.trend(tmp_path, draw=False)
     text = "\n".join(lines)
     assert not failed and "change isnet-fp32-onnxruntime on ecssd: outputs of 3 of 100 images changed" in text
-    assert history.trend(tmp_path, draw=False, fail_on_change=True)[1]
+    assert trend.trend(tmp_path, draw=False, fail_on_change=True)[1]

@@ -1,4 +1,4 @@
-"""Runtime sessions in worker processes (harness/isolation.py): a hang, a native crash and an error each fail the
+"""Runtime sessions in worker processes (harness/run/isolation.py): a hang, a native crash and an error each fail the
 call that met them, with the image and the reason, and outputs are the same as in-process. The load, the first call
 and the later calls have bounds of their own; a crash can be retried in a new worker; replies are matched to their
 requests; a runtime reaches its worker by its registered name when pickle cannot send it; what runs in pytest's own
@@ -24,17 +24,17 @@ import numpy as np
 import pytest
 
 from harness.data.cases import Item, Variant, load_all
-from harness.run.isolation import (
+from harness.run.bounds import (
     FIRST_CALL_S,
     LOAD_S,
     TIMEOUT_FACTOR,
     TIMEOUT_FLOOR_S,
     CallTimes,
-    IsolatedSession,
     RuntimeCrash,
     RuntimeTimeout,
     TimeoutPolicy,
 )
+from harness.run.isolation import IsolatedSession
 from harness.runtimes import RunInput, Runtime, RuntimeConfig, Session
 from harness.runtimes.base import Artifact
 from harness.runtimes.faults import FaultyRuntime, InjectedRuntimeError, split
@@ -250,7 +250,8 @@ def test_a_worker_stuck_in_a_call_dies_with_its_parent(tmp_path: Path):
         import sys
         sys.path[:0] = {[str(Path(__file__).parent), str(ROOT)]!r}
         from harness.data.cases import Item, Variant, load_all
-        from harness.run.isolation import IsolatedSession, TimeoutPolicy
+        from harness.run.bounds import TimeoutPolicy
+        from harness.run.isolation import IsolatedSession
         from test_isolation import _batch, _runtime
 
         if __name__ == "__main__":
@@ -406,7 +407,7 @@ def test_a_runtime_pickle_cannot_send_reaches_its_worker_by_its_registered_name(
 
 
 def test_a_runtime_neither_registered_nor_picklable_is_one_clear_error(item: Item, registered_by_factory):
-    from harness.run.isolation import RuntimeNotIsolable
+    from harness.run.bounds import RuntimeNotIsolable
 
     unregistered = __import__("made_runtimes").make("elsewhere")(RuntimeConfig())
     with pytest.raises(RuntimeNotIsolable, match=r"runtime elsewhere cannot run in a worker process: it is not "
@@ -444,7 +445,7 @@ class _HangingSession(MeanSession):
 
 
 def test_under_isolation_none_a_call_past_its_bound_ends_the_run_through_the_watchdog_naming_the_call(item: Item):
-    from harness.run.isolation import Watchdog, WatchedSession
+    from harness.run.watchdog import Watchdog, WatchedSession
 
     hang = _Releasable()
     session = WatchedSession(_HangingSession(hang), item.id, TimeoutPolicy(later=0.5), Watchdog(hang.expire))
@@ -459,7 +460,7 @@ def test_under_isolation_none_a_call_past_its_bound_ends_the_run_through_the_wat
 
 def test_a_build_that_hangs_ends_the_run_naming_the_artifact(tmp_path: Path):
     from harness.build.artifacts import ArtifactStore
-    from harness.run.isolation import Watchdog
+    from harness.run.watchdog import Watchdog
 
     hang = _Releasable()
     store = ArtifactStore(tmp_path)

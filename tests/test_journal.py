@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.record import history
+from harness.record import run_records, trend
 from harness.record.journal import SUFFIX, Journal, JournalWarning, Progress, resumable, unfinished
 
 MACHINE = {"cpu": "AMD EPYC", "int8": "avx512-vnni", "cores": 2, "id": "avx512-vnni-2c-abc"}
@@ -48,7 +48,7 @@ def test_a_killed_run_is_an_incomplete_record_with_every_finished_row(tmp_path: 
         out.write('{"kind": "test", "nodeid": "cases/u2net.yaml::test_accu')  # the kill came mid-line
 
     with pytest.warns(JournalWarning, match=r"its last line \(line 5\) was cut short .*: skipped"):
-        [(path, record)] = history.records(tmp_path)
+        [(path, record)] = run_records.records(tmp_path)
     assert path == journal.path and record["run"]["complete"] is False
     assert {(r["item"], r["outcomes"]["conformance"]) for r in record["rows"]} == {(ITEMS[0], "passed"),
                                                                                   (ITEMS[1], "failed")}
@@ -56,7 +56,7 @@ def test_a_killed_run_is_an_incomplete_record_with_every_finished_row(tmp_path: 
     assert tests["selected"] == 4 and tests["finished"] == 2
     assert tests["not_run"] == [_node("accuracy", item) for item in ITEMS]
     assert tests["runtime_faults"] == {_node("conformance", ITEMS[1]): "timeout"}
-    lines = history.progress_lines(record)
+    lines = run_records.progress_lines(record)
     assert lines[0].startswith("incomplete run (killed, or still running): 2 of 4 checks finished, with rows of 2 "
                                f"items ({ITEMS[0]}, {ITEMS[1]}); not run: 2")
     assert "test_conformance[u2netp-int8-percentile-onnxruntime] (timeout)" in lines[1]
@@ -73,7 +73,7 @@ def test_trend_of_an_incomplete_run_says_so_exits_one_and_finds_no_regression_in
     killed = _journal(tmp_path / "history", "2026-12-02T01:00:00Z")
     killed.finished(_node("conformance", ITEMS[0]), "passed", None, _export(ITEMS[0], "conformance"))
 
-    lines, failed = history.trend(tmp_path, draw=False)
+    lines, failed = trend.trend(tmp_path, draw=False)
     text = "\n".join(lines)
     assert failed, text
     assert (f"incomplete run (killed, or still running): 1 of 4 checks finished, with rows of 1 item ({ITEMS[0]}); "
@@ -81,7 +81,7 @@ def test_trend_of_an_incomplete_run_says_so_exits_one_and_finds_no_regression_in
     assert "no change beyond intervals and thresholds" in text and "WORSE" not in text  # nothing vanished
     assert lines[-1] == "trend fails (exit 1): the newest run is incomplete"
     with pytest.raises(ValueError, match="the newest run is incomplete"):
-        history.save_baseline(tmp_path)
+        trend.save_baseline(tmp_path)
 
 
 def test_completing_a_journal_leaves_one_record_under_the_same_name(tmp_path: Path):
@@ -177,7 +177,7 @@ def test_a_record_is_flushed_and_fsynced_before_it_takes_its_name_and_its_folder
     journal.complete({"run": {**_run("2026-12-02T01:00:00Z"), "complete": True}, "rows": []})
     assert events == ["fsync file", "rename", "fsync folder"]
     del events[:]
-    history.save(tmp_path, {"run": {**_run("2026-12-03T01:00:00Z"), "complete": True}, "rows": []})
+    run_records.save(tmp_path, {"run": {**_run("2026-12-03T01:00:00Z"), "complete": True}, "rows": []})
     assert events == ["fsync file", "link", "fsync folder"]
 
 

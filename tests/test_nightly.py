@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from test_plugin import _run, repository  # noqa: F401  (the fixture, used by name)
 
-from harness.record import history
+from harness.record import run_records
 from harness.record.journal import SUFFIX
 
 pytest_plugins = ["pytester"]
@@ -31,7 +31,7 @@ FAULTY = ("--runtime", "onnxruntime", "--runtime", "onnxruntime+hang", "--runtim
 
 
 def _record(repo: pytest.Pytester, report_dir: str = "reports") -> dict:
-    [(_, record)] = history.records(repo.path / report_dir)
+    [(_, record)] = run_records.records(repo.path / report_dir)
     return record
 
 
@@ -92,7 +92,7 @@ def test_a_run_killed_with_sigkill_is_resumed_into_the_record_of_an_uninterrupte
     _run(repository, "--report-dir=whole", *selection).assert_outcomes(passed=4, failed=4)
     whole = _record(repository, "whole")
 
-    history_dir = repository.path / "reports" / history.HISTORY
+    history_dir = repository.path / "reports" / run_records.HISTORY
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *selection, f"--weights-dir={outside}",
@@ -109,7 +109,7 @@ def test_a_run_killed_with_sigkill_is_resumed_into_the_record_of_an_uninterrupte
     process.wait()
     killed = _record(repository)
     assert killed["run"]["complete"] is False and killed["tests"]["finished"] == 1, killed["tests"]
-    assert "incomplete run (killed, or still running): 1 of 8 checks finished" in history.progress_lines(killed)[0]
+    assert "incomplete run (killed, or still running): 1 of 8 checks finished" in run_records.progress_lines(killed)[0]
 
     resumed = _run(repository, "--resume", *selection)
     assert "segconform: resuming" in resumed.stdout.str(), resumed.stdout.str()[-2000:]

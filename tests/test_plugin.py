@@ -271,7 +271,7 @@ def test_trend_names_what_a_changed_recipe_changed_and_nothing_on_an_unchanged_n
     under --fail-on-change; a third, unchanged run changes no image."""
     import copy
 
-    from harness.record import history
+    from harness.record import trend
 
     accuracy = ["-k", "mynet and fp32 and accuracy"]
     reports = repository.path / "reports"
@@ -280,12 +280,12 @@ def test_trend_names_what_a_changed_recipe_changed_and_nothing_on_an_unchanged_n
     case["models"][0]["preprocess"][3]["mean"] = [0.285, 0.456, 0.606]
     (repository.path / "cases" / "demo.yaml").write_text(yaml.safe_dump(case), encoding="utf-8")
     _run(repository, *accuracy).assert_outcomes(passed=1)
-    lines, failed = history.trend(reports, draw=False, fail_on_change=True)
+    lines, failed = trend.trend(reports, draw=False, fail_on_change=True)
     text = "\n".join(lines)
     assert failed and "mynet-fp32-onnxruntime on people: miou" in text and "paired difference on 3 images" in text
     assert "change mynet-fp32-onnxruntime on people: outputs of" in text, text
     _run(repository, *accuracy).assert_outcomes(passed=1)
-    lines, failed = history.trend(reports, draw=False, fail_on_change=True)
+    lines, failed = trend.trend(reports, draw=False, fail_on_change=True)
     assert not failed
     assert "no change beyond intervals and thresholds (2 rows compared; outputs of 0 of 7 images changed)" in lines[2]
 

@@ -2,6 +2,7 @@
 
 Owns published weights (``weights``), the fp32 network (``networks``, architectures in :mod:`harness.models`),
 ONNX export and graph import (``export``, ``graph_import``), the fp16 / int8 builds (``precisions``), the
-content-addressed cache (``artifacts``, ``artifact``) and the VACC build files (``vamc``, ``vdsp``). May import
-:mod:`harness.models`, :mod:`harness.data` and :mod:`harness.machine`.
+content-addressed cache (``artifacts``, ``artifact``) and the VACC build files (``vamc``, ``vdsp``, with
+``vdsp_compare`` checking a vdsp file against a case). May import :mod:`harness.models`, :mod:`harness.data` and
+:mod:`harness.machine`.
 """

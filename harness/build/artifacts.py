@@ -25,7 +25,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -38,11 +38,12 @@ from ..data.case_inputs import Int8Scheme
 from ..data.cases import Model, Variant
 from .networks import BuildError, Networks
 from .artifact import Artifact
+from .shared_cache import SharedCache
 
 
 
 class Bound(Protocol):
-    """What bounds a build: the run stage's watchdog (:class:`harness.run.isolation.Watchdog`), handed down by
+    """What bounds a build: the run stage's watchdog (:class:`harness.run.watchdog.Watchdog`), handed down by
     whoever owns it, so the build stage needs no import of the run stage."""
 
     def bounded(self, seconds: float, what: str) -> contextlib.AbstractContextManager[None]: ...
@@ -75,10 +76,12 @@ def tool_versions() -> dict[str, str]:
 class ArtifactStore:
     """A folder of artifacts, one sub-folder per cache key, each with the file and ``manifest.json``."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, shared: Sequence[Path] = ()) -> None:
         self.root = root
+        self.shared = [SharedCache(path) for path in shared]  # read first, never written
         self.builds = 0  # how many artifacts this process actually built (tests use it to prove cache hits)
         self.timings: list[dict[str, Any]] = []  # what this process built and how long each took
+        self.reused: list[dict[str, str]] = []  # what it took from a shared cache instead of building
         self._bound: tuple[float, "Bound"] | None = None
 
     def bound_builds(self, seconds: float, watchdog: Bound) -> None:
@@ -99,6 +102,11 @@ class ArtifactStore:
         folder = self.root / f"{material.get('model', 'artifact')}-{material.get('variant', '')}-{key}"
         if _complete(folder, filename):
             return Artifact.from_dir(folder, filename)
+        for cache in self.shared:  # another shard's (or last night's) build of the same content
+            found = cache.find(folder.name, filename, self.root)
+            if found is not None:
+                self.reused.append({"what": folder.name, "from": str(cache.path)})
+                return found
         (self.root / ".locks").mkdir(parents=True, exist_ok=True)
         with FileLock(str(self.root / ".locks" / f"{folder.name}.lock")):
             if _complete(folder, filename):  # another process built it while this one waited

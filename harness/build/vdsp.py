@@ -1,14 +1,16 @@
-"""The device's preprocessing (vdsp params JSON): parse it, express it as recipe ops, compare it with a case, emit it.
+"""The device's preprocessing (vdsp params JSON): parse it, express it as recipe ops, emit the one a case implies.
 
 The VACC device resizes and normalises each image itself, following a JSON file with one fusion op
 (``FUSION_OP_RGB_RESIZE_CVTCOLOR_NORM_TENSOR``). When that file and the case's recipe disagree the
 deployed model silently sees other inputs than it was trained on (for ISNet the zoo's file resizes
-bilinearly where the seed says INTER_AREA). This module makes the comparison explicit:
+bilinearly where the seed says INTER_AREA). This module reads, interprets and writes the file; comparing one
+with a case is :func:`harness.build.vdsp_compare.check`'s, in terms this module provides:
 
 * :func:`load` parses and validates a file; anything unknown is an error naming the file.
 * :func:`preprocess_ops` gives the equivalent CPU recipe ops (for :func:`harness.data.recipes.build_preprocess`),
   so the device's preprocessing can be run and compared on the host.
-* :func:`check` lists every disagreement with a case (size, interpolation, colour order, scale, mean, std).
+* :func:`summarise` reduces a recipe (a case's, or a file's :func:`preprocess_ops`) to what the device can express:
+  colour order, resize and normalisation (:class:`Preprocessing`); the comparison and ``vamc`` read that.
 * :func:`from_case` emits the file a case implies, for users who have none.
 * :func:`rgb_planar` turns a decoded OpenCV image into the device's input layout, RGB planar uint8 (3, H, W).
 """
@@ -24,7 +26,6 @@ from typing import Any
 import numpy as np
 
 from ..data.case_inputs import Op
-
 from ..data.cases import Model
 from ..data.recipes import OpSpec
 
@@ -61,10 +62,6 @@ NORMA_TYPES: dict[str, tuple[float, bool, bool]] = {
 #: The recipes' defaults when an op leaves the argument out (see harness.data.recipes).
 _RECIPE_DEFAULT_INTERPOLATION = "linear"
 _RECIPE_DEFAULT_DIVIDE = 255.0
-#: Relative tolerance for mean/std: the device stores them as fp16 (about 3 decimal digits).
-_RTOL = 1e-3
-
-_CV2_NAMES = {"nearest": "INTER_NEAREST", "linear": "INTER_LINEAR", "area": "INTER_AREA", "cubic": "INTER_CUBIC"}
 
 
 class VdspError(ValueError):
@@ -106,20 +103,7 @@ class Preprocessing:
         """Mean and std such that ``(x / 255 - mean) / std`` is this normalisation (the vdsp and vamc form)."""
         std = [1.0 / (255.0 * a) for a in self.scale]
         mean = [-b * s for b, s in zip(self.offset, std)]
-        return [_tidy(m) for m in mean], [_tidy(s) for s in std]
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One disagreement between a vdsp file and a case; ``text`` is what a user reads."""
-
-    field: str  # size, interpolation, colour_order, scale, mean, std, normalisation
-    vdsp: Any
-    case: Any
-    text: str
-
-    def __str__(self) -> str:
-        return self.text
+        return [tidy(m) for m in mean], [tidy(s) for s in std]
 
 
 # --------------------------------------------------------------------------- parsing
@@ -243,107 +227,9 @@ def _t3(values: np.ndarray) -> tuple[float, float, float]:
     return (float(values[0]), float(values[1]), float(values[2]))
 
 
-# --------------------------------------------------------------------------- comparison
-
-
-def check(params: VdspParams, model: Model) -> list[Finding]:
-    """Every way the device's preprocessing differs from ``model``'s recipe, most visible first."""
-    input_hw = (model.input_shape[1], model.input_shape[2])
-    device = summarise(preprocess_ops(params), params.output_hw)
-    case = summarise(model.preprocess, input_hw)
-    where = f"{params.name} vs case {model.name}"
-    findings: list[Finding] = []
-    if case.size != device.size:
-        said = f"{case.size[0]}x{case.size[1]} (HxW)" if case.size else "no resize"
-        findings.append(
-            Finding(
-                "size",
-                device.size,
-                case.size,
-                f"{where}: size: the device resizes to {params.output_hw[0]}x{params.output_hw[1]} (HxW, "
-                f"OimageHeight x OimageWidth), the case's recipe gives {said}",
-            )
-        )
-    if case.size is not None and case.interpolation != device.interpolation:
-        findings.append(
-            Finding(
-                "interpolation",
-                params.resize_type,
-                case.interpolation,
-                f"{where}: interpolation: ResizeType {params.resize_type} resizes like cv2."
-                f"{_CV2_NAMES[str(device.interpolation)]}, the case's recipe uses cv2."
-                f"{_CV2_NAMES.get(str(case.interpolation), case.interpolation)}",
-            )
-        )
-    if case.colour_order != device.colour_order:
-        findings.append(
-            Finding(
-                "colour_order",
-                device.colour_order,
-                case.colour_order,
-                f"{where}: colour order: the device's tensor is {device.colour_order} (IimageFormat "
-                f"{params.image_format}, ColorCvtCode {params.color_cvt_code}), the case's recipe gives "
-                f"{case.colour_order}",
-            )
-        )
-    findings += _normalisation_findings(params, device, case, where)
-    return findings
-
-
-def _normalisation_findings(
-    params: VdspParams, device: Preprocessing, case: Preprocessing, where: str
-) -> list[Finding]:
-    """Equivalent normalisations agree (x/127.5 - 1 equals (x/255 - 0.5)/0.5); otherwise name each part that differs."""
-    if _close(device.scale, case.scale) and _close(device.offset, case.offset):
-        return []
-    formula = f"(x / {_tidy(device.divide):g} - mean) / std"
-    findings = []
-    if not _close((device.divide,), (case.divide,)):
-        findings.append(
-            Finding(
-                "scale",
-                device.divide,
-                case.divide,
-                f"{where}: scale: NormaType {params.norma_type} divides by {_tidy(device.divide):g}, "
-                f"the case's to_float divides by {_tidy(case.divide):g}",
-            )
-        )
-    for field, ours, theirs in (("mean", device.mean, case.mean), ("std", device.std, case.std)):
-        if not _close(ours, theirs):
-            findings.append(
-                Finding(
-                    field,
-                    list(ours),
-                    list(theirs),
-                    f"{where}: {field}: the device uses {field} {_fmt(ours)} in {formula} "
-                    f"(NormaType {params.norma_type}), the case's recipe uses {_fmt(theirs)}",
-                )
-            )
-    if not findings:
-        findings.append(
-            Finding(
-                "normalisation",
-                [device.scale, device.offset],
-                [case.scale, case.offset],
-                f"{where}: normalisation: same divisor, mean and std but applied in another order: the device "
-                f"maps x to {_fmt(device.scale)} * x + {_fmt(device.offset)}, the case to "
-                f"{_fmt(case.scale)} * x + {_fmt(case.offset)}",
-            )
-        )
-    return findings
-
-
-def _close(a: Sequence[float], b: Sequence[float]) -> bool:
-    return bool(np.allclose(a, b, rtol=_RTOL, atol=1e-6))
-
-
-def _tidy(value: float) -> float:
+def tidy(value: float) -> float:
     """Round away float noise so emitted files read like hand-written ones (0.5, not 0.49999999999999994)."""
     return float(f"{value:.10g}") + 0.0  # + 0.0 turns -0.0 into 0.0
-
-
-def _fmt(values: Sequence[float]) -> str:
-    return "[" + ", ".join(f"{_tidy(v):g}" for v in values) + "]"
 
 
 # --------------------------------------------------------------------------- emission
@@ -353,8 +239,9 @@ def from_case(model: Model) -> dict[str, Any]:
     """The vdsp params a case implies, in the zoo's format.
 
     The device has one OpenCV-compatible resize (bilinear), so a case that resizes otherwise (INTER_AREA
-    for ISNet) gets BILINEAR_CV; :func:`check` on the result reports that difference. The normalisation
-    is always written as DIV255_MINUSMEAN_DIVSTD, which expresses any per-channel affine map exactly.
+    for ISNet) gets BILINEAR_CV; :func:`harness.build.vdsp_compare.check` on the result reports that difference.
+    The normalisation is always written as DIV255_MINUSMEAN_DIVSTD, which expresses any per-channel affine map
+    exactly.
     Input sizes are placeholders: the adapter passes each image's own size with the image.
     """
     channels, height, width = model.input_shape

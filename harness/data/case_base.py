@@ -1,4 +1,5 @@
-"""TODO docstring."""
+"""What every part of a case file shares: the names of precisions and calibrations, the strict base model that
+refuses unknown keys, the error a broken case file raises, and a variant (precision and calibration)."""
 
 from __future__ import annotations
 

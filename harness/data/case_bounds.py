@@ -1,4 +1,8 @@
-"""TODO docstring."""
+"""What a case judges by: conformance budgets, the seed's documented result rows and a documented collapse's stated
+loss, acceptance rules, performance floors, structure bounds and the deployed-int8 loss per instruction set.
+
+Each relaxation carries its why (with the image count it was measured on) and each range is refused when reversed,
+so no bound can be loosened silently."""
 
 from __future__ import annotations
 

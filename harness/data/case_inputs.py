@@ -1,4 +1,5 @@
-"""TODO docstring."""
+"""What a case builds from: its recipe steps, its published or user weights, its datasets and its static int8
+scheme; each validated at load, so a typo fails collection naming the file and key."""
 
 from __future__ import annotations
 

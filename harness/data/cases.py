@@ -43,7 +43,7 @@ class Model(Strict):
     timeout_s: float | None = Field(
         None, gt=0, description="bound of each runtime call after the first of this model's items, seconds "
                                 "(--item-timeout overrides; default: 20x the session's fastest later call, at least "
-                                "10 s; see harness/isolation.py)")
+                                "10 s; see harness/run/bounds.py)")
     load_timeout_s: float | None = Field(
         None, gt=0, description="bound of loading (compiling) a session of this model's items, seconds "
                                 "(--load-timeout overrides; default 300 s)")

@@ -14,9 +14,9 @@ before it until the culprits alone conform. One culprit costs about log2(candida
 
 The core, :func:`bisect`, takes two callables (``build(excluded) -> path`` and
 ``score(path) -> Comparison``) so it can be tested on a hand-made graph; :func:`localise` wires it to
-the harness: builds through ``ArtifactBuilder.onnx(..., nodes_to_exclude=...)``, runs each build on
-the item's runtime through the one pipeline, and judges it with the same :class:`Comparison` and
-budget as the item's conformance check.
+the harness through the item's handle: builds through ``ArtifactBuilder.onnx(..., nodes_to_exclude=...)``
+(:meth:`harness.items.handle.ItemHandle.rebuild`), runs each build on the item's runtime through the
+one pipeline, and judges it with the same :class:`Comparison` and budget as the item's conformance check.
 """
 
 from __future__ import annotations
@@ -35,9 +35,8 @@ from ..judge.judgement import Comparison, conformance_budget
 from ..runtimes.base import Artifact
 
 if TYPE_CHECKING:
-    from ..data.cases import Item
     from ..data.datasets import Dataset
-    from ..items.suite import Suite
+    from ..items.handle import ItemHandle
 
 log = logging.getLogger("segconform.fault_localisation")
 
@@ -234,34 +233,34 @@ def candidate_nodes(model: onnx.ModelProto, precision: str) -> list[str]:
             and any(output in floats for output in node.output)]
 
 
-def localise(suite: "Suite", item: "Item", dataset: "Dataset", max_builds: int = 8, images: int = 3) -> Localisation:
-    """Which nodes of ``item`` (fp16 or static int8, on an ONNX runtime) to keep in fp32 so that it conforms.
+def localise(handle: "ItemHandle", dataset: "Dataset", max_builds: int = 8, images: int = 3) -> Localisation:
+    """Which nodes of an item (fp16 or static int8, on an ONNX runtime) to keep in fp32 so that it conforms.
 
     Scores each build on the ``images`` images of ``dataset`` that conform worst, against the fp32
     reference maps, with the item's own conformance budget; builds through the artifact cache.
     """
+    item = handle.item
     precision = item.variant.precision
     if precision not in LOCALISABLE:
         raise ValueError(f"{item.id}: fault localisation rebuilds {' or '.join(LOCALISABLE)} artifacts, "
                          f"not {item.variant.label}")
-    runtime = suite.sessions.runtime(item.runtime)
+    runtime = handle.runtime
     if runtime.artifact != "onnx":
         raise ValueError(f"{item.id}: runtime {item.runtime} does not load ONNX builds; localise on onnxruntime")
     if item.model.prebuilt.get(precision) is not None:
         raise ValueError(f"{item.id}: the {precision} model is shipped prebuilt, there is nothing to rebuild")
-    budget = conformance_budget(item, "fp32", suite.trained(item))
-    reference = suite.run(item.reference, dataset).maps
-    current = Comparison.of(suite.run(item, dataset).maps, reference, budget)
+    budget = conformance_budget(item, "fp32", handle.trained)
+    reference = handle.reference.run(dataset).maps
+    current = Comparison.of(handle.run(dataset).maps, reference, budget)
     worst = sorted(current.per_image, key=lambda stem: _excess(current.per_image[stem], budget), reverse=True)[:images]
     if not worst:
         raise ValueError(f"{item.id}: no image of {dataset.name} was run by both the item and its reference")
     samples = [s for s in dataset.samples if s.stem in worst]
-    pipeline = suite.pipeline(item.model)
+    pipeline = handle.pipeline
     takes_images = runtime.takes_images
 
     def build(excluded: tuple[str, ...]) -> Path:
-        return suite.builder.onnx(item.model, item.variant, suite.sessions.int8_scheme(item),
-                                  nodes_to_exclude=excluded).path
+        return handle.rebuild(excluded).path
 
     def score(path: Path) -> Comparison:
         session = runtime.load(item, Artifact(path, {}))
@@ -273,7 +272,7 @@ def localise(suite: "Suite", item: "Item", dataset: "Dataset", max_builds: int =
             session.close()
         return Comparison.of(run.maps, reference, budget)
 
-    graph = onnx.load(str(suite.builder.fp32_onnx(item.model).path), load_external_data=False)
+    graph = onnx.load(str(handle.fp32_export().path), load_external_data=False)
     before = Comparison(budget, {stem: current.per_image[stem] for stem in worst})
     return bisect(candidate_nodes(graph, precision), build, score, before, max_builds, f"{item.id} on {dataset.name}")
 

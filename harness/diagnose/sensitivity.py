@@ -3,8 +3,8 @@
 One pytest session runs the item (a model at one precision) on the healthy runtime, on the control
 (``RUNTIME+identity``) and on ``RUNTIME+FAULT`` for every fault of :mod:`harness.runtimes.faults`, through the
 normal checks (conformance, regression, accuracy, structure and, for static int8, the deployment verdict and the
-speed-up gate). Each fault's *effect* is measured against the healthy item on the same images: paired deltas of MAE / avg F / S with their
-intervals and the per-image MAE between the two maps. Then, per fault:
+speed-up gate). Each fault's *effect* is measured against the healthy item on the same images: paired deltas of
+MAE / avg F / S with their intervals and the per-image MAE between the two maps. Then, per fault:
 
 * **caught**: some check fails on it that passes on the control;
 * **missed**: no check failed on it. The row shows the fault's measured effect and whether it *exceeds* what the
@@ -33,10 +33,12 @@ import pytest
 from ..data import datasets as ds
 from ..data.case_base import LOWER_IS_BETTER
 from ..data.cases import Item, Variant
+from ..items.handle import ItemHandle
+from ..items.suite import Suite
 from ..judge.judgement import Comparison, allowed_worsening, conformance_budget
 from ..judge.paired import documented_delta, judge_paired
 from ..record.report import atomic_write
-from ..run.pipeline import OutputError
+from ..run.pipeline import OutputError, RunResult
 from ..runtimes.faults import FAULTS, INT8_PRECISIONS, SEPARATOR, SLOW_SHARE
 
 #: Checks whose verdicts the table shows (latency and pipeline overhead time a wrapper, not a model).
@@ -119,7 +121,7 @@ def _with_fault(runtime: str, fault: str) -> str:
     return f"{runtime}{SEPARATOR}{fault}"
 
 
-def _measure(suite: Any, item: Item, healthy: Item, dataset: ds.Dataset, row: FaultRow,
+def _measure(suite: Suite, item: Item, healthy: Item, dataset: ds.Dataset, row: FaultRow,
              rejected: str | None) -> None:
     """The fault's effect against the healthy item on the same images of ``dataset``; ``rejected``: why the run
     path refused one of its outputs during the checks (zero / NaN), which is an effect of any size."""
@@ -128,23 +130,28 @@ def _measure(suite: Any, item: Item, healthy: Item, dataset: ds.Dataset, row: Fa
         return
     # A deployed-only fault changes what this CPU's deployed session computes: its effect is measured there.
     deployed = FAULTS[row.fault].deployed_only
-    run = suite.run_deployed if deployed else suite.run
+
+    def run(handle: ItemHandle) -> RunResult:
+        return handle.run_deployed(dataset) if deployed else handle.run(dataset)
+
     try:
-        faulty_maps = run(item, dataset).maps
+        faulty = suite.handle(item)
+        faulty_maps = run(faulty).maps
     except OutputError as error:
         row.effect, row.exceeds = f"output rejected: {error}", True
         return
-    healthy_maps = run(healthy, dataset).maps
-    budget = conformance_budget(item, "fp32", suite.trained(item))
+    sound = suite.handle(healthy)
+    healthy_maps = run(sound).maps
+    budget = conformance_budget(item, "fp32", faulty.trained)
     stats = Comparison.of(faulty_maps, healthy_maps, budget).stats
     row.images = int(stats.get("images", 0))
     row.mae_vs_healthy = {"mean": stats.get("mae_mean", 0.0), "worst": stats.get("mae_worst", 0.0)}
     family = item.family
-    if suite.trained(item):  # any dataset with masks, the synthetic one included (no documented delta there)
-        paired = judge_paired(suite.scores(item, dataset, deployed), suite.scores(healthy, dataset, deployed), {},
+    if faulty.trained:  # any dataset with masks, the synthetic one included (no documented delta there)
+        paired = judge_paired(faulty.scores(dataset, deployed), sound.scores(dataset, deployed), {},
                               family.acceptance.reproduction, {}, suite.settings.bootstrap,
                               f"sensitivity/{item.id}/{dataset.name}")
-        allowances = _allowances(suite, healthy, dataset, deployed)
+        allowances = _allowances(sound, dataset, deployed)
         for metric in EFFECT_METRICS:
             verdict = paired.deltas.get(metric)
             if verdict is None:
@@ -160,17 +167,18 @@ def _measure(suite: Any, item: Item, healthy: Item, dataset: ds.Dataset, row: Fa
     row.effect = _effect_text(row)
 
 
-def _allowances(suite: Any, healthy: Item, dataset: ds.Dataset, deployed: bool) -> dict[str, float]:
+def _allowances(sound: ItemHandle, dataset: ds.Dataset, deployed: bool) -> dict[str, float]:
     """How far a fault may move each metric before the checks must see it: the seed's documented loss plus the
     tolerance, or, for a documented collapse, what its stated range leaves beyond the healthy collapse's own loss
     against fp32 (a fault inside the stated range is, by that statement, no worse than the collapse)."""
+    healthy = sound.item
     tolerance = healthy.family.acceptance.reproduction
     collapse = healthy.model.expected_loss(healthy.variant)
     if collapse is None or collapse.expected_loss is None:
         documented = documented_delta(healthy.model, healthy, dataset.name)
         return {m: allowed_worsening(m, documented.get(m, 0.0), tolerance) for m in EFFECT_METRICS if m in tolerance}
-    own = judge_paired(suite.scores(healthy, dataset, deployed), suite.scores(healthy.reference, dataset), {},
-                       tolerance, {}, suite.settings.bootstrap, f"sensitivity/{healthy.id}/{dataset.name}/collapse")
+    own = judge_paired(sound.scores(dataset, deployed), sound.reference.scores(dataset), {},
+                       tolerance, {}, sound.settings.bootstrap, f"sensitivity/{healthy.id}/{dataset.name}/collapse")
     allowances = {}
     for metric, (low, high) in collapse.expected_loss.vs_fp32.items():
         if metric in EFFECT_METRICS and metric in own.deltas and metric in tolerance:

@@ -35,3 +35,5 @@ class Settings:
     #: ``--int8-scheme``: "case" (each case file's scheme) or a remedy applied to every static int8 build.
     int8_scheme: str = "case"
     isolation: Isolation = field(default_factory=Isolation)
+    #: ``--shared-cache``: read-only artifact caches (folders or archives) looked up before building anything.
+    shared_caches: tuple[Path, ...] = ()

@@ -21,18 +21,10 @@ import numpy as np
 #: ``mean``: the mean itself; ``curve_max`` / ``curve_mean``: max / mean over thresholds of the mean curve;
 #: ``miou``: mIoU of the summed confusion matrix.
 METRICS: dict[str, tuple[str, str]] = {
-    "mae": ("mae", "mean"),
-    "max_f": ("f_curve", "curve_max"),
-    "avg_f": ("f_curve", "curve_mean"),
-    "adp_f": ("adp_f", "mean"),
-    "sm": ("sm", "mean"),
-    "max_em": ("em_curve", "curve_max"),
-    "avg_em": ("em_curve", "curve_mean"),
-    "adp_em": ("adp_em", "mean"),
-    "wfm": ("wfm", "mean"),
-    "miou": ("confusion", "miou"),
-    "mse": ("squared", "mean"),
-    "mad": ("absolute", "mean"),
+    "mae": ("mae", "mean"), "max_f": ("f_curve", "curve_max"), "avg_f": ("f_curve", "curve_mean"),
+    "adp_f": ("adp_f", "mean"), "sm": ("sm", "mean"), "max_em": ("em_curve", "curve_max"),
+    "avg_em": ("em_curve", "curve_mean"), "adp_em": ("adp_em", "mean"), "wfm": ("wfm", "mean"),
+    "miou": ("confusion", "miou"), "mse": ("squared", "mean"), "mad": ("absolute", "mean"),
 }
 
 #: The metrics of each task, in the seed tables' order.

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .human_seg_backbones import InvertedResidual  # the same MobileNetV2 block, key for key
 from .registry import register
 
 SOURCE = "https://github.com/ZHKKKe/MODNet (src/models/modnet.py, commit 28165a4)"
@@ -53,34 +54,6 @@ def _conv_bn_relu6(in_ch: int, out_ch: int, kernel: int, stride: int) -> nn.Sequ
         nn.BatchNorm2d(out_ch),
         nn.ReLU6(inplace=True),
     )
-
-
-class InvertedResidual(nn.Module):
-    """MobileNetV2 block: optional 1x1 expansion, 3x3 depthwise, linear 1x1 projection.
-
-    The layers sit in one ``conv`` Sequential (ReLU6 included) so that the parameter indices
-    (``conv.0``, ``conv.1``, ``conv.3`` ...) are those of the official checkpoints.
-    """
-
-    def __init__(self, in_ch: int, out_ch: int, stride: int, expansion: int) -> None:
-        super().__init__()
-        hidden = round(in_ch * expansion)
-        layers: list[nn.Module] = []
-        if expansion != 1:
-            layers += [nn.Conv2d(in_ch, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6(inplace=True)]
-        layers += [
-            nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False),
-            nn.BatchNorm2d(hidden),
-            nn.ReLU6(inplace=True),
-            nn.Conv2d(hidden, out_ch, 1, bias=False),
-            nn.BatchNorm2d(out_ch),
-        ]
-        self.conv = nn.Sequential(*layers)
-        self.residual = stride == 1 and in_ch == out_ch
-
-    def forward(self, x: Tensor) -> Tensor:
-        y = self.conv(x)
-        return x + y if self.residual else y
 
 
 class MobileNetV2(nn.Module):

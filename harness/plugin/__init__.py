@@ -30,6 +30,7 @@ import pytest
 from .. import runtimes
 from ..data.case_base import CALIBRATIONS, PRECISIONS, CaseError
 from ..data.cases import Item, load_all
+from ..items.handle import ItemHandle
 from ..items.state import STATE, State, state_of
 from ..items.suite import Suite
 from ..record.report import Recorder
@@ -45,6 +46,7 @@ from .reporting import (
     pytest_testnodedown,
     pytest_xdist_make_scheduler,
 )
+from .sharding import SHARD_NAME, Sharding
 
 #: The hooks defined beside their job (options, collection, reporting), registered through this module.
 __all__ = ["pytest_addoption", "pytest_benchmark_compare_machine_info", "pytest_benchmark_update_machine_info",
@@ -53,6 +55,7 @@ __all__ = ["pytest_addoption", "pytest_benchmark_compare_machine_info", "pytest_
            "pytest_xdist_make_scheduler"]
 
 
+@pytest.hookimpl(trylast=True)  # after pytest-split's: the sharding plugin registered here must run before it
 def pytest_configure(config: pytest.Config) -> None:
     cases_dir = folder(config, "cases_dir", "segconform_cases")
     if not cases_dir.is_dir() or not any(cases_dir.glob("*.yaml")):
@@ -78,7 +81,9 @@ def pytest_configure(config: pytest.Config) -> None:
     refuse_unavailable(chosen_runtimes, set(config.option.allow_unavailable_runtime or []), settings)
     state = State(cases_dir.resolve(), families, chosen_runtimes, Suite(settings),
                   Recorder(settings.report_dir), datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
-    config.pluginmanager.register(JournalPlugin(config, state), JOURNAL)
+    journal = JournalPlugin(config, state)
+    config.pluginmanager.register(journal, JOURNAL)
+    config.pluginmanager.register(Sharding(config, journal.case_model), SHARD_NAME)
     config.stash[STATE] = state
 
 
@@ -123,16 +128,16 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 @pytest.fixture
-def runnable(item: Item, suite: Suite) -> Item:
-    """The item, or a skip that says exactly why it cannot run here."""
+def handle(item: Item, suite: Suite) -> ItemHandle:
+    """The item resolved for its checks (its session loaded, once per session), or a skip that says exactly why it
+    cannot run here. A load that fails otherwise is the check's error (every later check of the item gets it too)."""
     reason = suite.sessions.unavailable(item)
     if reason:
         pytest.skip(reason)
     try:
-        suite.sessions.session(item)
+        return suite.handle(item)
     except RuntimeUnavailable as error:  # e.g. no compiled VACC model or vamp outputs for this item
         pytest.skip(str(error))
-    return item
 
 
 # --------------------------------------------------------------------------- end of session: report and record

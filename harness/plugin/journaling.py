@@ -25,10 +25,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from ..judge.golden import OBTAINED_SUFFIX
-from ..record import history
 from ..record.journal import Journal, Progress, cases_digest, resumable, tests, unfinished
-from ..run.isolation import RuntimeFault
+from ..record.plots import plot_links
+from ..record.run_records import HISTORY, head_commit
+from ..run.bounds import RuntimeFault
 from .run_record import run_record
+from .sharding import SHARD_NAME
 
 if TYPE_CHECKING:
     from ..items.settings import Settings
@@ -76,7 +78,7 @@ class JournalPlugin:
 
     @property
     def folder(self) -> Path:
-        return self.state.recorder.report_dir / history.HISTORY
+        return self.state.recorder.report_dir / HISTORY
 
     def key(self) -> dict[str, str]:
         """What a resumed run must share with the run it continues: the code (commit, uncommitted changes, the
@@ -87,7 +89,7 @@ class JournalPlugin:
 
         if self._key is None:
             settings, root = self.state.suite.settings, self.config.rootpath
-            self._key = {"commit": history.head_commit(root), "tree": tree_digest(root), "harness": harness_digest(),
+            self._key = {"commit": head_commit(root), "tree": tree_digest(root), "harness": harness_digest(),
                          "cases": cases_digest(self.state.families), "golden": golden_digest(settings.golden_dir),
                          "machine": fingerprint().id, "runtimes": ",".join(self.state.runtimes),
                          **verdict_settings(settings)}
@@ -106,6 +108,15 @@ class JournalPlugin:
 
     def _is_case(self, nodeid: str) -> bool:
         return is_case(nodeid, self.bases, self.state.families)
+
+    def case_model(self, nodeid: str) -> str | None:
+        """The model a case file's check runs on (from its item id or model parameter), None for other tests."""
+        if not self._is_case(nodeid):
+            return None
+        param = _param(nodeid)
+        models = {m.name for family in self.state.families.values() for m in family.models}
+        return next((m for m in sorted(models, key=len, reverse=True) if param == m or param.startswith(m + "-")),
+                    None)
 
     # ----------------------------------------------------------------- which checks run
 
@@ -127,9 +138,11 @@ class JournalPlugin:
         """xdist controller: every worker deselects the same finished checks (they collect, the controller not)."""
         node.workerinput["segconform_done"] = sorted(self.done)
 
-    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
-        if not self.done:
-            return
+    @pytest.hookimpl(wrapper=True)
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> Generator[None]:
+        """Deselect the checks a resumed run finished, after every other plugin chose (a shard is split from the
+        same whole selection as the run it resumes, so it keeps its group)."""
+        yield
         finished = [item for item in items if item.nodeid in self.done]
         if finished:
             config.hook.pytest_deselected(items=finished)
@@ -201,7 +214,7 @@ class JournalPlugin:
         run = {**record["run"], "complete": complete}
         if not complete:
             run["progress"] = tests(self.selected, self.finished)
-        return self.state.recorder.write(run, history.plot_links(self.state.recorder.report_dir))
+        return self.state.recorder.write(run, plot_links(self.state.recorder.report_dir))
 
     def finish(self, exitstatus: int) -> list[Any]:
         """The session's end: the complete record when every selected check finished, else the journal stays as
@@ -215,7 +228,11 @@ class JournalPlugin:
             return [*written, self.journal.path]
         record = run_record(self.config, self.state)
         record["run"]["complete"] = True
-        record["tests"] = progress
+        record["tests"] = {**progress, "outcomes": {n: e["outcome"] for n, e in self.finished.items()}}
+        sharding = self.config.pluginmanager.get_plugin(SHARD_NAME)
+        shard = sharding.describe() if sharding is not None else None
+        if shard is not None:
+            record["tests"]["shard"] = shard
         return [*written, self.journal.complete(record)]
 
 
@@ -240,7 +257,7 @@ def is_case(nodeid: str, bases: Sequence[Path], families: Collection[Path]) -> b
 #: Settings that cannot change a verdict, left out of the resume key: bounds and isolation change no output, the
 #: artifact cache is content-addressed, the golden masks count by their contents (``golden``), reports go anywhere,
 #: fault localisation only explains a failure.
-NOT_VERDICTS = {"cache_dir", "report_dir", "golden_dir", "isolation", "localise_builds"}
+NOT_VERDICTS = {"cache_dir", "shared_caches", "report_dir", "golden_dir", "isolation", "localise_builds"}
 #: Key parts that are digests: a difference is named, not shown.
 DIGESTS = {"tree", "harness", "cases", "golden"}
 #: The most a git command of the key may take (a repository on a hung network file system must not hang the run).

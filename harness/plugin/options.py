@@ -11,12 +11,14 @@ from pathlib import Path
 import pytest
 
 from .. import runtimes
+from ..build.shared_cache import SharedCache, SharedCacheError
 from ..build.weights import default_cache_dir
 from ..data.case_inputs import INT8_SCHEME_CHOICES
 from ..items.settings import Settings
 from ..judge.judgement import Bootstrap
-from ..run import isolation
+from ..run import bounds
 from ..run.isolation import Isolation
+from ..run.watchdog import HUNG_EXIT, end_run
 from ..runtimes import RuntimeConfig
 from .journaling import JOURNAL
 
@@ -48,6 +50,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="folder with official checkpoints (u2net.pth, ...); env SEGCONFORM_WEIGHTS_DIR")
     group.addoption("--cache-dir", type=Path, default=None,
                     help="artifact and weight cache; env SEGCONFORM_CACHE_DIR, default the user cache dir")
+    group.addoption("--shared-cache", action="append", type=Path, default=None, metavar="PATH",
+                    help="a read-only artifact cache shared between shards (another run's <cache-dir>/artifacts "
+                         "folder, or a tar archive of it): artifacts found there by content are used, never rebuilt; "
+                         "repeat for several")
     group.addoption("--runtime", action="append", default=None, type=_runtime_name,
                     help=f"runtime(s) to test; repeat for several (default: onnxruntime). Known: "
                          f"{', '.join(runtimes.names())}; NAME+FAULT wraps one with an injected fault "
@@ -85,24 +91,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--isolation", default="process", choices=("process", "none"),
                     help="process (default): each item's session in a worker process, every call bounded, a crash "
                          "fails the item only; none: in pytest's own process, each call under a watchdog that ends "
-                         f"the run (exit status {isolation.HUNG_EXIT}) past its bound (see harness/isolation.py)")
+                         f"the run (exit status {HUNG_EXIT}) past its bound (see harness/run/watchdog.py)")
     group.addoption("--load-timeout", type=float, default=None, metavar="SECONDS",
                     help="bound of loading (compiling) an item's session, seconds (default: the case's "
-                         f"load_timeout_s, else {isolation.LOAD_S:g} s); a load that fails is tried once per item")
+                         f"load_timeout_s, else {bounds.LOAD_S:g} s); a load that fails is tried once per item")
     group.addoption("--first-call-timeout", type=float, default=None, metavar="SECONDS",
                     help="bound of a session's first call (warm-up), seconds (default: the case's "
-                         f"first_call_timeout_s, else {isolation.FIRST_CALL_S:g} s)")
+                         f"first_call_timeout_s, else {bounds.FIRST_CALL_S:g} s)")
     group.addoption("--item-timeout", type=float, default=None, metavar="SECONDS",
                     help="bound of every later runtime call, seconds (default: the case's timeout_s, else "
-                         f"{isolation.TIMEOUT_FACTOR:g}x the session's fastest call after the first, at least "
-                         f"{isolation.TIMEOUT_FLOOR_S:g} s)")
+                         f"{bounds.TIMEOUT_FACTOR:g}x the session's fastest call after the first, at least "
+                         f"{bounds.TIMEOUT_FLOOR_S:g} s)")
     group.addoption("--retries", type=int, default=0, metavar="N",
                     help="make a runtime call killed by a timeout or a crash again in a new worker process and "
                          "session, up to N times (default 0; --isolation process only); each retried attempt is noted "
                          "on the item's rows")
-    group.addoption("--build-timeout", type=float, default=isolation.BUILD_S, metavar="SECONDS",
+    group.addoption("--build-timeout", type=float, default=bounds.BUILD_S, metavar="SECONDS",
                     help="bound of one artifact build (export, conversion, calibration), seconds; past it the run "
-                         f"ends naming the artifact (default {isolation.BUILD_S:g})")
+                         f"ends naming the artifact (default {bounds.BUILD_S:g})")
     group.addoption("--resume", action="store_true",
                     help="continue the last incomplete run of the same code (commit and uncommitted changes), case "
                          "files, golden masks, data root, machine and verdict-changing options: skip the checks that "
@@ -165,6 +171,7 @@ def settings_from(config: pytest.Config, cases_dir: Path) -> Settings:
         data_root=data_root,
         weights_dir=option.weights_dir or _env_path("SEGCONFORM_WEIGHTS_DIR"),
         cache_dir=option.cache_dir or default_cache_dir(),
+        shared_caches=_shared_caches(option.shared_cache or []),
         golden_dir=folder(config, "golden_dir", "segconform_golden"),
         report_dir=folder(config, "report_dir", "segconform_reports"),
         eval_limit=eval_limit,
@@ -189,10 +196,20 @@ def settings_from(config: pytest.Config, cases_dir: Path) -> Settings:
     )
 
 
+def _shared_caches(paths: list[Path]) -> tuple[Path, ...]:
+    """``--shared-cache`` values, each checked now: a shared cache that cannot be read is a usage error naming it."""
+    for path in paths:
+        try:
+            SharedCache(path)
+        except SharedCacheError as error:
+            raise pytest.UsageError(f"--shared-cache: {error}") from None
+    return tuple(path.resolve() for path in paths)
+
+
 def _end_run(config: pytest.Config, message: str) -> None:
     """The watchdog's action past a bound in pytest's own process (``--isolation none``, a build): the terminal shows
     the message (capture suspended), the run journal gets an ``ended`` line saying why and the summary is rewritten
-    as an incomplete run's; then the process ends (:func:`harness.run.isolation.end_run`). Runs in the watchdog's thread
+    as an incomplete run's; then the process ends (:func:`harness.run.watchdog.end_run`). Runs in the watchdog's thread
     while the main thread is stuck."""
     try:
         capture = config.pluginmanager.get_plugin("capturemanager")
@@ -204,7 +221,7 @@ def _end_run(config: pytest.Config, message: str) -> None:
                                     "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
             journal.write_summary(complete=False)
     finally:
-        isolation.end_run(message)
+        end_run(message)
 
 
 def refuse_unavailable(chosen: list[str], allowed: set[str], settings: Settings) -> None:

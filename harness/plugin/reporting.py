@@ -10,7 +10,7 @@ import pytest
 
 from ..data.cases import Item
 from ..items.state import State, state_of
-from ..run.isolation import RuntimeFault
+from ..run.bounds import RuntimeFault
 from .collection import case_item_of
 
 

@@ -1,7 +1,7 @@
 """The run record of the session that is finishing: where and how it ran, plus every report row.
 
-It reads the pytest config and the session's state, so it belongs to the plugin; the record's storage, its
-progress lines and the trend over records are :mod:`harness.record.history`'s.
+It reads the pytest config and the session's state, so it belongs to the plugin; the record's storage and its
+progress lines are :mod:`harness.record.run_records`'s, the trend over records :mod:`harness.record.trend`'s.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 
 from ..items.state import State
 from ..machine import fingerprint, tool_versions
-from ..record.history import git_output
+from ..record.run_records import git_output
 
 #: Options that do not change what a run measures, left out of the record.
 _UNRECORDED = {"file_or_dir", "help", "verbose", "color", "capture", "tbstyle", "showlocals", "reportchars"}

@@ -6,7 +6,7 @@ pytest-xdist each worker's recorder is exported to the controller (:meth:`Record
 :meth:`Recorder.merge`), which alone writes the files. Every row of ``summary.json`` carries ``ci``
 (bootstrap interval per metric) and ``vs_fp32`` (paired difference from the fp32 item on the same
 images), so tools can read them without parsing the markdown; an accuracy row also carries ``per_image`` and
-``tolerance``, what ``python -m harness trend`` pairs two nights with (:mod:`harness.record.history`).
+``tolerance``, what ``python -m harness trend`` pairs two nights with (:mod:`harness.record.per_image`).
 """
 
 from __future__ import annotations
@@ -62,8 +62,8 @@ class Row:
     data: dict[str, Any] = field(default_factory=dict)
     outcomes: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-    #: Accuracy rows: what the next night's trend pairs with (:class:`harness.record.history.PerImage`, packed), and the
-    #: case's reproduction tolerance per metric that pairing judges with.
+    #: Accuracy rows: what the next night's trend pairs with (:class:`harness.record.per_image.PerImage`, packed), and
+    #: the case's reproduction tolerance per metric that pairing judges with.
     per_image: dict[str, Any] = field(default_factory=dict)
     tolerance: dict[str, float] = field(default_factory=dict)
 

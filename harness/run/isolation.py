@@ -4,25 +4,26 @@ A runtime is native code against a driver and a device: a call can hang for ever
 (SIGABRT, SIGSEGV) from inside a library where Python cannot catch it. Run in pytest's own process, either
 one ends the night: a hang never returns, a crash takes pytest, its report and its run record with it.
 So each item's session lives in a spawned worker process (:class:`IsolatedSession`), fed its batches over a
-pipe, and every request to it is bounded (:class:`TimeoutPolicy`: the load, the first call and the later calls
-each have their own bound):
+pipe, and every request to it is bounded (:class:`~harness.run.bounds.TimeoutPolicy`: the load, the first call and
+the later calls each have their own bound):
 
-- a request that does not return within its bound is a :class:`RuntimeTimeout`: the worker is killed
-  (SIGKILL) and the session abandoned;
-- a worker that dies during a request is a :class:`RuntimeCrash` naming the signal (or exit status);
+- a request that does not return within its bound is a :class:`~harness.run.bounds.RuntimeTimeout`: the worker is
+  killed (SIGKILL) and the session abandoned;
+- a worker that dies during a request is a :class:`~harness.run.bounds.RuntimeCrash` naming the signal (or exit
+  status);
 - with ``--retries N`` such a request is tried again in a new worker and session, up to N times, each failed
   attempt kept for the item's notes (a flaky device shows as such, not as a pass or a fail);
 - once the retries are spent, the fault fails the check that made the request, and every later request to that
   session fails at once with the same reason ("not run: ..."), so an item whose runtime hung costs one timeout,
   not one per check, and the run goes on with the next item;
-- a worker dies with pytest (:func:`_die_with_parent`), so a run killed from outside leaves no hung worker behind.
+- a worker dies with pytest, so a run killed from outside leaves no hung worker behind.
 
-Requests and replies carry a request number: a reply to another request than the one awaited (a stale reply) is
-discarded and logged, never read as the answer (:class:`_Channel`). The worker obtains its runtime by its
-registered name (built-in, or the entry-point group ``segconform.runtimes``) when that gives the same runtime
-back, so a runtime class pickle cannot find by its qualified name (made by a class factory) still works; any
-other runtime travels pickled, and one that cannot is a :class:`RuntimeNotIsolable` naming it, the reason and
-``--isolation none``.
+This module is the parent's side, and the ``--isolation`` settings (:class:`Isolation`). Requests and replies carry
+a request number: a reply to another request than the one awaited (a stale reply) is discarded and logged, never
+read as the answer (:class:`_Channel`). The worker's side, and how it obtains its runtime (by its registered name,
+else pickled, else :class:`~harness.run.bounds.RuntimeNotIsolable`), is :mod:`harness.run.worker`; the bounds and
+faults are :mod:`harness.run.bounds`; what runs in pytest's own process (``--isolation none``, builds) is bounded by
+:mod:`harness.run.watchdog` instead, which ends the run past a bound since nothing can abandon such work.
 
 **A device session after a timeout** (VACC, :mod:`harness.runtimes.vacc`) is abandoned, not closed: a call
 that hung inside the driver may hold the driver's lock on the stream, so a ``close`` from the same
@@ -34,13 +35,6 @@ or first call runs out of its own bound and fails with the reason, rather than h
 session that ends normally is closed inside its worker first (``close``: the stream's input closed and
 drained), then the worker exits.
 
-**What runs in pytest's own process** cannot be killed apart from it: a session under ``--isolation none``
-(:class:`WatchedSession`) and an artifact build. Each is bounded by a :class:`Watchdog` thread which, past the
-bound, hands what did not finish to its ``on_expiry`` (the plugin's: the run journal says why the run ended and the
-summary is rewritten) and ends the process (:func:`end_run`, exit status :data:`HUNG_EXIT`). The journal already
-holds every finished check, so ``--resume`` reruns the one that hung and the rest. A call that hangs while holding
-the interpreter lock stops the watchdog too; only process isolation bounds that.
-
 Isolation changes no output: the worker runs the very same runtime and session code on the same arrays
 (``tests/test_isolation.py`` asserts identical maps isolated and in-process). What it costs is a process
 start per session and two array copies per call.
@@ -48,124 +42,42 @@ start per session and two array copies per call.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import multiprocessing
 import os
-import pickle
 import signal
-import sys
-import threading
 import time
-import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..runtimes import ENTRY_POINT_GROUP, RunInput, Runtime, Session, rebuilds
-from ..runtimes import get as get_runtime
-from ..runtimes.base import ATTEMPT_ENV, Artifact
+from ..runtimes import RunInput, Runtime, Session
+from ..runtimes.base import Artifact
+from .bounds import (
+    BUILD_S,
+    CLOSE_S,
+    FIRST_CALL_S,
+    LOAD_S,
+    START_S,
+    CallTimes,
+    RuntimeCrash,
+    RuntimeFault,
+    RuntimeTimeout,
+    TimeoutPolicy,
+)
+from .watchdog import end_run
+from .worker import Recipe, recipe, serve
 
 if TYPE_CHECKING:
     from ..data.cases import Item
 
 log = logging.getLogger("segconform.isolation")
 
-#: A later call may take this many times the session's fastest later call before it counts as hung.
-TIMEOUT_FACTOR = 20.0
-#: ...and never less than this: a healthy call's time on a shared 2-core machine varies by a few times under load
-#: (a burst slowed a benchmark by 1.7x, see history.LATENCY_MOVE), and 10 s is far beyond any per-image time this
-#: suite measures after the first call; slower kernels (PyTorch's CPU fp16 fallback: 57 s a u2netp image with NCHW
-#: weights, 2.3 s channels-last, see runtimes/torch.py) are covered by the factor.
-TIMEOUT_FLOOR_S = 10.0
-#: Loading (compiling) a session and its first call have no measured time to scale: they may include one-off work
-#: (graph optimisation, memory planning, a device's first stream run, a fallback kernel's first image).
-LOAD_S = 300.0
-FIRST_CALL_S = 300.0
-#: A worker's start (spawn, imports, unpickling its item) before its load's own bound begins: 0.4 to 1.4 s measured.
-START_S = 60.0
-#: One artifact build (export, fp16 conversion, static int8 calibration): ISNet 1024 builds in minutes on 2 cores.
-BUILD_S = 3600.0
-#: How long a worker may take to close its session and exit before it is killed.
-CLOSE_S = 30.0
-#: The exit status of a run ended by the watchdog: timeout(1)'s, "it ran out of time".
-HUNG_EXIT = 124
 
-
-class RuntimeFault(RuntimeError):
-    """A runtime request that did not come back; ``kind`` is what the run record and ``--resume`` read."""
-
-    kind = "fault"
-
-    def __init__(self, message: str, reason: str = "") -> None:
-        super().__init__(message)
-        self.reason = reason or message
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return type(self), (str(self), self.reason)
-
-
-class RuntimeTimeout(RuntimeFault):
-    kind = "timeout"
-
-
-class RuntimeCrash(RuntimeFault):
-    kind = "crash"
-
-
-class RuntimeNotIsolable(RuntimeError):
-    """A runtime a worker process cannot obtain: not registered by name, and pickle cannot send it."""
-
-
-# --------------------------------------------------------------------------- the bounds
-
-
-@dataclass
-class CallTimes:
-    """How long a session's calls took: its first (warm-up included) and its fastest later one."""
-
-    first: float | None = None
-    fastest_later: float | None = None
-
-    def add(self, seconds: float) -> None:
-        if self.first is None:
-            self.first = seconds
-        else:
-            self.fastest_later = seconds if self.fastest_later is None else min(seconds, self.fastest_later)
-
-
-@dataclass(frozen=True)
-class TimeoutPolicy:
-    """The bounds of one item's session: its load (compile), its first call, and each later call: ``later`` when set
-    (``--item-timeout``, else the case's ``timeout_s``), else :data:`TIMEOUT_FACTOR` times the fastest *later* call,
-    at least :data:`TIMEOUT_FLOOR_S`. The first call is left out of "fastest" since it includes one-off work; until a
-    later call has been timed (the second call) the first call's time stands in, which only makes that one bound
-    generous (a warm call is not slower than the first), and never beyond the first call's own bound."""
-
-    load: float = LOAD_S
-    first_call: float = FIRST_CALL_S
-    later: float | None = None
-
-    def bound(self, times: CallTimes) -> float:
-        if times.first is None:
-            return self.first_call
-        if self.later is not None:
-            return self.later
-        if times.fastest_later is None:
-            return min(self.first_call, max(TIMEOUT_FLOOR_S, TIMEOUT_FACTOR * times.first))
-        return max(TIMEOUT_FLOOR_S, TIMEOUT_FACTOR * times.fastest_later)
-
-
-def end_run(message: str) -> None:
-    """What a :class:`Watchdog` does last: say what hung, on stderr, and end the process at once (``os._exit``: the
-    main thread is stuck in the call, so nothing can unwind it)."""
-    sys.stderr.write(f"\nsegconform: {message}; ending the run (exit status {HUNG_EXIT}): work in this process cannot "
-                     "be abandoned. The run journal keeps every finished check; --resume reruns the rest\n")
-    sys.stderr.flush()
-    os._exit(HUNG_EXIT)
+# --------------------------------------------------------------------------- the settings
 
 
 @dataclass(frozen=True)
@@ -199,46 +111,6 @@ class Isolation:
 def _first(*values: float | None) -> Any:
     """The first bound given: the option's, else the case's, else the default."""
     return next((v for v in values if v is not None), None)
-
-
-class Watchdog:
-    """One thread that bounds work done in this process: :meth:`bounded` arms it for a with-block, and past the bound
-    it calls ``on_expiry`` with what did not finish (which ends the run: nothing can abandon work in this process).
-    Nested bounds keep the earlier deadline."""
-
-    def __init__(self, on_expiry: Callable[[str], None]) -> None:
-        self._on_expiry = on_expiry
-        self._changed = threading.Condition()
-        self._armed: tuple[float, str] | None = None
-        self._thread: threading.Thread | None = None
-
-    @contextlib.contextmanager
-    def bounded(self, seconds: float, what: str) -> Iterator[None]:
-        with self._changed:
-            outer = self._armed
-            armed = (time.monotonic() + seconds, f"{what} did not finish within {seconds:.3g} s")
-            self._armed = armed if outer is None else min(outer, armed)
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._watch, name="segconform-watchdog", daemon=True)
-                self._thread.start()
-            self._changed.notify()
-        try:
-            yield
-        finally:
-            with self._changed:
-                self._armed = outer
-                self._changed.notify()
-
-    def _watch(self) -> None:
-        with self._changed:
-            while True:
-                remaining = None if self._armed is None else self._armed[0] - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    break
-                self._changed.wait(remaining)
-            message = self._armed[1]
-            self._armed = None
-        self._on_expiry(message)
 
 
 # --------------------------------------------------------------------------- the parent's end of a worker
@@ -288,27 +160,6 @@ class _Channel:
         self._conn.close()
 
 
-#: How a worker obtains its runtime: ``("name", (name, config))`` or ``("pickle", (name, the pickled runtime))``.
-Recipe = tuple[str, Any]
-
-
-def recipe(runtime: Runtime) -> Recipe:
-    """How a worker obtains ``runtime``: by its registered name when :func:`harness.runtimes.get` gives the same
-    runtime back (no pickling of its class, which a class factory makes unpicklable), else pickled."""
-    if rebuilds(runtime):
-        return "name", (runtime.name, runtime.config)
-    name = getattr(runtime, "name", type(runtime).__qualname__)
-    try:
-        return "pickle", (name, pickle.dumps(runtime))
-    except Exception as error:  # noqa: BLE001 - any pickling failure (PicklingError, AttributeError, TypeError)
-        raise RuntimeNotIsolable(_not_isolable(name, f"pickle cannot send it ({error})")) from None
-
-
-def _not_isolable(name: str, reason: str) -> str:
-    return (f"runtime {name} cannot run in a worker process: it is not registered by name (a built-in runtime, or "
-            f"an entry point of group {ENTRY_POINT_GROUP}) and {reason}; register it, or run with --isolation none")
-
-
 class _Worker:
     """One worker process and its loaded session, for one attempt: every request bounded; a timeout or a death
     kills it and raises the :class:`RuntimeFault` (what comes next is :class:`_Supervisor`'s business)."""
@@ -320,7 +171,7 @@ class _Worker:
         context = multiprocessing.get_context("spawn")  # no fork: the parent holds threads (ORT pools, torch)
         conn, child = context.Pipe()
         self._channel = _Channel(conn, label)
-        self._process = context.Process(target=_serve, args=(child, runtime, item, artifact, os.getpid(), attempt),
+        self._process = context.Process(target=serve, args=(child, runtime, item, artifact, os.getpid(), attempt),
                                         name=f"segconform-{label}", daemon=True)
         self._process.start()
         child.close()
@@ -474,128 +325,3 @@ class IsolatedSession(Session):
             self._closed = True
             if self._target == "main":
                 self._supervisor.close()
-
-
-class WatchedSession(Session):
-    """An item's session in pytest's own process (``--isolation none``), each call under the :class:`Watchdog` with
-    the same bounds as an isolated one; past a bound the run ends (see the module's docstring)."""
-
-    def __init__(self, inner: Session, label: str, policy: TimeoutPolicy, watchdog: Watchdog) -> None:
-        self._inner, self._label, self._policy, self._watchdog = inner, label, policy, watchdog
-        self.provider, self.live = inner.provider, inner.live
-        self._times = CallTimes()
-        self._twin = None if inner.deployed is inner else WatchedSession(inner.deployed, label, policy, watchdog)
-
-    @classmethod
-    def load(cls, runtime: Runtime, item: "Item", artifact: Artifact | None, policy: TimeoutPolicy,
-             watchdog: Watchdog) -> "WatchedSession":
-        with watchdog.bounded(policy.load, f"{item.id}: loading its session"):
-            return cls(runtime.load(item, artifact), item.id, policy, watchdog)
-
-    def _run(self, batch: RunInput) -> list[np.ndarray]:
-        bound = self._policy.bound(self._times)
-        started = time.perf_counter()
-        with self._watchdog.bounded(bound, f"{self._label}: runtime call on image {', '.join(batch.stems)}"):
-            outputs = self._inner.run(batch)
-        self._times.add(time.perf_counter() - started)
-        return outputs
-
-    def _asked(self, what: str, method: Callable[..., Any], *args: Any) -> Any:
-        with self._watchdog.bounded(self._policy.first_call, f"{self._label}: {what}"):
-            return method(*args)
-
-    def covers(self, stem: str) -> bool:
-        return self._asked(f"asking whether it covers image {stem}", self._inner.covers, stem)
-
-    def notes(self) -> list[str]:
-        return self._asked("asking for its notes", self._inner.notes)
-
-    def settings(self) -> dict[str, Any]:
-        return self._asked("asking for its settings", self._inner.settings)
-
-    @property
-    def deployed(self) -> Session:
-        return self._twin if self._twin is not None else self
-
-    def _close(self) -> None:
-        self._inner.close()
-
-
-# --------------------------------------------------------------------------- the worker process
-
-
-def _describe(session: Session) -> dict[str, Any]:
-    return {"provider": session.provider, "live": session.live}
-
-
-def _die_with_parent(parent: int) -> None:
-    """Have the kernel kill this worker when pytest dies (Linux ``PR_SET_PDEATHSIG``): a worker stuck in a call
-    never reads the pipe's end-of-file, and would outlive a run killed with SIGKILL, holding its device."""
-    import ctypes
-
-    if sys.platform.startswith("linux"):
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
-    if os.getppid() != parent:  # the parent died before that took effect
-        os._exit(1)
-
-
-def _obtain(runtime: Recipe) -> Runtime:
-    """The runtime a :func:`recipe` describes, in the worker: by its registered name, or unpickled."""
-    how, (name, what) = runtime
-    if how == "name":
-        return get_runtime(name, what)
-    try:
-        return pickle.loads(what)
-    except Exception as error:  # noqa: BLE001 - e.g. its module cannot be imported here
-        raise RuntimeNotIsolable(_not_isolable(name, f"the worker cannot unpickle it ({error})")) from None
-
-
-def _load(runtime: Recipe, item: "Item", artifact: Artifact | None) -> dict[str, Session]:
-    """The item's session and, where it computes apart, its deployed twin."""
-    session = _obtain(runtime).load(item, artifact)
-    return {"main": session} if session.deployed is session else {"main": session, "deployed": session.deployed}
-
-
-def _serve(conn: Connection, runtime: Recipe, item: "Item", artifact: Artifact | None, parent: int,
-           attempt: int) -> None:
-    """The worker: say it started, then answer numbered requests (``load`` first) until ``close`` (or a kill)."""
-    _die_with_parent(parent)
-    os.environ[ATTEMPT_ENV] = str(attempt)
-    conn.send((0, "ok", None))
-    targets: dict[str, Session] = {}
-    while True:
-        try:
-            number, target, method, args = conn.recv()
-        except EOFError:  # the parent went away: release the session, then go too
-            if targets:
-                targets["main"].close()
-            return
-        try:
-            if method == "load":
-                targets = _load(runtime, item, artifact)
-                value: Any = {name: _describe(session) for name, session in targets.items()}
-            elif method == "close":
-                if targets:
-                    targets["main"].close()
-                conn.send((number, "ok", None))
-                return
-            else:
-                value = getattr(targets[target], method)(*args)
-            conn.send((number, "ok", value))
-        except BaseException as error:  # noqa: BLE001 - the parent re-raises it as the check's failure
-            conn.send((number, "error", _sendable(error)))
-            if method == "load":
-                return
-
-
-def _sendable(error: BaseException) -> BaseException:
-    """``error`` itself when it survives pickling (so the parent raises the same type), else a RuntimeError with
-    its type, message and traceback."""
-    try:
-        error.add_note("in the runtime's worker process:\n" + "".join(traceback.format_tb(error.__traceback__)))
-        pickle.loads(pickle.dumps(error))
-        return error
-    except Exception:  # noqa: BLE001 - any pickling failure
-        text = "".join(traceback.format_exception(error))
-        return RuntimeError(f"{type(error).__name__}: {error}\n{text}")

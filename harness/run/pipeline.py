@@ -1,7 +1,7 @@
 """The one run path: image -> preprocess -> session -> postprocess -> validated map.
 
 Every place that runs a model goes through :class:`Pipeline`: the items' checks (through
-:meth:`harness.items.suite.Suite.run`), the fp32 source runs, fault localisation's candidate builds and the
+:meth:`harness.items.handle.ItemHandle.run`), the fp32 source runs, fault localisation's candidate builds and the
 latency checks' pipeline timing. Validation belongs to the path, so no caller can forget it: an empty,
 NaN/inf or constant output is an :class:`OutputError` naming the run and the image.
 """

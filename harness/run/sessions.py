@@ -20,7 +20,9 @@ from ..data.cases import Item, Model
 from ..runtimes import RunInput, Runtime, RuntimeConfig, Session
 from ..runtimes import get as get_runtime
 from ..runtimes.base import Artifact
-from .isolation import IsolatedSession, Isolation, RuntimeFault, Watchdog, WatchedSession
+from .bounds import RuntimeFault
+from .isolation import IsolatedSession, Isolation
+from .watchdog import Watchdog, WatchedSession
 
 
 class EagerTorchSession(Session):

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..build import vdsp
+from ..build import vdsp, vdsp_compare
 from ..build.vamc import artifact_name, unbuildable
 from .base import Artifact, RunInput, Runtime, RuntimeUnavailable, Session
 
@@ -59,7 +59,7 @@ class VaccSession(Session):
         self._device_id = device_id
         self.provider = f"VACC device {device_id}"
         #: How the vdsp file's preprocessing differs from the case's recipe (empty: they agree).
-        self.findings = vdsp.check(vdsp.load(vdsp_json), model)
+        self.findings = vdsp_compare.check(vdsp.load(vdsp_json), model)
         if vsx.set_device(device_id) != 0:
             raise VaccError(f"vaststreamx could not open device {device_id}")
         self._model = vsx.Model(str(prefix), 1)

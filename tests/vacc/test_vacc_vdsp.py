@@ -1,6 +1,6 @@
 """vdsp params: parsing, the CPU equivalent, the cross-check against a case, emission, the device input layout.
 
-Expected values come from vacc-interfaces.md §2 and the ISNet seed text, not from harness.build.vdsp.
+Expected values come from vacc-interfaces.md §2 and the ISNet seed text, not from harness.build.vdsp or vdsp_compare.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from harness.build import vdsp
+from harness.build import vdsp, vdsp_compare
 from harness.data.case_inputs import Op
 from harness.data.cases import Model, load_family
 from harness.data.recipes import build_preprocess
@@ -51,14 +51,14 @@ def test_official_isnet_file_reads_as_documented() -> None:
 
 
 def test_isnet_seed_recipe_disagrees_only_on_interpolation(models: dict[str, Model]) -> None:
-    findings = vdsp.check(vdsp.load(OFFICIAL), models["isnet"])
+    findings = vdsp_compare.check(vdsp.load(OFFICIAL), models["isnet"])
     assert [f.field for f in findings] == ["interpolation"]
     text = findings[0].text
     assert "official-isnet-vdsp_params.json" in text and "BILINEAR_CV" in text and "INTER_AREA" in text
 
 
 def test_zoo_cpu_loop_std_is_reported(models: dict[str, Model]) -> None:
-    findings = {f.field: f for f in vdsp.check(vdsp.load(OFFICIAL), models["isnet_zoo_loop"])}
+    findings = {f.field: f for f in vdsp_compare.check(vdsp.load(OFFICIAL), models["isnet_zoo_loop"])}
     assert "std" in findings and "mean" not in findings
     assert findings["std"].vdsp == [1.0, 1.0, 1.0] and findings["std"].case == [0.5, 0.5, 0.5]
 
@@ -118,7 +118,7 @@ def test_size_and_colour_order_disagreements(tmp_path: Path, models: dict[str, M
         {"op": "to_chw"},
     )
     path = _with_config(tmp_path, OimageWidth=288, OimageHeight=480)
-    findings = {f.field: f for f in vdsp.check(vdsp.load(path), bgr_model)}
+    findings = {f.field: f for f in vdsp_compare.check(vdsp.load(path), bgr_model)}
     assert set(findings) == {"size", "colour_order"}
     assert findings["size"].vdsp == (480, 288) and findings["size"].case == (320, 320)
     assert findings["colour_order"].vdsp == "RGB" and findings["colour_order"].case == "BGR"
@@ -135,7 +135,7 @@ def test_equivalent_normalisations_agree(tmp_path: Path, models: dict[str, Model
         {"op": "normalize", "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]},
         {"op": "to_chw"},
     )
-    assert vdsp.check(vdsp.load(path), model) == []
+    assert vdsp_compare.check(vdsp.load(path), model) == []
 
 
 def test_emitted_file_for_isnet(models: dict[str, Model]) -> None:
@@ -147,7 +147,7 @@ def test_emitted_file_for_isnet(models: dict[str, Model]) -> None:
     assert config["NormaType"] == "DIV255_MINUSMEAN_DIVSTD"
     assert config["ColorCvtCode"] == "NO_CHANGE" and config["ResizeType"] == "BILINEAR_CV"
     # The device cannot resize with INTER_AREA: checking the emitted file says so, and nothing else.
-    assert [f.field for f in vdsp.check(vdsp.parse(emitted, "emitted"), models["isnet"])] == ["interpolation"]
+    assert [f.field for f in vdsp_compare.check(vdsp.parse(emitted, "emitted"), models["isnet"])] == ["interpolation"]
 
 
 def test_emitted_file_rescales_other_divisors(models: dict[str, Model]) -> None:

@@ -1,0 +1,77 @@
+"""The judgements several checks share: the budget an item's outputs are held to, the failure text of a comparison
+with a reference, and the paired accuracy comparison with the fp32 item on the same images.
+
+Conformance, regression and the deployment verdict all compare maps with a reference's (fp32, its golden masks) and
+must say the same thing the same way when they fail; accuracy and the deployment verdict both judge the item's
+metrics against fp32's by one paired rule. Keeping each in one place keeps the checks from drifting apart. The rules
+themselves are :mod:`harness.judge.judgement` and :mod:`harness.judge.paired`; this module only applies them to an
+item.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..data import datasets as ds
+from ..data.case_base import LOWER_IS_BETTER
+from ..data.case_bounds import Budget, IsaLoss
+from ..data.cases import Item
+from ..items.handle import ItemHandle
+from ..judge.judgement import Comparison, loss_violations
+from ..judge.paired import PairedResult, documented_delta, judge_paired
+
+
+def violations(item: Item, comparison: Comparison, slack: float = 0.0) -> list[str]:
+    """What fails ``item``'s comparison with fp32 (or the golden masks made from it): the precision's budget, or,
+    for a documented collapse, its stated loss, which fails when the collapse deepens and when it is gone."""
+    collapse = item.model.expected_loss(item.variant)
+    if collapse is None or collapse.expected_loss is None:
+        return comparison.violations
+    return loss_violations(comparison, collapse.expected_loss.conformance_mae, slack)
+
+
+def judged_by(item: Item, budget: Budget) -> str:
+    """What the item's outputs are held to, for failure messages."""
+    collapse = item.model.expected_loss(item.variant)
+    if collapse is None:
+        return f"the {item.variant.label} budget ({budget.why})"
+    return f"the stated loss of a documented collapse ({collapse.expected_failure})"
+
+
+def comparison_failures(dataset: ds.Dataset, comparison: Comparison, failed: list[str], held_to: str, against: str,
+                        strip: Callable[[str], str] | None = None) -> list[str]:
+    """The failure of a comparison with ``against`` on ``dataset``, if any: no image compared (``failed`` says why),
+    or the violations ``failed`` of what it is ``held_to``; ``strip`` draws the worst image and returns its path."""
+    if comparison.worst is None:
+        return [f"{dataset.name}: {failed[0]}"]
+    if not failed:
+        return []
+    text = f"{dataset.name} ({comparison.images} images): outside {held_to} against {against}: {'; '.join(failed)}"
+    return [text + (f"; strip: {strip(comparison.worst)}" if strip is not None else "")]
+
+
+def judge_vs_fp32(handle: ItemHandle, dataset: ds.Dataset, key: str, deployed: bool = False,
+                  stated: IsaLoss | None = None) -> PairedResult:
+    """The item's paired difference from the fp32 item on the same images, judged by what applies to it: a loss
+    stated for this CPU (``stated``), a documented collapse's stated ranges, or the seed's documented loss plus the
+    case's tolerance and floors (equivalence for fp32 on another runtime)."""
+    item = handle.item
+    tolerance = item.family.acceptance.reproduction
+    floors = item.family.acceptance.floors.get(item.variant.precision, {})
+    documented, expected = documented_delta(item.model, item, dataset.name), None
+    collapse = item.model.expected_loss(item.variant)
+    if stated is not None:  # the stated worsening replaces the seed's loss and the tolerance
+        documented = {m: (v if m in LOWER_IS_BETTER else -v) for m, v in stated.vs_fp32.items()}
+        tolerance = {m: 0.0 for m in stated.vs_fp32}
+    elif collapse is not None and collapse.expected_loss is not None:
+        expected, floors = collapse.expected_loss.vs_fp32, {}
+    return judge_paired(handle.scores(dataset, deployed=deployed), handle.reference.scores(dataset),
+                        documented, tolerance, floors, handle.settings.bootstrap, key,
+                        equivalence=item.variant.precision == item.reference.variant.precision, expected=expected)
+
+
+def vs_fp32(handle: ItemHandle, dataset: ds.Dataset, key: str, deployed: bool = False,
+            stated: IsaLoss | None = None) -> tuple[dict, list[str]]:
+    """:func:`judge_vs_fp32` as a row records it (its ``vs_fp32`` entry), and its failures as the checks word them."""
+    paired = judge_vs_fp32(handle, dataset, key, deployed, stated)
+    return paired.as_dict(), [f"vs fp32 on the same {paired.images} images: {failure}" for failure in paired.failures]
