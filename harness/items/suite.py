@@ -30,7 +30,7 @@ class Suite:
         self.settings = settings
         self.catalogue = DatasetCatalogue(settings.data_root, settings.synthetic_count)
         self.networks = Networks(settings.cache_dir, settings.weights_dir)
-        self.store = ArtifactStore(settings.cache_dir / "artifacts")
+        self.store = ArtifactStore(settings.cache_dir / "artifacts", shared=settings.shared_caches)
         self.builder = ArtifactBuilder(self.store, self.networks, self.calibration_tensors,
                                        settings.calibration_samples)
         self.sessions = SessionPool(settings.runtime_config, self.builder, self.networks, settings.isolation,

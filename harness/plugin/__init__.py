@@ -41,6 +41,7 @@ from .options import folder, pytest_addoption, refuse_unavailable, settings_from
 from .reporting import (
     pytest_benchmark_compare_machine_info,
     pytest_benchmark_update_machine_info,
+    pytest_collection_finish,
     pytest_runtest_makereport,
     pytest_terminal_summary,
     pytest_testnodedown,
@@ -50,12 +51,14 @@ from .sharding import SHARD_NAME, Sharding
 
 #: The hooks defined beside their job (options, collection, reporting), registered through this module.
 __all__ = ["pytest_addoption", "pytest_benchmark_compare_machine_info", "pytest_benchmark_update_machine_info",
-           "pytest_collect_file", "pytest_configure", "pytest_generate_tests", "pytest_report_header",
+           "pytest_collect_file", "pytest_collection_finish", "pytest_configure", "pytest_generate_tests", "pytest_report_header",
            "pytest_runtest_makereport", "pytest_sessionfinish", "pytest_terminal_summary", "pytest_testnodedown",
            "pytest_xdist_make_scheduler"]
 
 
-@pytest.hookimpl(trylast=True)  # after pytest-split's: the sharding plugin registered here must run before it
+# tryfirst: the sharding plugin registered here must be registered before pytest-split's (its pytest_configure):
+# trylast hooks run in the order their plugins were registered, and the selection is ordered before it is split.
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     cases_dir = folder(config, "cases_dir", "segconform_cases")
     if not cases_dir.is_dir() or not any(cases_dir.glob("*.yaml")):

@@ -4,6 +4,8 @@ benchmark baselines."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -127,3 +129,37 @@ def pytest_benchmark_compare_machine_info(config: pytest.Config, benchmarksessio
     if differences:
         raise pytest.UsageError("--benchmark-compare: the baseline was saved on another machine, its latencies do "
                                 f"not compare with this one's ({'; '.join(differences)})")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Under ``--benchmark-only`` (the performance gate), say up front how many checks will be timed and about how
+    long that takes: from each check's duration stored by pytest-split (``--store-durations``, the file of
+    ``--durations-path``) where there is one, else from the benchmark's time budget (``--benchmark-max-time``)."""
+    config = session.config
+    state = state_of(config)
+    if state is None or not getattr(config.option, "benchmark_only", False) or hasattr(config, "workerinput"):
+        return
+    timed = [item for item in session.items if case_item_of(item) is not None and "benchmark" in item.fixturenames]
+    stored = _stored_durations(config)
+    known = [stored[item.nodeid] for item in timed if item.nodeid in stored]
+    budget = float(getattr(config.option, "benchmark_max_time", 1.0) or 1.0)
+    seconds = sum(known) + budget * (len(timed) - len(known))
+    source = (f"stored durations of {len(known)}" + (f", {budget:g} s each for the other {len(timed) - len(known)}"
+                                                       if len(known) < len(timed) else "")
+              if known else f"{budget:g} s each, --benchmark-max-time; store durations with --store-durations")
+    items = len({case_item_of(item).id for item in timed})  # type: ignore[union-attr]
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"segconform: --benchmark-only: {len(timed)} timed checks of {items} items, about "
+                            f"{seconds:.0f} s ({source})")
+
+
+def _stored_durations(config: pytest.Config) -> dict[str, float]:
+    path = getattr(config.option, "durations_path", None)
+    if not path:
+        return {}
+    try:
+        durations = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {str(k): float(v) for k, v in (durations.items() if isinstance(durations, dict) else durations)}

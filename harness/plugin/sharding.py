@@ -1,7 +1,7 @@
 """A night split into shards by pytest-split: what this shard was split from, and an order that keeps a model whole.
 
 pytest-split (``--splits N --group I``) deselects every check outside group I of the collected selection. Before it
-does, this plugin object (registered after pytest-split's, so its ``trylast`` hook runs just before pytest-split's)
+does, this plugin object (registered before pytest-split's, so its ``trylast`` hook runs just before pytest-split's)
 puts the case files' checks in model order, so that the consecutive chunks of pytest-split's
 ``duration_based_chunks`` algorithm hold a model's checks together and a model's artifacts and sessions are built
 in as few shards as possible, and keeps the whole selection, which the run record carries (``tests.shard``) so that

@@ -1,0 +1,35 @@
+"""``--benchmark-only`` says up front how many checks it will time and about how long (issue 27): from the durations
+pytest-split stored where there are some, else from the benchmark's time budget. Collection only: nothing runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _collect(*args: str) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}
+    done = subprocess.run([sys.executable, "-m", "pytest", "cases", "-p", "no:cacheprovider", "--co", "-q",
+                           "--benchmark-only", "-k", "u2netp", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return done.stdout
+
+
+def test_the_gate_announces_its_checks_and_their_time_from_the_budget_or_stored_durations(tmp_path):
+    out = _collect("--benchmark-max-time=2")
+    found = re.search(r"segconform: --benchmark-only: (\d+) timed checks of (\d+) items, about (\d+) s", out)
+    assert found, out
+    checks, items, seconds = map(int, found.groups())
+    timed = [line for line in out.splitlines() if re.search(r"test_(latency|speedup|pipeline_overhead)\[u2netp", line)]
+    assert checks == len(timed) and items == len({line.split("[")[1] for line in timed}) and seconds == 2 * checks
+    durations = tmp_path / "durations.json"
+    durations.write_text(json.dumps({node: 10.0 for node in timed[:2]}), encoding="utf-8")
+    stored = _collect(f"--durations-path={durations}", "--benchmark-max-time=2")
+    assert f"about {20 + 2 * (checks - 2)} s (stored durations of 2, 2 s each for the other {checks - 2})" in stored
