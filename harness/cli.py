@@ -223,7 +223,9 @@ def localise_command(args: argparse.Namespace) -> int:
     if args.item not in items:
         raise CliError(f"no item {args.item!r}; items look like isnet-int8-kl_divergence-onnxruntime")
     item = items[args.item]
-    data_root = args.data_root or (Path(os.environ["SEGCONFORM_DATA_ROOT"]) if os.environ.get("SEGCONFORM_DATA_ROOT") else None)
+    data_root = args.data_root or (
+        Path(os.environ["SEGCONFORM_DATA_ROOT"]) if os.environ.get("SEGCONFORM_DATA_ROOT") else None
+    )
     suite = Suite(Settings(data_root=data_root, weights_dir=args.weights_dir, cache_dir=default_cache_dir(),
                            golden_dir=Path("golden"), report_dir=Path("reports"), eval_limit=args.eval_limit,
                            calibration_samples=args.calibration_samples))
@@ -238,10 +240,10 @@ def localise_command(args: argparse.Namespace) -> int:
 
 
 def _trend_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.epilog = ("exit status: 1 when the newest run is incomplete, or something got worse: a new failure or error, "
-                     "lost coverage (a check that passed or failed now skipped or xfail), an item, row or check that "
-                     "vanished, a judged figure, metric, latency or ratio gone worse; 0 otherwise; 2 when there is no "
-                     "run record or one cannot be read")
+    parser.epilog = ("exit status: 1 when the newest run is incomplete, or something got worse: a new failure or "
+                     "error, lost coverage (a check that passed or failed now skipped or xfail), an item, row or "
+                     "check that vanished, a judged figure, metric, latency or ratio gone worse; 0 otherwise; 2 when "
+                     "there is no run record or one cannot be read")
     parser.add_argument("--report-dir", type=Path, default=Path("reports"), help="report folder (default: %(default)s)")
     parser.add_argument("--save-baseline", action="store_true", help="store the newest run as the baseline instead")
     parser.add_argument("--fail-on-change", action="store_true",
@@ -355,7 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--cases", type=Path, default=DEFAULT_CASES, help="folder of case files (default: %(default)s)")
     parser = argparse.ArgumentParser(
-        prog="python -m harness", description="segconform's work outside pytest: weights, device configs and vamp files."
+        prog="python -m harness",
+        description="segconform's work outside pytest: weights, device configs and vamp files.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
     for name, command in COMMANDS.items():

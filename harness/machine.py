@@ -170,5 +170,5 @@ def fingerprint() -> Machine:
     except ImportError:
         ort_version, providers = "absent", ()
     path = int8_path()
-    return Machine(cpu_model(), path.name, path.features, os.cpu_count() or 1, f"{platform.system()} {platform.machine()}",
-                   ort_version, providers)
+    return Machine(cpu_model(), path.name, path.features, os.cpu_count() or 1,
+                   f"{platform.system()} {platform.machine()}", ort_version, providers)

@@ -210,7 +210,8 @@ class ArtifactBuilder:
         from . import export
 
         code = export if model.architecture is not None else precisions
-        material = {**self._reference_material(model), "variant": "fp32", "format": "onnx", "code": code_fingerprint(code)}
+        material = {**self._reference_material(model), "variant": "fp32", "format": "onnx",
+                    "code": code_fingerprint(code)}
 
         def build(target: Path) -> dict[str, Any]:
             if model.architecture is None:
@@ -293,7 +294,8 @@ class ArtifactBuilder:
                     "calibration_images": images_hash, "scheme": scheme.model_dump(exclude={"note"}),
                     "nodes_to_exclude": list(excluded)}
         # Ranges depend on the calibration images and method only: every scheme and exclusion list reuses them.
-        ranges = self.networks.cache_dir / "calibration" / f"{reference.key}-{variant.calibration}-{images_hash[:16]}.json"
+        ranges = (self.networks.cache_dir / "calibration"
+                  / f"{reference.key}-{variant.calibration}-{images_hash[:16]}.json")
         ranges.parent.mkdir(parents=True, exist_ok=True)
 
         def build(target: Path) -> dict[str, Any]:

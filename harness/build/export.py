@@ -84,7 +84,8 @@ def export_onnx(
         raise ValueError(f"{target.name}: ONNX export differs from PyTorch by {difference:.3g} (> {EXPORT_TOLERANCE})")
     import onnx
 
-    opset_used = next(o.version for o in onnx.load(str(target), load_external_data=False).opset_import if o.domain in ("", "ai.onnx"))
+    opset_used = next(o.version for o in onnx.load(str(target), load_external_data=False).opset_import
+                      if o.domain in ("", "ai.onnx"))
     return {"exporter": exporter, "opset_used": opset_used, "export_max_abs_diff": difference}
 
 

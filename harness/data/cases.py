@@ -94,7 +94,8 @@ class Model(Strict):
         labels = {v.label for v in self.variants()}
         for label in self.skip_variants:
             if label not in labels:
-                raise ValueError(f"skip_variants names {label!r}, which is not one of this model's variants {sorted(labels)}")
+                raise ValueError(f"skip_variants names {label!r}, which is not one of this model's variants "
+                                 f"{sorted(labels)}")
         for label in self.structure.variants:
             if label not in labels:
                 raise ValueError(f"structure.variants names {label!r}, which is not a variant of model "

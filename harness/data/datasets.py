@@ -124,7 +124,8 @@ class Dataset:
             raise DataError(str(self.problem("truncated_image", path, cut)))
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
         if image is None or image.size == 0:
-            raise DataError(str(self.problem("unreadable_image", path, "cannot decode image (corrupt or not an image)")))
+            raise DataError(str(self.problem("unreadable_image", path,
+                                             "cannot decode image (corrupt or not an image)")))
         if image.dtype != np.uint8:
             image = cv2.convertScaleAbs(image, alpha=255.0 / max(float(image.max()), 1.0))
         return image
@@ -140,7 +141,8 @@ class Dataset:
             raise DataError(str(self.problem("unreadable_mask", sample.mask_path, "cannot decode mask")))
         if raw.shape != tuple(image_hw):
             self.problem("resized_mask", sample.mask_path,
-                         f"mask is {raw.shape[1]}x{raw.shape[0]}, its image {image_hw[1]}x{image_hw[0]}: resized (nearest)")
+                         f"mask is {raw.shape[1]}x{raw.shape[0]}, its image {image_hw[1]}x{image_hw[0]}: "
+                         "resized (nearest)")
             raw = cv2.resize(raw, (image_hw[1], image_hw[0]), interpolation=cv2.INTER_NEAREST)
         if self.binary_masks:
             other = np.count_nonzero((raw != 0) & (raw != 255))

@@ -72,7 +72,8 @@ class GoldenSet:
 
     def comparable(self, images: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The golden maps of those of ``images`` (by stem) that are the very inputs the set was made from."""
-        return {stem: self.map(stem) for stem in self.stems() if stem in images and self.matches_image(stem, images[stem])}
+        return {stem: self.map(stem) for stem in self.stems()
+                if stem in images and self.matches_image(stem, images[stem])}
 
 
 class GoldenStore:
@@ -205,7 +206,8 @@ class Regeneration:
             return self._write(model, dataset, maps, images, meta, "rewritten", comparison)
         if not expected:  # e.g. other files under the same stems: nothing to compare, nothing to write for review
             return Settled("differs", f"none of the golden masks in {folder} was made from these inputs "
-                                      f"({', '.join(golden.stems())}); regenerate with --update-golden", golden, comparison)
+                                      f"({', '.join(golden.stems())}); regenerate with --update-golden",
+                            golden, comparison)
         obtained = self.store.write_obtained(model, dataset, {s: maps[s] for s in expected})
         return Settled("differs", f"the fp32 reference no longer matches {folder}: {'; '.join(comparison.violations)}; "
                                   f"obtained maps written beside them ({obtained[0].name}, ...); review, then "

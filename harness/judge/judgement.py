@@ -46,7 +46,8 @@ SOURCE_BUDGET = Budget(mae=1e-4, mae_worst=1e-4, max_abs=5e-3,
 #: the square root of a few thousand terms per output): the budget is a hundred times the largest measurement,
 #: while a real fault (channels swapped, a one-pixel shift) costs a per-image MAE of 0.005 or more.
 BACKEND_FP32_BUDGET = Budget(mae=SOURCE_BUDGET.mae, mae_worst=SOURCE_BUDGET.mae_worst, max_abs=SOURCE_BUDGET.max_abs,
-                             why="the same fp32 graph on another backend: float reassociation and kernel approximations")
+                             why="the same fp32 graph on another backend: float reassociation and kernel "
+                                 "approximations")
 #: The fp32 reference against its golden masks: 8-bit storage plus CPU-kernel differences between machines.
 GOLDEN_FP32_BUDGET = Budget(mae=3e-3, mae_worst=3e-3, max_abs=0.05,
                             why="8-bit golden storage and cross-machine float differences")

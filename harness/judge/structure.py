@@ -13,15 +13,16 @@ separates them. These checks measure the properties such faults change and quant
   ``<L(c), L(r)> / <L(r), L(r)>`` at the model's resolution. Noise adds uncorrelated detail and does not raise it;
   blur (a lower-resolution path) and misplacement lower it.
 * **channel order**: the candidate as it is, against the reference fed each other channel order of
-  :data:`harness.data.channels.CHANNEL_ORDERS` (the other permutations, and one plane fed to all three). If one of them matches the
-  candidate better than the reference fed the recipe's order, the runtime feeds the channels that way. Comparing
-  against the reference's alternatives, not the candidate's, is what decides a replicated plane: no reordering of
-  the candidate's input undoes a lost plane, but the reference fed that plane reproduces it. A probe with no images,
-  or with an order it cannot tell from the candidate's own error that moves the output more than the conformance
-  budget allows, fails: it never passes without deciding.
+  :data:`harness.data.channels.CHANNEL_ORDERS` (the other permutations, and one plane fed to all three). If one of
+  them matches the candidate better than the reference fed the recipe's order, the runtime feeds the channels that
+  way. Comparing against the reference's alternatives, not the candidate's, is what decides a replicated plane: no
+  reordering of the candidate's input undoes a lost plane, but the reference fed that plane reproduces it. A probe
+  with no images, or with an order it cannot tell from the candidate's own error that moves the output more than the
+  conformance budget allows, fails: it never passes without deciding.
 
 Each is judged against the item's :class:`~harness.data.cases.StructureBounds` (defaults measured on healthy fp16 and
-int8 builds of the real models, its docstring gives the figures; a variant's own, :class:`~harness.data.cases.Structure`).
+int8 builds of the real models, its docstring gives the figures; a variant's own,
+:class:`~harness.data.cases.Structure`).
 """
 
 from __future__ import annotations
@@ -135,7 +136,8 @@ class Detail:
 
     @property
     def passed(self) -> bool:
-        return bool(self.kept >= self.bounds.detail_floor and self.spurious <= self.bounds.spurious_ceiling)  # NaN fails
+        # NaN fails
+        return bool(self.kept >= self.bounds.detail_floor and self.spurious <= self.bounds.spurious_ceiling)
 
     def as_dict(self) -> dict[str, object]:
         return {"kept": round(self.kept, 4), "floor": self.bounds.detail_floor, "spurious": round(self.spurious, 4),

@@ -51,7 +51,8 @@ from .sharding import SHARD_NAME, Sharding
 
 #: The hooks defined beside their job (options, collection, reporting), registered through this module.
 __all__ = ["pytest_addoption", "pytest_benchmark_compare_machine_info", "pytest_benchmark_update_machine_info",
-           "pytest_collect_file", "pytest_collection_finish", "pytest_configure", "pytest_generate_tests", "pytest_report_header",
+           "pytest_collect_file", "pytest_collection_finish", "pytest_configure", "pytest_generate_tests",
+           "pytest_report_header",
            "pytest_runtest_makereport", "pytest_sessionfinish", "pytest_terminal_summary", "pytest_testnodedown",
            "pytest_xdist_make_scheduler"]
 

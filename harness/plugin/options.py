@@ -63,7 +63,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "items are skipped, each saying why. Without it an unavailable runtime is a usage error, "
                          "since a night that silently skips a runtime has lost its coverage")
     group.addoption("--update-golden", nargs="?", const="failing", default=None, choices=("failing", "all"),
-                    help="rewrite golden sets that fail or are missing (those items still fail); =all rewrites every set")
+                    help="rewrite golden sets that fail or are missing (those items still fail); "
+                         "=all rewrites every set")
     group.addoption("--strict-data", action="store_true",
                     help="a data problem (unreadable, truncated, unpaired, resized or non-binary mask) fails the check")
     group.addoption("--eval-limit", type=int, default=None,
@@ -72,12 +73,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--calibration-samples", type=int, default=None,
                     help="images for static int8 calibration (default 50, like the VACC compiler's sampler)")
     group.addoption("--confidence", type=float, default=None, help="bootstrap interval level (default from ini: 0.95)")
-    group.addoption("--bootstrap-resamples", type=int, default=None, help="bootstrap resamples (default from ini: 1000)")
+    group.addoption("--bootstrap-resamples", type=int, default=None,
+                    help="bootstrap resamples (default from ini: 1000)")
     group.addoption("--localise-builds", type=int, default=8,
                     help="builds fault localisation may spend on a failing fp16/int8 item (0: do not localise)")
     group.addoption("--latency-rounds", type=int, default=15, help="interleaved rounds per latency ratio gate")
     group.addoption("--ort-providers", default="cpu",
-                    help="ONNX Runtime execution providers in order, comma-separated: tensorrt, cuda, openvino, dml, cpu")
+                    help="ONNX Runtime execution providers in order, comma-separated: "
+                         "tensorrt, cuda, openvino, dml, cpu")
     group.addoption("--ort-optimization", default="all", choices=("disable", "basic", "extended", "all"),
                     help="ONNX Runtime graph optimisation level of the deployed sessions")
     group.addoption("--vacc-models", type=Path, default=None, help="folder of vamc-compiled models for --runtime vacc")
@@ -179,7 +182,9 @@ def settings_from(config: pytest.Config, cases_dir: Path) -> Settings:
         localise_builds=option.localise_builds,
         update_golden=option.update_golden,
         strict_data=option.strict_data,
-        bootstrap=Bootstrap(confidence, option.bootstrap_resamples or int(config.getini("segconform_bootstrap_resamples"))),
+        bootstrap=Bootstrap(
+            confidence, option.bootstrap_resamples or int(config.getini("segconform_bootstrap_resamples"))
+        ),
         latency_rounds=option.latency_rounds,
         int8_scheme=option.int8_scheme,
         runtime_config=RuntimeConfig(

@@ -75,7 +75,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     for name, entry in sorted(by_dataset.items()):
         problems = ", ".join(f"{count} {kind.replace('_', ' ')}" for kind, count in sorted(entry["problems"].items()))
         unscored = " (no accuracy item scored it: seeded weights or not selected)" if not entry["scored"] else ""
-        terminalreporter.write_line(f"segconform: {name}: {entry['scored']} of {entry['files']} images scored for accuracy"
+        terminalreporter.write_line(f"segconform: {name}: {entry['scored']} of {entry['files']} images scored "
+                                    "for accuracy"
                                     + unscored + (f"; data problems: {problems}" if problems else ""))
     deployed = {row.item: row.deployment for row in state.recorder.rows.values() if row.deployment}
     for item_id, verdict in sorted(deployed.items()):

@@ -252,7 +252,8 @@ def _paired_cell(row: Row) -> str:
     judged = [(m, d) for m, d in deltas.items() if d.get("expected") is not None]
     cells = [f"{m} {d['value']:+.4f} [{d['ci'][0]:+.4f}, {d['ci'][1]:+.4f}]{'' if d['passed'] else ' ✗'}"
              for m, d in judged]
-    floors = [f"{m} keeps {f['value']:.1%}{'' if f['passed'] else ' ✗'}" for m, f in row.vs_fp32.get("floor", {}).items()]
+    floors = [f"{m} keeps {f['value']:.1%}{'' if f['passed'] else ' ✗'}"
+              for m, f in row.vs_fp32.get("floor", {}).items()]
     return "; ".join(cells + floors) or "-"
 
 
@@ -261,11 +262,13 @@ def render_architectures(architectures: dict[str, dict[str, Any]]) -> list[str]:
     if not architectures:
         return []
     lines = ["## Architectures (PyTorch references)", "",
-             "| model | architecture | weights | params M | seed params M | GFLOPs (mult-add = 2) | GMACs | seed FLOPs(G) | note |",
+             ("| model | architecture | weights | params M | seed params M | GFLOPs (mult-add = 2) | GMACs "
+              "| seed FLOPs(G) | note |"),
              "|---|---|---|---|---|---|---|---|---|"]
     for name, a in sorted(architectures.items()):
-        lines.append(f"| {name} | {a['architecture']} | {a['weights']} | {a['params_m']:.3f} | {a.get('seed_params_m', '-')} | "
-                     f"{a['gflops']:.3f} | {a['gflops'] / 2:.3f} | {a.get('seed_flops_g', '-')} | {a.get('note') or ''} |")
+        lines.append(f"| {name} | {a['architecture']} | {a['weights']} | {a['params_m']:.3f} "
+                     f"| {a.get('seed_params_m', '-')} | {a['gflops']:.3f} | {a['gflops'] / 2:.3f} "
+                     f"| {a.get('seed_flops_g', '-')} | {a.get('note') or ''} |")
     return [*lines, ""]
 
 
@@ -281,12 +284,13 @@ def _run_lines(run: dict[str, Any] | None) -> list[str]:
     progress = run.get("progress")
     lines = [f"**Incomplete run** (still running, or stopped): {progress['finished']} of {progress['selected']} "
              "checks finished; the rows below are those that finished.", ""] if progress else []
-    lines += [f"Run {run.get('started', '?')} on {machine.get('cpu', '?')} ({machine.get('cores', '?')} cores, int8 path "
-             f"{machine.get('int8', '?')}), onnxruntime {machine.get('onnxruntime', '?')}, commit {run.get('commit', '?')}."]
+    lines += [f"Run {run.get('started', '?')} on {machine.get('cpu', '?')} ({machine.get('cores', '?')} cores, "
+              f"int8 path {machine.get('int8', '?')}), onnxruntime {machine.get('onnxruntime', '?')}, "
+              f"commit {run.get('commit', '?')}."]
     if machine.get("int8") in SATURATING_U8S8:
-        lines.append("This CPU's U8S8 int8 kernels saturate 16-bit intermediates (vpmaddubsw): static int8 build verdicts "
-                     "use the builds' exact arithmetic, the same on every CPU; the deployment verdict (deployed column) "
-                     "judges what this CPU's kernels compute.")
+        lines.append("This CPU's U8S8 int8 kernels saturate 16-bit intermediates (vpmaddubsw): static int8 build "
+                     "verdicts use the builds' exact arithmetic, the same on every CPU; the deployment verdict "
+                     "(deployed column) judges what this CPU's kernels compute.")
     return [*lines, ""]
 
 
@@ -338,8 +342,8 @@ def render_markdown(rows: list[Row], architectures: dict[str, dict[str, Any]] | 
             metrics = [m for m in METRIC_ORDER if any(m in r.metrics or m in r.documented for r in subset)]
             lines += [f"## {family} on {dataset}", ""]
             header = ["model", "precision", "runtime", "weights", "images", *metrics]
-            header += ["accuracy vs doc", "vs fp32", "conf. MAE mean/worst", "conf. max|d|", "int8 kernels", "deployed", "golden",
-                       "structure", "latency ms", "ratios", "checks"]
+            header += ["accuracy vs doc", "vs fp32", "conf. MAE mean/worst", "conf. max|d|", "int8 kernels", "deployed",
+                       "golden", "structure", "latency ms", "ratios", "checks"]
             lines.append(_table_line(header))
             lines.append("|" + "---|" * len(header))
             for r in subset:

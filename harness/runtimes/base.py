@@ -70,7 +70,8 @@ class SessionClosed(RuntimeError):
 
 
 class Session(ABC):
-    """A loaded model, ready to run batches. Subclasses write :meth:`_run` and, if they hold resources, :meth:`_close`."""
+    """A loaded model, ready to run batches. Subclasses write :meth:`_run` and, if they hold resources,
+    :meth:`_close`."""
 
     #: What actually executed (an ONNX Runtime execution provider, ``CPU``, the device); shown in every row.
     provider: str = ""

@@ -1,4 +1,5 @@
-"""Fault injection: any runtime wrapped with one named, deterministic fault, the proof that the checks fail a broken one.
+"""Fault injection: any runtime wrapped with one named, deterministic fault, the proof that the checks fail a
+broken one.
 
 Selected like any runtime, as ``BASE+FAULT`` (``--runtime onnxruntime+shift``, ``--runtime openvino+bgr``); the
 item id then reads ``isnet-int8-kl_divergence-onnxruntime+shift`` and the item is judged exactly like a healthy

@@ -74,7 +74,8 @@ class OnnxRuntimeSession(Session):
         # WeightBiasQuantization would re-quantize a Conv that static int8 deliberately left in fp32
         # (nodes_to_exclude), silently undoing what fault localisation asked for.
         self._session = ort.InferenceSession(
-            str(artifact.path), sess_options=options, providers=providers, disabled_optimizers=["WeightBiasQuantization"]
+            str(artifact.path), sess_options=options, providers=providers,
+            disabled_optimizers=["WeightBiasQuantization"],
         )
         self._input = self._session.get_inputs()[0].name
         self.providers = self._session.get_providers()

@@ -15,11 +15,11 @@ Where the compiled model comes from (``--vacc-models DIR``, the vamc workspace):
 vdsp file the session writes the one :func:`harness.build.vdsp.from_case` emits to a temporary folder. Either
 way ``session.findings`` lists how that file's preprocessing differs from the case's recipe.
 
-A session holds a running stream: close it (``close()`` or ``with``) so the device is released. Under the plugin
-the session lives in a worker process (:mod:`harness.run.isolation`): closed there when its item is done, and *abandoned*
-when a call on it times out (the worker is killed rather than closing a stream whose driver call hung; the operating
-system's closing of the process's device handles is what frees its stream on the card, and the next item opens a
-fresh process and session).
+A session holds a running stream: close it (``close()`` or ``with``) so the device is released. Under the plugin the
+session lives in a worker process (:mod:`harness.run.isolation`): closed there when its item is done, and
+*abandoned* when a call on it times out (the worker is killed rather than closing a stream whose driver call hung;
+the operating system's closing of the process's device handles is what frees its stream on the card, and the next
+item opens a fresh process and session).
 """
 
 from __future__ import annotations
