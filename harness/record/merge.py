@@ -21,7 +21,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..machine import fingerprint
 from .report import Recorder, atomic_write
 from .run_records import HISTORY, records, save
 
@@ -147,8 +146,7 @@ def merge(folders: Sequence[Path], out: Path) -> tuple[dict[str, Any], list[Path
     run = {**first, "started": min(r["run"]["started"] for _, r in shards),
            "finished": max(r["run"].get("finished") or "" for _, r in shards),
            "complete": not covered["missing"] and not covered["groups_missing"],
-           "machine": fingerprint().as_dict() if len({r["run"]["machine"]["id"] for _, r in shards}) > 1
-           else first["machine"],
+           "machine": _machine(shards),
            "shards": [{"report_dir": str(folder), "group": r["tests"]["shard"]["group"],
                        "machine": r["run"]["machine"], "started": r["run"]["started"],
                        "finished": r["run"].get("finished"), "checks": len(r["tests"]["outcomes"])}
@@ -165,6 +163,14 @@ def merge(folders: Sequence[Path], out: Path) -> tuple[dict[str, Any], list[Path
         text = ElementTree.tostring(tree.getroot(), encoding="unicode", xml_declaration=True)
         written.append(atomic_write(out / JUNIT, text))
     return record, written
+
+
+def _machine(shards: Sequence[tuple[Path, dict[str, Any]]]) -> dict[str, Any]:
+    """The merged night's machine: the shards' own when they ran on one kind, else the first shard's facts under an id
+    naming every kind (``mixed-<id>+<id>``), so that trend compares the night with nights on the same hosts."""
+    ids = sorted({r["run"]["machine"]["id"] for _, r in shards})
+    first = dict(shards[0][1]["run"]["machine"])
+    return first if len(ids) == 1 else {**first, "id": "mixed-" + "+".join(ids)}
 
 
 def _architectures(folder: Path) -> dict[str, Any]:
