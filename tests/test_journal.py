@@ -1,4 +1,4 @@
-"""The run journal (harness/journal.py): a run's record as it goes, read back as an incomplete record after a kill,
+"""The run journal (harness/record/journal.py): a run's record as it goes, read back as an incomplete record after a kill,
 compared by ``harness trend`` on what finished only, resumed by the run of the same commit, cases and machine.
 
 Journals are written the way the plugin writes them (:class:`Journal`), with rows as the recorder exports them; no
@@ -181,7 +181,7 @@ def test_a_record_is_flushed_and_fsynced_before_it_takes_its_name_and_its_folder
     assert events == ["fsync file", "link", "fsync folder"]
 
 
-# --------------------------------------------------------------------------- the resume key (harness/journaling.py)
+# --------------------------------------------------------------------------- the resume key (harness/plugin/journaling.py)
 
 
 def test_a_key_difference_names_each_part_that_differs_with_both_values_unless_a_digest():
