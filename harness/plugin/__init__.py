@@ -85,9 +85,8 @@ def pytest_configure(config: pytest.Config) -> None:
     refuse_unavailable(chosen_runtimes, set(config.option.allow_unavailable_runtime or []), settings)
     state = State(cases_dir.resolve(), families, chosen_runtimes, Suite(settings),
                   Recorder(settings.report_dir), datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
-    journal = JournalPlugin(config, state)
-    config.pluginmanager.register(journal, JOURNAL)
-    config.pluginmanager.register(Sharding(config, journal.case_model), SHARD_NAME)
+    config.pluginmanager.register(JournalPlugin(config, state), JOURNAL)
+    config.pluginmanager.register(Sharding(config), SHARD_NAME)
     config.stash[STATE] = state
 
 

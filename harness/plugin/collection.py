@@ -77,3 +77,11 @@ def case_item_of(node: pytest.Item) -> Item | None:
     callspec = getattr(node, "callspec", None)
     case_item = callspec.params.get("item") if callspec else None
     return case_item if isinstance(case_item, Item) else None
+
+
+def model_of(node: pytest.Item) -> str | None:
+    """The model a case file's check runs on (its item's, or the model of a per-model check), None otherwise."""
+    callspec = getattr(node, "callspec", None)
+    case_model = callspec.params.get("case_model") if callspec else None
+    case_item = case_item_of(node)
+    return case_item.model.name if case_item is not None else getattr(case_model, "name", None)

@@ -109,15 +109,6 @@ class JournalPlugin:
     def _is_case(self, nodeid: str) -> bool:
         return is_case(nodeid, self.bases, self.state.families)
 
-    def case_model(self, nodeid: str) -> str | None:
-        """The model a case file's check runs on (from its item id or model parameter), None for other tests."""
-        if not self._is_case(nodeid):
-            return None
-        param = _param(nodeid)
-        models = {m.name for family in self.state.families.values() for m in family.models}
-        return next((m for m in sorted(models, key=len, reverse=True) if param == m or param.startswith(m + "-")),
-                    None)
-
     # ----------------------------------------------------------------- which checks run
 
     def _say_resume(self) -> None:

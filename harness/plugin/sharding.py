@@ -10,10 +10,11 @@ in as few shards as possible, and keeps the whole selection, which the run recor
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
+
+from .collection import model_of
 
 #: The name pytest-split registers its splitting plugin under, present only when ``--splits`` and ``--group`` are.
 SPLITTER = "pytestsplitplugin"
@@ -23,8 +24,8 @@ SHARD_NAME = "segconform-sharding"
 class Sharding:
     """Orders and remembers a sharded run's selection; does nothing when the run is not split."""
 
-    def __init__(self, config: pytest.Config, case_model: Callable[[str], str | None]) -> None:
-        self.config, self.case_model = config, case_model
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
         self.selection: list[str] | None = None
 
     @property
@@ -35,15 +36,15 @@ class Sharding:
     def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
         if not self.active:
             return
-        models: dict[str, int] = {}
-        for item in items:
-            model = self.case_model(item.nodeid)
-            if model is not None:
-                models.setdefault(model, len(models))
+        model = {id(item): model_of(item) for item in items}
+        rank: dict[str, int] = {}
+        for name in model.values():
+            if name is not None:
+                rank.setdefault(name, len(rank))
         # Stable: within a model the checks keep their order (conformance first); other tests first, in order.
         position = {id(item): index for index, item in enumerate(items)}
-        items.sort(key=lambda item: (models.get(self.case_model(item.nodeid) or "", -1), position[id(item)]))
-        self.selection = [item.nodeid for item in items if self.case_model(item.nodeid) is not None]
+        items.sort(key=lambda item: (rank.get(model[id(item)] or "", -1), position[id(item)]))
+        self.selection = [item.nodeid for item in items if model[id(item)] is not None]
 
     def describe(self) -> dict[str, Any] | None:
         """The record's ``tests.shard`` entry: the split and the whole selection it was taken from."""
