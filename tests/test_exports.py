@@ -38,9 +38,9 @@ def model():
 #: The export checks compare an export with its eager source: the harness's own bound for that, EXPORT_TOLERANCE
 #: (float reassociation only; its summation order follows the CPU's vector width, AVX2 or AVX-512). Measured max |diff|
 #: of the logits: export check 9.1e-7 / 9.2e-7, batch of 2 3.1e-7 / 3.2e-7, TorchScript 0 / 0, natively (AVX-512 VNNI) /
-#: with PyTorch forced to AVX2 (ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2).
+#: with PyTorch forced to AVX2 (ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2). ONNX Runtime's AVX2 kernels hold
+#: the same bound on this export in tests/test_export_bound_on_avx2.py.
 @pytest.mark.float_sensitive
-@pytest.mark.onnxruntime_kernels
 def test_onnx_export_is_opset_17_with_dynamic_axes_and_checked(suite: Suite, model) -> None:
     import onnxruntime as ort
 

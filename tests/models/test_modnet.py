@@ -111,7 +111,6 @@ def test_builder_is_deterministic_under_a_seed() -> None:
 
 
 @pytest.mark.float_sensitive
-@pytest.mark.onnxruntime_kernels
 def test_onnx_export_with_one_input_matches_torch(model: MODNet) -> None:
     ort = pytest.importorskip("onnxruntime")
     image = torch.rand(SMALL)
@@ -124,6 +123,7 @@ def test_onnx_export_with_one_input_matches_torch(model: MODNet) -> None:
     assert onnx_matte.shape == torch_matte.shape
     # An export against its eager source: the harness's bound for that (float reassociation only), EXPORT_TOLERANCE.
     # Measured max |diff| 4.6e-6 natively (AVX-512 VNNI), 6.0e-6 with PyTorch forced to AVX2, 3.9e-6 with both
-    # PyTorch and ONNX Runtime on an emulated AVX2 CPU (qemu-x86_64 -cpu EPYC-Milan).
+    # PyTorch and ONNX Runtime on an emulated AVX2 CPU (qemu-x86_64 -cpu EPYC-Milan). ONNX Runtime's AVX2 kernels are
+    # held to the bound in tests/test_export_bound_on_avx2.py (3.6e-6 there, against eager PyTorch on this CPU).
     print(f"MODNet ONNX Runtime vs eager: max |diff| {np.abs(onnx_matte - torch_matte).max():.3g}")
     assert np.abs(onnx_matte - torch_matte).max() < EXPORT_TOLERANCE
