@@ -5,6 +5,13 @@ of each kind on u2netp's int8 collapse) through the normal checks on the synthet
 root's ECSSD (only the synthetic set without one). It must exit 0: the control passes every check, and no fault
 whose effect exceeds the allowance slips through. The structural faults (one-pixel shift, half resolution) must be
 caught at int8, where no metric budget can see them.
+
+The runs are ISNet's static int8 (the one trained, non-collapsing static int8 build: every int8 check), u2netp's
+int8 collapse and u2netp's fp32 (the fp32 path: conformance against golden masks, no deployment verdict). ISNet's
+fp32 run was dropped from CI (46 s): its checks and faults are u2netp's fp32 ones on another network, and ISNet's
+faults are caught at int8 here; ``python -m harness sensitivity isnet`` runs it on demand. The runs go in-process
+(``--isolation none``, 11% less time): no fault here crashes or hangs a worker, and the outcomes are the same
+(ISNet int8: identical verdicts and checks caught-by, both ways).
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-RUNS = [("isnet", "fp32"), ("isnet", "int8"), ("u2netp", "fp32"), ("u2netp", "int8")]
+RUNS = [("isnet", "int8"), ("u2netp", "fp32"), ("u2netp", "int8")]
 #: u2netp's only static int8 item is the seed's documented percentile collapse, judged by the loss its case states.
 COLLAPSE = ("u2netp", "int8")
 #: The faults run on the collapse: one each of output, input, latency, deployed-kernel and dropped-output faults. A
@@ -34,7 +41,7 @@ def test_sensitivity_catches_every_fault_that_matters_and_no_false_alarm(model, 
     faults = ["--faults", ",".join(COLLAPSE_FAULTS)] if (model, precision) == COLLAPSE else []
     command = [sys.executable, "-m", "harness", "sensitivity", model, "--precision", precision, *faults,
                "--report-dir", str(report), "--", "--eval-limit", "4", "--calibration-samples", "8",
-               "--latency-rounds", "5", "--bootstrap-resamples", "200", "-q"]
+               "--latency-rounds", "5", "--bootstrap-resamples", "200", "--isolation", "none", "-q"]
     env = {k: v for k, v in os.environ.items() if k != "PYTEST_XDIST_WORKER"}
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
     rows = {r["fault"]: r for r in json.loads((report / "sensitivity.json").read_text())}
