@@ -65,9 +65,9 @@ def _on_avx2(graph: Path, inputs: dict[str, np.ndarray], folder: Path) -> dict[s
 
 def _worst(name: str, emulated: dict[str, np.ndarray], eager: dict[str, np.ndarray]) -> float:
     assert emulated.keys() == eager.keys()
-    for key in eager:
-        assert emulated[key].shape == eager[key].shape, key
-    worst = max(float(np.abs(emulated[key] - eager[key]).max()) for key in eager)
+    for key, expected in eager.items():
+        assert emulated[key].shape == expected.shape, key
+    worst = max(float(np.abs(emulated[key] - expected).max()) for key, expected in eager.items())
     print(f"{name}: ONNX Runtime on an emulated AVX2 CPU vs eager PyTorch here: max |diff| {worst:.3g}")
     return worst
 

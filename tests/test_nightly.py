@@ -96,7 +96,8 @@ def test_a_run_killed_with_sigkill_is_resumed_into_the_record_of_an_uninterrupte
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *selection, f"--weights-dir={outside}",
-         f"--data-root={outside / 'data'}", f"--cache-dir={outside / 'cache'}", "--calibration-samples=3",
+         f"--data-root={outside / 'data'}", f"--cache-dir={repository._cache}",  # type: ignore[attr-defined]
+         "--calibration-samples=3",
          "--benchmark-disable"], cwd=repository.path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None:

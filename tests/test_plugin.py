@@ -81,13 +81,17 @@ def repository(pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFacto
         cv2.imwrite(str(people / "images" / f"{sample.stem}.png"), image)
         cv2.imwrite(str(people / "masks" / f"{sample.stem}.png"), (dataset.mask(sample, image.shape[:2]) * 255).astype(np.uint8))
     pytester._outside = outside  # type: ignore[attr-defined]
+    # Built artifacts are keyed by content (the checkpoint's hash, the calibration images' names, the code), so every
+    # test of the session shares one cache: each test's own would rebuild the same exports and int8 builds (about 3 s
+    # a test). A test that changes the data changes the calibration images, and so the key.
+    pytester._cache = tmp_path_factory.getbasetemp() / "shared-cache"  # type: ignore[attr-defined]
     return pytester
 
 
 def _run(repo: pytest.Pytester, *args: str) -> pytest.RunResult:
     outside: Path = repo._outside  # type: ignore[attr-defined]
     return repo.runpytest_subprocess(
-        f"--weights-dir={outside}", f"--data-root={outside / 'data'}", f"--cache-dir={outside / 'cache'}",
+        f"--weights-dir={outside}", f"--data-root={outside / 'data'}", f"--cache-dir={repo._cache}",  # type: ignore
         "--calibration-samples=3", "--benchmark-disable", "-rs", *args, timeout=900)
 
 

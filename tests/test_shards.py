@@ -60,11 +60,13 @@ def _junit(path: Path) -> dict:
 def test_two_shards_merged_give_the_single_run_s_verdicts_metrics_and_junit(repository: pytest.Pytester, tmp_path):
     _two_models(repository)
     outside: Path = repository._outside  # type: ignore[attr-defined]
-    _run(repository, "--update-golden=all", "--report-dir=setup").assert_outcomes  # golden sets for both models
+    setup = _run(repository, "--update-golden=all", "--report-dir=setup")  # golden sets for both models
+    assert setup.ret == 0, setup.stdout.str()[-3000:]
     single = _run(repository, "--report-dir=single", "--junitxml=single/junit.xml")
     assert single.ret == 0, single.stdout.str()[-3000:]
 
-    shared = outside / "cache" / "artifacts"  # what the single run built: handed to the shards, read-only
+    # The single run's artifacts (the session's cache, see test_plugin.repository): handed to the shards, read-only.
+    shared = repository._cache / "artifacts"  # type: ignore[attr-defined]
     before = sorted(p.name for p in shared.iterdir())
     for group in ("1", "2"):
         shard = repository.runpytest_subprocess(
