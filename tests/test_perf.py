@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from harness.judge.perf import Interleaved, RatioFloor
+from harness.judge.perf import LEAST_ROUNDS, ROUND_BUDGET_S, Interleaved, RatioFloor, rounds_within
 
 
 def _sleeper(seconds: float, log: list[str], name: str):
@@ -66,3 +66,18 @@ def test_warm_up_rounds_are_not_counted_and_the_order_keeps_alternating():
     assert timing.first_seconds == [] and timing.second_seconds == [] and calls == ["a", "b", "b", "a"]
     timing.round()
     assert len(timing.first_seconds) == 1 and calls[-2:] == ["a", "b"]
+
+
+def test_rounds_fit_the_budget_between_the_least_and_the_most():
+    """ISNet at 320 (0.2 s a round) keeps its 15 rounds; ISNet at 1024 (2 to 6 s a round) gets the least, 5."""
+    assert rounds_within(15, 0.2) == 15
+    assert rounds_within(15, ROUND_BUDGET_S / 8) == 8
+    assert rounds_within(15, 2.0) == rounds_within(15, 6.0) == LEAST_ROUNDS == 5
+    assert rounds_within(3, 6.0) == 3  # --latency-rounds below the least is obeyed
+    assert rounds_within(15, 0.0) == 15
+
+
+def test_the_warm_up_measures_what_a_round_costs():
+    timing = Interleaved(_sleeper(0.02, [], "a"), _sleeper(0.01, [], "b")).warm_up()
+    assert 0.03 <= timing.round_seconds < 0.3
+    assert not timing.first_seconds and not timing.second_seconds

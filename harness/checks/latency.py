@@ -20,7 +20,7 @@ import pytest
 
 from ..data import datasets as ds
 from ..items.handle import ItemHandle
-from ..judge.perf import Interleaved, RatioFloor
+from ..judge.perf import Interleaved, RatioFloor, rounds_within
 from ..record.report import Recorder
 from ..runtimes import RunInput, Session
 from .rows import Property, figure
@@ -126,10 +126,11 @@ def _interleaved_gate(benchmark: Any, handle: ItemHandle, timing: Callable[[], I
     """One interleaved measurement through pytest-benchmark (its table and storage), confirmed when it misses.
 
     The warm-up happens before pytest-benchmark's rounds, so the medians judged are those of the recorded
-    rounds only (pytest-benchmark's own warm-up rounds would still call ``round`` and be counted).
+    rounds only (pytest-benchmark's own warm-up rounds would still call ``round`` and be counted). Its last round's
+    time sets how many rounds are recorded (:func:`~harness.judge.perf.rounds_within`): slow models get fewer.
     """
-    rounds = handle.settings.latency_rounds
     measured = timing().warm_up()
+    rounds = rounds_within(handle.settings.latency_rounds, measured.round_seconds)
     _benchmark_group(benchmark, handle, "ratios")
     benchmark.pedantic(measured.round, rounds=rounds, iterations=1)
     benchmark.extra_info.update({f"{first}_ms": 1000 * measured.medians[0], f"{second}_ms": 1000 * measured.medians[1]})

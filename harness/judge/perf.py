@@ -28,6 +28,8 @@ class Interleaved:
     second: Callable[[], object]
     first_seconds: list[float] = field(default_factory=list)
     second_seconds: list[float] = field(default_factory=list)
+    #: Duration of the last warm-up round: what one recorded round will cost.
+    round_seconds: float = 0.0
     _rounds: int = 0
 
     def round(self) -> None:
@@ -43,7 +45,9 @@ class Interleaved:
     def warm_up(self, rounds: int = 2) -> "Interleaved":
         """``rounds`` rounds whose durations are dropped (first calls allocate, load kernels, fill caches)."""
         for _ in range(rounds):
+            started = time.perf_counter()
             self.round()
+            self.round_seconds = time.perf_counter() - started
         self.first_seconds.clear()
         self.second_seconds.clear()
         return self
@@ -58,6 +62,20 @@ class Interleaved:
     @property
     def medians(self) -> tuple[float, float]:
         return statistics.median(self.first_seconds), statistics.median(self.second_seconds)
+
+
+#: Time one gate's recorded rounds may take, and the fewest rounds a gate judges. On a model whose call takes seconds
+#: (ISNet at 1024: 1 to 3 s a call on 2 cores) 15 rounds were 30 to 90 s per gate; a median of 5 interleaved rounds
+#: still catches a 1.5x slowdown (the sensitivity run's slow fault is judged on 5), and a miss is measured again.
+ROUND_BUDGET_S = 10.0
+LEAST_ROUNDS = 5
+
+
+def rounds_within(most: int, round_seconds: float, budget_s: float = ROUND_BUDGET_S) -> int:
+    """Rounds for a gate: as many as ``budget_s`` allows at ``round_seconds`` each, at least :data:`LEAST_ROUNDS`
+    (or ``most`` when that is fewer) and at most ``most`` (``--latency-rounds``)."""
+    affordable = int(budget_s / round_seconds) if round_seconds > 0 else most
+    return max(min(most, LEAST_ROUNDS), min(most, affordable))
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="bootstrap resamples (default from ini: 1000)")
     group.addoption("--localise-builds", type=int, default=8,
                     help="builds fault localisation may spend on a failing fp16/int8 item (0: do not localise)")
-    group.addoption("--latency-rounds", type=int, default=15, help="interleaved rounds per latency ratio gate")
+    group.addoption("--latency-rounds", type=int, default=15,
+                    help="most interleaved rounds per latency ratio gate (fewer, at least 5, where they would take "
+                         "over 10 s)")
     group.addoption("--ort-providers", default="cpu",
                     help="ONNX Runtime execution providers in order, comma-separated: "
                          "tensorrt, cuda, openvino, dml, cpu")
