@@ -1,5 +1,6 @@
 """``--benchmark-only`` says up front how many checks it will time and about how long (issue 27): from the durations
-pytest-split stored where there are some, else from the benchmark's time budget. Collection only: nothing runs."""
+pytest-split stored where there are some, else from each check's time budget (a latency benchmark's
+--benchmark-max-time, a ratio gate's 10 s of rounds). Collection only: nothing runs."""
 
 from __future__ import annotations
 
@@ -28,8 +29,13 @@ def test_the_gate_announces_its_checks_and_their_time_from_the_budget_or_stored_
     assert found, out
     checks, items, seconds = map(int, found.groups())
     timed = [line for line in out.splitlines() if re.search(r"test_(latency|speedup|pipeline_overhead)\[u2netp", line)]
-    assert checks == len(timed) and items == len({line.split("[")[1] for line in timed}) and seconds == 2 * checks
+    gates = [line for line in timed if "test_latency" not in line]
+    assert checks == len(timed) and items == len({line.split("[")[1] for line in timed})
+    assert 0 < len(gates) < checks and seconds == 2 * (checks - len(gates)) + 10 * len(gates)
     durations = tmp_path / "durations.json"
-    durations.write_text(json.dumps({node: 10.0 for node in timed[:2]}), encoding="utf-8")
+    latency = [line for line in timed if "test_latency" in line]
+    durations.write_text(json.dumps({node: 30.0 for node in latency[:2]}), encoding="utf-8")
     stored = _collect(f"--durations-path={durations}", "--benchmark-max-time=2")
-    assert f"about {20 + 2 * (checks - 2)} s (stored durations of 2, 2 s each for the other {checks - 2})" in stored
+    rest = 2 * (checks - len(gates) - 2) + 10 * len(gates)
+    assert (f"about {60 + rest} s (stored durations of 2; for the other {checks - 2}: 2 s a latency benchmark "
+            "(--benchmark-max-time), 10 s a ratio gate)") in stored
