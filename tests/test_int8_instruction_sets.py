@@ -11,25 +11,18 @@ differ from exact by per-image MAE 0.0011-0.0032 with VNNI and 0.0027-0.0148 on 
 
 from __future__ import annotations
 
-import json
-import platform
-import shutil
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from emulated_cpu import needs_qemu, run_snippet
 from torch import nn
 
 from harness.build import precisions
 
-QEMU = shutil.which("qemu-x86_64")
-pytestmark = pytest.mark.skipif(
-    QEMU is None or platform.machine() != "x86_64",
-    reason="needs qemu-x86_64 (Debian package qemu-user; .ci/run installs it) on an x86_64 host to emulate an AVX2 CPU")
+pytestmark = needs_qemu
 
 RUN = r"""
 import json, sys
@@ -72,14 +65,7 @@ def build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def _run(build: tuple[Path, Path], out: Path, emulate: bool) -> tuple[dict[str, np.ndarray], str]:
-    command = [sys.executable, "-c", RUN, str(build[0]), str(build[1]), str(out)]
-    if emulate:
-        command = [QEMU, "-cpu", "EPYC-Milan", *command]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False,
-                            cwd=Path(__file__).resolve().parents[1])
-    assert result.returncode == 0, result.stderr[-2000:]
-    with np.load(out) as npz:
-        return {k: npz[k] for k in npz.files}, json.loads(result.stdout.strip().splitlines()[-1])["int8"]
+    return run_snippet(RUN, [str(build[0]), str(build[1]), str(out)], out, emulate)
 
 
 @pytest.mark.slow

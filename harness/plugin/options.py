@@ -16,6 +16,7 @@ from ..build.weights import default_cache_dir
 from ..data.case_inputs import INT8_SCHEME_CHOICES
 from ..items.settings import Settings
 from ..judge.judgement import Bootstrap
+from ..judge.perf import LEAST_ROUNDS, ROUND_BUDGET_S
 from ..run import bounds
 from ..run.isolation import Isolation
 from ..run.watchdog import HUNG_EXIT, end_run
@@ -78,8 +79,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--localise-builds", type=int, default=8,
                     help="builds fault localisation may spend on a failing fp16/int8 item (0: do not localise)")
     group.addoption("--latency-rounds", type=int, default=15,
-                    help="most interleaved rounds per latency ratio gate (fewer, at least 5, where they would take "
-                         "over 10 s)")
+                    help=f"most interleaved rounds per latency ratio gate (fewer, at least {LEAST_ROUNDS}, where "
+                         f"they would take over {ROUND_BUDGET_S:g} s)")
     group.addoption("--ort-providers", default="cpu",
                     help="ONNX Runtime execution providers in order, comma-separated: "
                          "tensorrt, cuda, openvino, dml, cpu")

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from ..data.cases import Item
-from ..judge.perf import ROUND_BUDGET_S
 from ..items.state import State, state_of
+from ..judge.perf import ROUND_BUDGET_S
 from ..run.bounds import RuntimeFault
 from .collection import case_item_of
 
