@@ -54,6 +54,10 @@ CASE = {
     }],
 }
 
+#: The user's pytest.ini options. The repository has no hypothesis tests: its pytest plugin imports all of hypothesis
+#: (0.55 s) at every start, and these tests start the user's pytest about 50 times.
+ADDOPTS = "-p no:cacheprovider -p no:hypothesispytest"
+
 
 @pytest.fixture
 def repository(pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory,
@@ -68,7 +72,7 @@ def repository(pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFacto
     (pytester.path / "cases").mkdir()
     (pytester.path / "cases" / "demo.yaml").write_text(yaml.safe_dump(CASE), encoding="utf-8")
     (pytester.path / "golden").mkdir()
-    pytester.makeini("[pytest]\naddopts = -p no:cacheprovider\n")
+    pytester.makeini(f"[pytest]\naddopts = {ADDOPTS}\n")
     outside = tmp_path_factory.mktemp("outside")
     torch.manual_seed(1)
     torch.save(build("unet_mobilenetv2").state_dict(), outside / "mynet.pth")
@@ -217,7 +221,7 @@ def test_vacc_device_auto_binds_each_worker_to_its_own_card(repository: pytest.P
 def test_junit_xml_carries_each_item_s_figures_as_properties(repository: pytest.Pytester):
     import xml.etree.ElementTree as ElementTree
 
-    repository.makeini("[pytest]\naddopts = -p no:cacheprovider\njunit_family = xunit1\n")  # per-test properties
+    repository.makeini(f"[pytest]\naddopts = {ADDOPTS}\njunit_family = xunit1\n")  # per-test properties
     _run(repository, "--update-golden=all", "-k", "fp32 and regression").assert_outcomes(passed=1)
     written = _run(repository, "-k", "mynet and (accuracy or conformance)", "--junitxml=out.xml")
     written.assert_outcomes(passed=4)
@@ -237,7 +241,7 @@ def test_int8_scheme_remedy_rebuilds_static_int8_and_its_deployment_verdict_says
     case's stated AVX2 loss no longer applies, so its deployment verdict is judged (and passes) on every CPU."""
     import xml.etree.ElementTree as ElementTree
 
-    repository.makeini("[pytest]\naddopts = -p no:cacheprovider\njunit_family = xunit1\n")
+    repository.makeini(f"[pytest]\naddopts = {ADDOPTS}\njunit_family = xunit1\n")
     remedied = _run(repository, "-k", "int8 and (conformance or deployment)", "--int8-scheme", "reduce_range",
                     "--junitxml=out.xml")
     remedied.assert_outcomes(passed=2)

@@ -3,6 +3,10 @@ weights) through conformance, regression, accuracy and structure, judged against
 passes or fails on its merits (the seed's documented percentile collapse is an expected failure), none errors.
 
 Before fp32 on a second runtime had a budget, ``u2netp-fp32-openvino`` raised ValueError in conformance.
+
+Where the same session runs u2netp's case items (``pytest tests cases``) the test skips (they are judged there), and
+where ``SEGCONFORM_SUITE_REPORT`` names the record of a suite run that judged them (``scripts/segconform test`` runs
+the fast pass first, then the tests), the test judges that record's rows instead of running the items again.
 """
 
 from __future__ import annotations
@@ -32,6 +36,19 @@ def _judged_in_this_session(session: pytest.Session, runtime: str) -> bool:
     return checks >= set(CHECKS)
 
 
+def _suite_rows(runtime: str) -> list[dict] | None:
+    """The rows of u2netp's items on ``runtime`` in the suite run that ``SEGCONFORM_SUITE_REPORT`` names (the fast
+    pass ``scripts/segconform test`` runs just before the tests, with the same options as the subprocess below),
+    or None when there is no such record."""
+    folder = os.environ.get("SEGCONFORM_SUITE_REPORT")
+    summary = Path(folder) / "summary.json" if folder else None
+    if summary is None or not summary.is_file():
+        return None
+    rows = [r for r in json.loads(summary.read_text())["rows"]
+            if r["runtime"] == runtime and r["item"].startswith("u2netp-")]
+    return rows or None
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("runtime", names())
 def test_every_precision_of_a_real_model_is_judged_on_each_installed_runtime(runtime, tmp_path, request):
@@ -40,15 +57,17 @@ def test_every_precision_of_a_real_model_is_judged_on_each_installed_runtime(run
         pytest.skip(f"runtime {runtime} is not usable here: {reason}")
     if _judged_in_this_session(request.session, runtime):
         pytest.skip(f"u2netp's {runtime} items run in this session from cases/u2net.yaml, judged by the same checks")
-    report = tmp_path / "report"
-    selection = "u2netp- and (" + " or ".join(f"test_{c}" for c in CHECKS) + ")"
-    command = [sys.executable, "-m", "pytest", "-c", str(ROOT / "pytest.ini"), str(ROOT / "cases"), "-k", selection,
-               "--runtime", runtime, "--eval-limit", "4", "--calibration-samples", "8", "--benchmark-disable",
-               "--report-dir", str(report), "-p", "no:cacheprovider", "-q", "-rs"]
-    env = {k: v for k, v in os.environ.items() if k != "PYTEST_XDIST_WORKER"}
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
-    assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-2000:]
-    rows = json.loads((report / "summary.json").read_text())["rows"]
+    rows = _suite_rows(runtime)
+    if rows is None:  # no suite run to read: judge the items here
+        report = tmp_path / "report"
+        selection = "u2netp- and (" + " or ".join(f"test_{c}" for c in CHECKS) + ")"
+        command = [sys.executable, "-m", "pytest", "-c", str(ROOT / "pytest.ini"), str(ROOT / "cases"), "-k",
+                   selection, "--runtime", runtime, "--eval-limit", "4", "--calibration-samples", "8",
+                   "--benchmark-disable", "--report-dir", str(report), "-p", "no:cacheprovider", "-q", "-rs"]
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_XDIST_WORKER", "SEGCONFORM_SUITE_REPORT")}
+        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
+        assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-2000:]
+        rows = json.loads((report / "summary.json").read_text())["rows"]
     outcomes = {r["item"]: r["outcomes"] for r in rows if r["runtime"] == runtime}
     assert f"u2netp-fp32-{runtime}" in outcomes
     for item, checks in outcomes.items():

@@ -13,13 +13,14 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import onnx
-from onnx import TensorProto, numpy_helper
 
 from ..data.case_inputs import Int8Scheme
+
+if TYPE_CHECKING:
+    import onnx
 
 log = logging.getLogger("segconform.precisions")
 
@@ -38,6 +39,9 @@ def upcast_fp16_weights(source: Path, target: Path) -> dict[str, Any]:
     reference the shipped fp16 graph is then compared against. Casts between integer and float
     types (shape arithmetic) are left alone; Identity keeps every tensor name, so no rewiring.
     """
+    import onnx  # here, not at the top: the plugin imports this module, and onnx costs 0.5 s at every pytest start
+    from onnx import TensorProto, numpy_helper
+
     model = onnx.load(str(source))
     graph = model.graph
     floats = {TensorProto.FLOAT, TensorProto.FLOAT16}
@@ -74,6 +78,7 @@ def convert_fp16(source: Path, target: Path, node_block_list: Sequence[str] = ()
     tensors, because a graph that silently computes in fp32 is not an fp16 test.
     ``node_block_list`` names nodes kept in fp32 (what fault localisation found fp16 cannot carry).
     """
+    import onnx
     from onnxconverter_common import __version__ as converter_version
     from onnxconverter_common import float16
 
@@ -92,6 +97,8 @@ def convert_fp16(source: Path, target: Path, node_block_list: Sequence[str] = ()
 
 def fp16_compute_share(model: onnx.ModelProto) -> dict[str, int]:
     """How many compute ops (Conv, MatMul, ...) take fp16 weights: the evidence that fp16 numerics run."""
+    from onnx import TensorProto
+
     half = {t.name for t in model.graph.initializer if t.data_type == TensorProto.FLOAT16}
     compute = [n for n in model.graph.node if n.op_type in COMPUTE_OPS]
     fp16_compute = [n for n in compute if len(n.input) > 1 and n.input[1] in half]
@@ -165,6 +172,7 @@ def quantize_int8_static(
     ``calibration_cache`` holds the computed tensor ranges: excluding nodes does not change which tensors
     are calibrated, so fault localisation rebuilds from the cache instead of calibrating again.
     """
+    import onnx
     import onnxruntime
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
