@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from suite_record import subprocess_env, suite_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The items compared (the fast pass's record has every item; a run here, these two).
@@ -25,8 +26,7 @@ def _run(report_dir: Path) -> dict:
     command = [sys.executable, "-m", "pytest", "cases/u2net.yaml", "-p", "no:cacheprovider", "-q",
                "-k", "u2netp and (fp32 or fp16) and (accuracy or conformance)", "--eval-limit", "4",
                "--calibration-samples", "8", "--benchmark-disable", "--report-dir", str(report_dir)]
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_XDIST_WORKER", "SEGCONFORM_SUITE_REPORT")}
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900, env=subprocess_env())
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     return json.loads((report_dir / "summary.json").read_text(encoding="utf-8"))
 
@@ -35,8 +35,7 @@ def _run(report_dir: Path) -> dict:
 def test_two_runs_give_identical_metrics_intervals_and_conformance(tmp_path: Path) -> None:
     if not os.environ.get("SEGCONFORM_DATA_ROOT"):
         pytest.skip("SEGCONFORM_DATA_ROOT is not set (the real item runs on ecssd-300)")
-    suite = Path(os.environ.get("SEGCONFORM_SUITE_REPORT", "-")) / "summary.json"
-    first = json.loads(suite.read_text(encoding="utf-8")) if suite.is_file() else _run(tmp_path / "one")
+    first = suite_summary() or _run(tmp_path / "one")
     second = _run(tmp_path / "two")
 
     def measured(summary: dict) -> dict:

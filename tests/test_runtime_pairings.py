@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from suite_record import subprocess_env, suite_summary
 
 from harness.plugin.collection import case_item_of
 from harness.runtimes import RuntimeConfig, get, names
@@ -37,15 +38,10 @@ def _judged_in_this_session(session: pytest.Session, runtime: str) -> bool:
 
 
 def _suite_rows(runtime: str) -> list[dict] | None:
-    """The rows of u2netp's items on ``runtime`` in the suite run that ``SEGCONFORM_SUITE_REPORT`` names (the fast
-    pass ``scripts/segconform test`` runs just before the tests, with the same options as the subprocess below),
+    """The rows of u2netp's items on ``runtime`` in the fast pass's record (same options as the subprocess below),
     or None when there is no such record."""
-    folder = os.environ.get("SEGCONFORM_SUITE_REPORT")
-    summary = Path(folder) / "summary.json" if folder else None
-    if summary is None or not summary.is_file():
-        return None
-    rows = [r for r in json.loads(summary.read_text())["rows"]
-            if r["runtime"] == runtime and r["item"].startswith("u2netp-")]
+    summary = suite_summary()
+    rows = [r for r in summary["rows"] if r["runtime"] == runtime and r["item"].startswith("u2netp-")] if summary else []
     return rows or None
 
 
@@ -64,8 +60,7 @@ def test_every_precision_of_a_real_model_is_judged_on_each_installed_runtime(run
         command = [sys.executable, "-m", "pytest", "-c", str(ROOT / "pytest.ini"), str(ROOT / "cases"), "-k",
                    selection, "--runtime", runtime, "--eval-limit", "4", "--calibration-samples", "8",
                    "--benchmark-disable", "--report-dir", str(report), "-p", "no:cacheprovider", "-q", "-rs"]
-        env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_XDIST_WORKER", "SEGCONFORM_SUITE_REPORT")}
-        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
+        done = subprocess.run(command, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=1500)
         assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-2000:]
         rows = json.loads((report / "summary.json").read_text())["rows"]
     outcomes = {r["item"]: r["outcomes"] for r in rows if r["runtime"] == runtime}

@@ -17,12 +17,12 @@ faults are caught at int8 here; ``python -m harness sensitivity isnet`` runs it 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from suite_record import subprocess_env
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = [("isnet", "int8"), ("u2netp", "fp32"), ("u2netp", "int8")]
@@ -42,8 +42,7 @@ def test_sensitivity_catches_every_fault_that_matters_and_no_false_alarm(model, 
     command = [sys.executable, "-m", "harness", "sensitivity", model, "--precision", precision, *faults,
                "--report-dir", str(report), "--", "--eval-limit", "4", "--calibration-samples", "8",
                "--latency-rounds", "5", "--bootstrap-resamples", "200", "--isolation", "none", "-q"]
-    env = {k: v for k, v in os.environ.items() if k != "PYTEST_XDIST_WORKER"}
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+    done = subprocess.run(command, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=1200)
     rows = {r["fault"]: r for r in json.loads((report / "sensitivity.json").read_text())}
     table = (report / "sensitivity.md").read_text()
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
