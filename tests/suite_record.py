@@ -1,9 +1,10 @@
 """The suite run some tests may read instead of running the same items again.
 
-``scripts/segconform test`` runs the suite's fast pass (``--eval-limit 4 --calibration-samples 8``) before the tests,
-after deleting the last ``summary.json``, and names its report folder in ``SEGCONFORM_SUITE_REPORT``. A test that would
-only run some of those items again, with the same options, reads their rows from that record; without it (a plain
-``pytest tests``) it runs them itself, in a subprocess given :func:`subprocess_env`.
+``scripts/segconform test`` runs the suite's fast pass (``--eval-limit 4 --calibration-samples 8``; its sessions
+in-process, which changes no output) before the tests, after deleting the last ``summary.json``, and names its report
+folder in ``SEGCONFORM_SUITE_REPORT``. A test that would only run some of those items again, with the same options,
+reads their rows from that record; without it (a plain ``pytest tests``) it runs them itself, in a subprocess given
+:func:`subprocess_env`.
 """
 
 from __future__ import annotations
