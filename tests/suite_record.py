@@ -27,6 +27,7 @@ def suite_summary() -> dict[str, Any] | None:
 
 
 def subprocess_env() -> dict[str, str]:
-    """This environment for a pytest run in a subprocess: without this xdist worker's identity (pytest-benchmark
-    would disable itself, the plugin would bind this worker's device) and without the suite record's name."""
-    return {k: v for k, v in os.environ.items() if k not in ("PYTEST_XDIST_WORKER", SUITE_REPORT_ENV)}
+    """This environment for a pytest run in a subprocess: without this xdist worker's identity (``PYTEST_XDIST_*``:
+    pytest-benchmark would disable itself, the plugin would bind this worker's device) and without the suite record's
+    name."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST") and k != SUITE_REPORT_ENV}

@@ -5,20 +5,20 @@ pytest-split stored where there are some, else from each check's time budget (a 
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+from suite_record import subprocess_env
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _collect(*args: str) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}
     done = subprocess.run([sys.executable, "-m", "pytest", "cases", "-p", "no:cacheprovider", "--co", "-q",
                            "--benchmark-only", "-k", "u2netp", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300, env=env)
+                          timeout=300, env=subprocess_env())
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     return done.stdout
 
