@@ -25,7 +25,7 @@ from harness.items.settings import Settings
 from harness.items.suite import Suite
 from harness.models import build
 
-pytestmark = needs_qemu
+pytestmark = [needs_qemu, pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")]
 
 #: Runs an ONNX graph on each array of an npz file; prints the int8 path the (emulated) CPU reports.
 ON_EMULATED_CPU = r"""

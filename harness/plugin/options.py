@@ -20,7 +20,7 @@ from ..judge.perf import LEAST_ROUNDS, ROUND_BUDGET_S
 from ..run import bounds
 from ..run.isolation import Isolation
 from ..run.watchdog import HUNG_EXIT, end_run
-from ..runtimes import RuntimeConfig
+from ..runtimes import RuntimeConfig, threads_from_environment
 from .journaling import JOURNAL
 
 
@@ -93,7 +93,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--int8-scheme", default="case", choices=INT8_SCHEME_CHOICES,
                     help="static int8 builds: each case's scheme (default), or ONNX Runtime's remedy for CPUs whose "
                          "U8S8 kernels saturate: 7-bit weights (reduce_range) or u8 weights (u8u8)")
-    group.addoption("--threads", type=int, default=None, help="intra-op threads for CPU runtimes (default: all cores)")
+    group.addoption("--threads", type=int, default=threads_from_environment(),
+                    help="intra-op threads for CPU runtimes (default: $OMP_NUM_THREADS, else all cores)")
     group.addoption("--isolation", default="process", choices=("process", "none"),
                     help="process (default): each item's session in a worker process, every call bounded, a crash "
                          "fails the item only; none: in pytest's own process, each call under a watchdog that ends "

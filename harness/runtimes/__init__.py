@@ -13,7 +13,8 @@ import importlib
 import pkgutil
 from importlib import metadata
 
-from .base import Artifact, RunInput, Runtime, RuntimeConfig, RuntimeUnavailable, Session, SessionClosed
+from .base import (Artifact, RunInput, Runtime, RuntimeConfig, RuntimeUnavailable, Session, SessionClosed,
+                   threads_from_environment)
 
 ENTRY_POINT_GROUP = "segconform.runtimes"
 
@@ -88,4 +89,4 @@ def validated(name: str) -> str:
 
 
 __all__ = ["Artifact", "RunInput", "Runtime", "RuntimeConfig", "RuntimeUnavailable", "Session", "SessionClosed",
-           "get", "names", "rebuilds", "validated", "ENTRY_POINT_GROUP"]
+           "get", "names", "rebuilds", "threads_from_environment", "validated", "ENTRY_POINT_GROUP"]

@@ -110,6 +110,7 @@ def test_builder_is_deterministic_under_a_seed() -> None:
     assert all(torch.equal(first[key], second[key]) for key in first)
 
 
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
 @pytest.mark.float_sensitive
 def test_onnx_export_with_one_input_matches_torch(model: MODNet) -> None:
     ort = pytest.importorskip("onnxruntime")

@@ -150,6 +150,21 @@ def test_float_builds_get_one_session_with_the_settings_recorded(int8_build):
                                   "providers": ["CPUExecutionProvider"]}
 
 
+@pytest.mark.parametrize("value, threads", [("1", 1), ("4,2", 4), (" 3 ", 3), ("0", None), ("many", None), ("", None)])
+def test_omp_num_threads_is_the_default_thread_count_of_every_session(int8_build, monkeypatch, value, threads):
+    """Two test workers on two cores run with OMP_NUM_THREADS=1 (scripts/segconform): ONNX Runtime, which does not
+    read it, must get it from the harness, and a value that is no positive count leaves the default (all cores)."""
+    import os
+
+    monkeypatch.setenv("OMP_NUM_THREADS", value)
+    assert RuntimeConfig().threads == threads
+    assert RuntimeConfig(threads=2).threads == 2  # --threads wins
+    fp32 = Artifact(int8_build.path.with_name("fp32.onnx"), {"variant": "fp32"})
+    session = get("onnxruntime", RuntimeConfig()).load(_item(), fp32)
+    assert session.settings()["intra_op_threads"] == (threads or os.cpu_count())
+    session.close()
+
+
 def test_providers_are_chosen_explicitly_and_a_missing_one_is_a_reason_not_a_crash():
     assert get("onnxruntime", RuntimeConfig()).providers() == ["CPUExecutionProvider"]
     runtime = get("onnxruntime", RuntimeConfig(ort_providers=("tensorrt", "cuda")))
