@@ -13,8 +13,16 @@ import importlib
 import pkgutil
 from importlib import metadata
 
-from .base import (Artifact, RunInput, Runtime, RuntimeConfig, RuntimeUnavailable, Session, SessionClosed,
-                   threads_from_environment)
+from .base import (
+    Artifact,
+    RunInput,
+    Runtime,
+    RuntimeConfig,
+    RuntimeUnavailable,
+    Session,
+    SessionClosed,
+    threads_from_environment,
+)
 
 ENTRY_POINT_GROUP = "segconform.runtimes"
 
