@@ -129,6 +129,7 @@ def test_static_int8_verdicts_use_the_exact_qdq_arithmetic_and_latency_the_deplo
     session = get("onnxruntime", RuntimeConfig(threads=1)).load(_item("int8"), int8_build)
     assert session.deployed is not session
     assert session.settings()["verdicts"]["graph_optimization"] == "basic"
+    assert session.settings()["verdicts"]["quant_qdq"].startswith("off")  # nothing rewritten, weights folded once
     assert session.settings()["deployed"]["graph_optimization"] == "all"
     image = np.random.default_rng(1).random((1, 3, 16, 16), dtype=np.float32)
     options = ort.SessionOptions()
