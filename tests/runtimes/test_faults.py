@@ -19,6 +19,9 @@ from harness.runtimes.faults import (
     SLOW_SHARE,
     STALE_EVERY,
     FaultyRuntime,
+    FaultySession,
+    _Context,
+    _ExactOutputs,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -250,6 +253,40 @@ def test_kernels_changes_only_a_deployed_twin_that_computes_apart():
     alone, _ = _faulty("kernels")  # no twin: the session is the deployed one, and the fault has nothing to act on
     assert alone.deployed is alone
     np.testing.assert_array_equal(alone.run(_batch(5))[0], _clean(_batch(5)))
+
+
+def test_exact_twins_of_one_build_run_each_input_once_for_every_wrapper_and_deployed_twins_always_run(request):
+    """``harness sensitivity`` wraps one build up to 16 times: the exact-arithmetic twin (never timed) runs once per
+    input for all of them; an input fault feeds it another input, which runs; the deployed twins (timed) always run."""
+    build = f"echo {request.node.name}"  # this test's own entries in the process-wide store
+    item = _item("isnet", Variant("int8", "kl_divergence"))
+    sessions = {}
+    for fault in ("identity", "shift", "kernels", "bgr"):
+        inner = TwinSession()
+        sessions[fault] = (FaultySession(inner, FAULTS[fault], _Context("int8", np.zeros(3), np.ones(3)),
+                                         active=not FAULTS[fault].deployed_only, build=build), inner)
+    clean = _clean(_batch(6))
+    first = sessions["identity"][0].run(_batch(6))[0]
+    np.testing.assert_array_equal(first, clean)
+    first[...] = 7.0  # a check (or a fault) changing what it got changes nobody else's copy
+    shifted = sessions["shift"][0].run(_batch(6))[0]
+    np.testing.assert_array_equal(shifted[..., 1:], clean[..., :-1])
+    np.testing.assert_array_equal(sessions["kernels"][0].run(_batch(6))[0], clean)
+    sessions["bgr"][0].run(_batch(6))
+    assert [len(inner.inputs) for _, inner in sessions.values()] == [1, 0, 0, 1]  # identity's run, and bgr's own
+    for session, inner in sessions.values():
+        session.deployed.run(_batch(6))
+    assert [len(inner.deployed.inputs) for _, inner in sessions.values()] == [1, 1, 1, 1]
+    plain = FaultySession(EchoSession(), FAULTS["identity"], _Context("fp32", np.zeros(3), np.ones(3)), build=build)
+    plain.run(_batch(6))
+    assert len(plain._inner.inputs) == 1  # no twin: the session is the timed one, and always runs
+
+
+def test_the_exact_outputs_keep_to_their_bound_dropping_the_oldest():
+    store, inner = _ExactOutputs(limit_bytes=2 * 8 * 10 * 4), EchoSession()  # room for two 1x1x8x10 float32 outputs
+    for seed in (1, 2, 3, 1):
+        store.run("b", inner, _batch(seed))
+    assert [b.stems[0] for b in inner.inputs] == ["s1", "s2", "s3", "s1"]  # s1 was dropped when s3 came
 
 
 def test_any_runtime_is_wrapped_by_name_and_unknown_names_list_what_is_known():
