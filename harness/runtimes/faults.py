@@ -304,15 +304,17 @@ class _ExactOutputs:
         key = (build, hashlib.sha256(tensor.tobytes() + repr((tensor.shape, tensor.dtype.str)).encode()).hexdigest())
         with self._lock:
             found = self._entries.get(key)
-        if found is None:
-            found = [np.array(o, copy=True) for o in inner.run(batch)]
-            with self._lock:
-                if key not in self._entries:
-                    self._entries[key] = found
-                    self._bytes += sum(o.nbytes for o in found)
-                    while self._bytes > self.limit_bytes and len(self._entries) > 1:
-                        self._bytes -= sum(o.nbytes for o in self._entries.popitem(last=False)[1])
-        return [o.copy() for o in found]
+        if found is not None:
+            return [o.copy() for o in found]
+        outputs = inner.run(batch)
+        kept = [np.array(o, copy=True) for o in outputs]  # the caller gets the session's own arrays, the store its copy
+        with self._lock:
+            if key not in self._entries:
+                self._entries[key] = kept
+                self._bytes += sum(o.nbytes for o in kept)
+                while self._bytes > self.limit_bytes and len(self._entries) > 1:
+                    self._bytes -= sum(o.nbytes for o in self._entries.popitem(last=False)[1])
+        return outputs
 
 
 #: Bounded so that a night of faulty runtimes on 1024x1024 models (24 MB a call) cannot grow without end.

@@ -271,7 +271,10 @@ def test_exact_twins_of_one_build_run_each_input_once_for_every_wrapper_and_depl
     first[...] = 7.0  # a check (or a fault) changing what it got changes nobody else's copy
     shifted = sessions["shift"][0].run(_batch(6))[0]
     np.testing.assert_array_equal(shifted[..., 1:], clean[..., :-1])
-    np.testing.assert_array_equal(sessions["kernels"][0].run(_batch(6))[0], clean)
+    kept = sessions["kernels"][0].run(_batch(6))[0]
+    np.testing.assert_array_equal(kept, clean)
+    kept[...] = 7.0  # the same for what the store hands out
+    np.testing.assert_array_equal(sessions["identity"][0].run(_batch(6))[0], clean)
     sessions["bgr"][0].run(_batch(6))
     assert [len(inner.inputs) for _, inner in sessions.values()] == [1, 0, 0, 1]  # identity's run, and bgr's own
     for session, inner in sessions.values():
