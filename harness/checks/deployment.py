@@ -16,7 +16,8 @@ import pytest
 
 from ..data import datasets as ds
 from ..items.handle import ItemHandle
-from ..judge.judgement import Comparison, conformance_budget
+from ..judge.deployed import REMEDY, deployed_bounds
+from ..judge.judgement import Comparison
 from ..record.report import Recorder
 from .rows import Property, figure
 from .verdicts import comparison_failures, judged_by, violations, vs_fp32
@@ -30,8 +31,9 @@ def test_deployment(handle: ItemHandle, recorder: Recorder, figures: Property) -
     The build verdict (conformance, accuracy) uses the exact QDQ arithmetic, the same on every CPU; this one is what
     a user of this machine gets. It reuses the deployed run the conformance check already made for the ``int8
     kernels`` column, so it costs only the scoring. Where the case states a loss on CPUs whose U8S8 kernels saturate
-    (``deployed_int8.saturating_u8s8``) and the build's scheme can saturate, that stated bound is the budget there:
-    the verdict still fails beyond it.
+    (``deployed_int8.saturating_u8s8``) and the build's scheme can saturate, that stated bound is the budget there
+    (:func:`harness.judge.deployed.deployed_bounds`; its means judged by their interval over the run's images, so it
+    holds on 4 images as on 100): the verdict still fails beyond it, and then names the remedy.
     """
     from ..machine import int8_path
 
@@ -47,16 +49,19 @@ def test_deployment(handle: ItemHandle, recorder: Recorder, figures: Property) -
     saturating = path.saturates_u8s8 and scheme.saturates_u8s8
     label = f"deployed on {path.name} ({'saturating' if path.saturates_u8s8 else 'non-saturating'} U8S8 kernels), " \
             f"{scheme.label}"
-    stated = item.model.deployed_int8.saturating_u8s8.get(item.variant.label) if saturating else None
+    bounds = deployed_bounds(item, saturating, handle.trained, handle.settings.bootstrap)
+    stated = bounds.stated
     if stated is not None:
         label += f", judged by the loss the case states for such CPUs ({stated.why})"
-    budget = stated.budget if stated is not None else conformance_budget(item, "fp32", True)
-    held_to = f"the stated budget ({budget.why})" if stated is not None else judged_by(item, budget)
+    vs_fp32_budget = bounds.vs_fp32 or bounds.own
+    held_to = f"the stated budget ({vs_fp32_budget.why})" if bounds.vs_fp32 is not None else \
+        judged_by(item, vs_fp32_budget)
     failures = []
     for dataset in handle.datasets:
         deployed, reference = handle.run_deployed(dataset), handle.reference.run(dataset)
-        comparison = Comparison.of(deployed.maps, reference.maps, budget)
-        failed = comparison.violations if stated is not None else violations(item, comparison)
+        comparison = Comparison.of(deployed.maps, reference.maps, vs_fp32_budget,
+                                   mean_interval=bounds.interval if bounds.vs_fp32 is not None else None)
+        failed = comparison.violations if bounds.vs_fp32 is not None else violations(item, comparison)
         row = recorder.row(item, dataset.name)
         verdict: dict[str, Any] = {"int8_path": path.name, "saturating_u8s8": path.saturates_u8s8,
                                    "scheme": scheme.label, "stated_loss": stated is not None,
@@ -64,12 +69,12 @@ def test_deployment(handle: ItemHandle, recorder: Recorder, figures: Property) -
         failures += comparison_failures(dataset, comparison, failed, held_to, item.reference.id)
         # Same run, same build: the kernels against the build's exact arithmetic, within the int8 budget (or the
         # stated one). Against fp32 a documented collapse's wide range hides a kernel gone wrong; this does not.
-        kernels = Comparison.of(deployed.maps, handle.run(dataset).maps, budget)
+        kernels = Comparison.of(deployed.maps, handle.run(dataset).maps, bounds.kernels, mean_interval=bounds.interval)
         verdict["vs_exact"] = kernels.stats
         if kernels.worst is not None and not kernels.passed:
             failures.append(f"{dataset.name} ({kernels.images} images): this CPU's kernels against the build's exact "
-                            f"arithmetic, outside the {item.variant.label} budget ({budget.why}): "
-                            f"{'; '.join(kernels.violations)}")
+                            f"arithmetic, outside {'the stated' if stated is not None else f'the {item.variant.label}'}"
+                            f" budget ({bounds.kernels.why}): {'; '.join(kernels.violations)}")
         if dataset.name != ds.SYNTHETIC and handle.reference.trained:
             key = f"{item.id}/{dataset.name}/deployed"
             verdict["vs_fp32"], paired = vs_fp32(handle, dataset, key, True, stated)
@@ -78,4 +83,8 @@ def test_deployment(handle: ItemHandle, recorder: Recorder, figures: Property) -
         figure(figures, f"deployment.{dataset.name}",
                {"int8_path": path.name, "scheme": scheme.label, **comparison.stats,
                 **{f"vs_fp32.{m}": v["value"] for m, v in verdict.get("vs_fp32", {}).get("delta", {}).items()}})
+    if failures and saturating:
+        remedy = stated.remedy if stated is not None else \
+            f"{REMEDY} (7-bit weights cannot saturate; no remedy was measured for this variant on such a CPU)"
+        failures.append(f"this CPU's U8S8 kernels saturate; remedy: {remedy or 'none measured for this variant'}")
     assert not failures, f"{item.id} {label}:\n" + "\n".join(failures)

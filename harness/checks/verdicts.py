@@ -60,7 +60,7 @@ def judge_vs_fp32(handle: ItemHandle, dataset: ds.Dataset, key: str, deployed: b
     floors = item.family.acceptance.floors.get(item.variant.precision, {})
     documented, expected = documented_delta(item.model, item, dataset.name), None
     collapse = item.model.expected_loss(item.variant)
-    if stated is not None:  # the stated worsening replaces the seed's loss and the tolerance
+    if stated is not None and stated.vs_fp32:  # the stated worsening replaces the seed's loss and the tolerance
         documented = {m: (v if m in LOWER_IS_BETTER else -v) for m, v in stated.vs_fp32.items()}
         tolerance = {m: 0.0 for m in stated.vs_fp32}
     elif collapse is not None and collapse.expected_loss is not None:

@@ -268,14 +268,23 @@ class IsaLoss(Strict):
     """What a static int8 build loses as deployed on a kind of CPU, stated as the bound its deployment verdict
     (:func:`harness.checks.test_deployment`) is judged by there, instead of the precision's budget.
 
-    ``budget``: conformance of the deployed session against fp32. ``vs_fp32``: per metric, the most the paired
-    difference from fp32 may be worse (a positive number; it fails when the whole interval is worse). ``why``: what
-    was measured on such a CPU, on how many images, and the margin.
+    ``kernels``: the deployed session against the build's exact arithmetic on the same images (what the CPU's kernels
+    alone change). ``budget``: the deployed session against fp32; left out, the variant's own rule applies (its
+    precision's budget, or a documented collapse's stated loss, which already spans what the kernels add). ``vs_fp32``:
+    per metric, the most the paired difference from fp32 may be worse (a positive number; it fails when the whole
+    interval is worse); left out, the variant's own paired rule applies. Every mean of these budgets is judged by its
+    interval over the images of the run (:attr:`harness.judge.judgement.Comparison.mean_interval`), so a bound holds
+    on 4 images as on 100; worst image and max|d| per image. ``why``: what was measured on such a CPU (the figures,
+    the number of images, the calibration, the CPU) and the margin. ``remedy``: the build that was measured to pass
+    there (``--int8-scheme reduce_range`` where it does), named by the failure message.
     """
 
-    budget: Budget
-    vs_fp32: dict[str, float]
+    kernels: Budget
+    budget: Budget | None = None
+    vs_fp32: dict[str, float] = Field(default_factory=dict)
     why: str
+    remedy: str | None = Field(None, description="what keeps this variant within its healthy budget on such a CPU, "
+                                                 "as measured there; named when its deployment verdict fails")
 
     @field_validator("vs_fp32")
     @classmethod

@@ -153,7 +153,28 @@ class Family(Strict):
                         f"models.{model_index}.results.{row_index}.metrics ({model.name}): "
                         f"metrics {sorted(untolerated)} have no entry in 'acceptance.reproduction'"
                     )
+            self._saturating_bounds_stated(model_index, model)
         return self
+
+    def _saturating_bounds_stated(self, index: int, model: "Model") -> None:
+        """A model whose trained weights are published (npm, wheel) runs them on every machine, and its full-range U8S8
+        static int8 builds compute apart from their exact arithmetic on CPUs whose U8S8 kernels saturate (every AVX2
+        host): without a measured bound for such CPUs its deployment verdict there is the healthy int8 budget, a
+        false alarm on a healthy build (U2-Net and u2netp percentile, a real AVX2 CPU, 100 images). So each such
+        variant must state one (``deployed_int8.saturating_u8s8``), measured with ``python -m harness emulate-int8``;
+        a variant the case skips (``skip_variants``) runs nowhere and needs none.
+        """
+        if model.weights.npm is None and model.weights.wheel is None or not self.int8_of(model).saturates_u8s8:
+            return
+        stated = model.deployed_int8.saturating_u8s8
+        missing = [v.label for v in model.variants()
+                   if v.precision == "int8" and v.label not in stated and v.label not in model.skip_variants]
+        if missing:
+            raise ValueError(
+                f"models.{index}.deployed_int8.saturating_u8s8 ({model.name}): no bound for "
+                f"{', '.join(missing)}, a full-range U8S8 static int8 variant of published trained weights; measure "
+                f"it as deployed on an AVX2 CPU (python -m harness emulate-int8 {model.name}-{missing[0]}-onnxruntime) "
+                f"and state it, with the figures, the image count and the CPU")
 
     def performance_of(self, model: "Model") -> Performance:
         """The model's own performance floors, else the family's."""

@@ -26,6 +26,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -87,18 +88,38 @@ def conformance_budget(item: Item, against: str, trained: bool) -> Budget:
 
 @dataclass(frozen=True)
 class Comparison:
-    """Candidate maps against reference maps under a budget (widened by ``slack``), image by image."""
+    """Candidate maps against reference maps under a budget (widened by ``slack``), image by image.
+
+    ``mean_interval``: judge the mean per-image MAE by its bootstrap-t interval over the compared images, failing only
+    when the whole interval lies above the budget, as the paired verdicts do. Where the per-image error is
+    heavy-tailed (saturating int8 kernels: a few images carry most of it), a subset's plain mean can exceed a bound
+    that the full set's mean keeps (u2netp on an AVX2 CPU: 0.0209 on 10 images, 0.0144 on 100), so a plain mean bound
+    would hold at one size and not another. A fault that moves every image (kernel noise) keeps a narrow interval
+    and still fails on 4 images. The worst image and max|d| are judged per image either way, which holds on every
+    subset of the images a bound was measured on.
+    """
 
     budget: Budget
     per_image: dict[str, tuple[float, float]]
     slack: float = 0.0
+    mean_interval: "Bootstrap | None" = None
 
     @classmethod
     def of(cls, candidate: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray], budget: Budget,
-           slack: float = 0.0) -> "Comparison":
+           slack: float = 0.0, mean_interval: "Bootstrap | None" = None) -> "Comparison":
         """Compare every image both sides have (by stem)."""
         per_image = {stem: conformance(map_, reference[stem]) for stem, map_ in candidate.items() if stem in reference}
-        return cls(budget, per_image, slack)
+        return cls(budget, per_image, slack, mean_interval)
+
+    @cached_property
+    def mean_ci(self) -> tuple[float, float] | None:
+        """The interval of the mean per-image MAE that the mean is judged by (None: the plain mean is)."""
+        if self.mean_interval is None or not self.per_image:
+            return None
+        stems = sorted(self.per_image)
+        values = np.array([self.per_image[s][0] for s in stems], dtype=np.float64)
+        weights = self.mean_interval.weights(len(values), "mean-mae|" + "|".join(stems))
+        return self.mean_interval.studentised(values, weights)
 
     @property
     def images(self) -> int:
@@ -114,8 +135,12 @@ class Comparison:
         if not self.per_image:
             return {}
         maes = [mae for mae, _ in self.per_image.values()]
-        return {"images": len(maes), "mae_mean": float(np.mean(maes)), "mae_worst": float(max(maes)),
-                "max_abs_worst": float(max(m for _, m in self.per_image.values()))}
+        stats = {"images": len(maes), "mae_mean": float(np.mean(maes)), "mae_worst": float(max(maes)),
+                 "max_abs_worst": float(max(m for _, m in self.per_image.values()))}
+        interval = self.mean_ci
+        if interval is not None:
+            stats["mae_mean_ci_low"], stats["mae_mean_ci_high"] = float(interval[0]), float(interval[1])
+        return stats
 
     @property
     def violations(self) -> list[str]:
@@ -123,7 +148,12 @@ class Comparison:
             return ["no image was run by both"]
         stats, budget, slack = self.stats, self.budget, self.slack
         found = []
-        if not stats["mae_mean"] <= budget.mae + slack:  # written so that a NaN violates
+        if "mae_mean_ci_low" in stats:
+            if not stats["mae_mean_ci_low"] <= budget.mae + slack:  # written so that a NaN violates
+                found.append(f"mean per-image MAE {stats['mae_mean']:.4g}, its whole "
+                             f"{self.mean_interval.confidence:.0%} interval [{stats['mae_mean_ci_low']:.4g}, "
+                             f"{stats['mae_mean_ci_high']:.4g}] above the budget {budget.mae}")
+        elif not stats["mae_mean"] <= budget.mae + slack:  # written so that a NaN violates
             found.append(f"mean per-image MAE {stats['mae_mean']:.4g} > budget {budget.mae}")
         if not stats["mae_worst"] <= budget.mae_worst + slack:
             found.append(f"worst image {self.worst}: MAE {stats['mae_worst']:.4g} > budget {budget.mae_worst}")

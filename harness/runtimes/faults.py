@@ -281,6 +281,27 @@ def split(name: str) -> tuple[str, Fault | None]:
     return base, found
 
 
+def output_fault(name: str, precision: str) -> Callable[[list[np.ndarray]], list[np.ndarray]]:
+    """An output fault as a function of one call's outputs, counting calls as a wrapped session does: for outputs
+    computed where no session of this process runs them (the deployed session on an emulated CPU,
+    :mod:`harness.diagnose.emulated_int8`), so the same fault reaches them as through ``RUNTIME+FAULT``."""
+    fault = FAULTS.get(name)
+    if fault is None or fault.on_output is None or fault.on_input is not None:
+        raise ValueError(f"{name!r} is not an output fault; those are: "
+                         f"{', '.join(f.name for f in FAULTS.values() if f.on_output and not f.on_input)}")
+    context = _Context(precision, np.zeros(3), np.ones(3))
+    change = fault.on_output
+
+    def apply(outputs: list[np.ndarray]) -> list[np.ndarray]:
+        context.calls += 1
+        clean = [np.asarray(o).copy() for o in outputs]
+        changed = change(outputs, context)
+        context.previous = clean
+        return changed
+
+    return apply
+
+
 class _ExactOutputs:
     """What the exact-arithmetic twins of one build computed, by input, shared by every fault wrapper of that build in
     this process (``harness sensitivity``: up to 16 wrappers of ISNet's int8 build, each through the same images).
