@@ -98,13 +98,16 @@ class JournalPlugin:
     def _unmatched(self) -> str:
         """Why ``--resume`` found no run to continue: how the newest unfinished run differs from this one, or that
         there is none."""
+        unreadable = []
         for path in reversed(unfinished(self.folder)):
             try:
                 theirs = Progress(path).key
-            except (OSError, ValueError):
+            except (OSError, ValueError) as error:
+                unreadable.append(str(error))
                 continue
             return f"the newest unfinished run, {path.name}, differs from this one in {differences(theirs, self.key())}"
-        return f"no unfinished run under {self.folder}"
+        cannot = f" ({len(unreadable)} cannot be resumed: {'; '.join(unreadable[:3])})" if unreadable else ""
+        return f"no unfinished run under {self.folder} that could be resumed{cannot}"
 
     def _is_case(self, nodeid: str) -> bool:
         return is_case(nodeid, self.bases, self.state.families)

@@ -30,7 +30,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..data.names import checked_name
 from .report import Recorder, fsync_folder, synced_scratch
+from .schema import SCHEMA_VERSION, check_line
 
 SUFFIX = ".running.jsonl"
 #: The UTC start at the head of a record's name (:func:`record_base`).
@@ -42,8 +44,11 @@ class JournalWarning(UserWarning):
 
 
 def record_base(run: dict[str, Any]) -> str:
-    """``<UTC start>-<commit>-<machine id>``: the name of a run's journal and of its complete record."""
-    return f"{re.sub(r'[^0-9TZ]', '', run['started'])}-{run['commit']}-{run['machine']['id']}"
+    """``<UTC start>-<commit>-<machine id>``: the name of a run's journal and of its complete record; the commit and
+    the machine id (which a merge takes from shards' records) must be names, so the record stays in its folder."""
+    commit = checked_name(run.get("commit"), "the run's commit")
+    machine = checked_name((run.get("machine") or {}).get("id"), "the run's machine id")
+    return f"{re.sub(r'[^0-9TZ]', '', str(run.get('started', '')))}-{commit}-{machine}"
 
 
 def cases_digest(paths: Iterable[Path]) -> str:
@@ -87,7 +92,8 @@ class Journal:
             path = folder / f"{stem}{SUFFIX}"
             if (folder / f"{stem}.json").exists():
                 continue
-            if create(path, json.dumps({"kind": "run", "run": run, "key": key}, default=str) + "\n"):
+            head = {"kind": "run", "schema": SCHEMA_VERSION, "run": run, "key": key}
+            if create(path, json.dumps(head, default=str) + "\n"):
                 return cls(path)
         raise OSError(f"{folder}: could not find a free name for the run record {base}")
 
@@ -124,7 +130,7 @@ class Journal:
         """Write the complete record and remove the journal (the record first: one of them always exists)."""
         from .report import atomic_write
 
-        path = atomic_write(self.record_path, json.dumps(record, indent=1, default=str))
+        path = atomic_write(self.record_path, json.dumps({"schema": SCHEMA_VERSION, **record}, indent=1, default=str))
         self.path.unlink(missing_ok=True)
         return path
 
@@ -140,11 +146,13 @@ def _lines(path: Path) -> list[dict[str, Any]]:
     entries = []
     for number, line in enumerate(lines, start=1):
         try:
-            entries.append(json.loads(line))
+            entry = json.loads(line)
         except json.JSONDecodeError:
             where = (f"its last line (line {number}) was cut short (the run was killed mid-write)"
                      if number == len(lines) else f"line {number} is not JSON")
             warnings.warn(f"{path}: {where}: skipped", JournalWarning, stacklevel=3)
+            continue
+        entries.append(check_line(entry, path, number))
     if not entries or entries[0].get("kind") != "run":
         why = "empty: the run was killed as it began" if not lines else "its first line is cut short or another kind"
         raise ValueError(f"{path}: its journal has no run line ({why})")
