@@ -35,7 +35,7 @@ from filelock import FileLock, Timeout
 
 from ..data.names import checked_name
 from .report import Recorder, fsync_folder, synced_scratch
-from .schema import SCHEMA_VERSION, check_line
+from .schema import SCHEMA_VERSION, RecordError, check_line
 
 SUFFIX = ".running.jsonl"
 #: The UTC start at the head of a record's name (:func:`record_base`).
@@ -210,7 +210,7 @@ def _lines(path: Path) -> list[dict[str, Any]]:
         entries.append(check_line(entry, path, number))
     if not entries or entries[0].get("kind") != "run":
         why = "empty: the run was killed as it began" if not lines else "its first line is cut short or another kind"
-        raise ValueError(f"{path}: its journal has no run line ({why})")
+        raise RecordError(f"{path}: its journal has no run line ({why})")
     return entries
 
 

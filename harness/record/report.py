@@ -152,7 +152,7 @@ class Recorder:
         """Add another recorder's export (rows of items this process did not run)."""
         names = {f.name for f in fields(Row)}
         for data in exported.get("rows", []):
-            row = Row(**{k: v for k, v in data.items() if k in names})
+            row = Row(**{"family": "", **{k: v for k, v in data.items() if k in names}})  # older rows had none
             key = (row.item, row.dataset)
             if key in self.rows:
                 self.rows[key].absorb(row)

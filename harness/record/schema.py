@@ -9,12 +9,14 @@ versions were written are version 1 (the format did not change when the version 
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from ..data.names import NAME
+from .report import Row
 
 #: The version of the run record and journal format this harness writes and reads.
 SCHEMA_VERSION = 1
@@ -41,21 +43,32 @@ class Run(_Open):
     complete: bool | None = None
 
 
-class RowFacts(_Open):
-    """The parts of a report row (:class:`harness.record.report.Row`) that readers index or turn into paths."""
+def _row_facts() -> type[BaseModel]:
+    """A report row (:class:`harness.record.report.Row`) as the readers need it: every field of its type (a mapping
+    where the row has a mapping, text where it has text), strictly, so a row that loads merges, sorts and renders;
+    the names that become paths (item, model, dataset) are names. Made from the dataclass, so a field added to the
+    row is checked too."""
+    overrides: dict[str, Any] = {
+        "item": (str, Field(pattern=NAME)), "model": (str, Field(pattern=NAME)),
+        "dataset": (str, Field(pattern=NAME)), "family": (str, ""), "metrics": (dict[str, float | None], {}),
+        "latency_ms": (dict[str, float | None], {}), "outcomes": (dict[str, str], {}), "notes": (list[str], []),
+    }
+    fields: dict[str, Any] = {}
+    for field in dataclasses.fields(Row):
+        if field.name in overrides:
+            fields[field.name] = overrides[field.name]
+            continue
+        kind = {"str": str, "int": int, "float": float}.get(str(field.type).split("[")[0], None)
+        if kind is None:
+            kind = dict[str, Any] if str(field.type).startswith("dict") else list[Any]
+        required = field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
+        default = ... if required else (field.default if field.default is not dataclasses.MISSING
+                                        else field.default_factory())  # type: ignore[misc]
+        fields[field.name] = (kind, default)
+    return create_model("RowFacts", __config__=ConfigDict(extra="allow", strict=True), **fields)
 
-    item: str = Field(pattern=NAME)
-    model: str = Field(pattern=NAME)
-    dataset: str = Field(pattern=NAME)
-    precision: str
-    runtime: str
-    images: int = 0
-    metrics: dict[str, float | None] = {}
-    ci: dict[str, Any] = {}
-    latency_ms: dict[str, float | None] = {}
-    outcomes: dict[str, str] = {}
-    notes: list[str] = []
-    per_image: dict[str, Any] = {}
+
+RowFacts = _row_facts()
 
 
 class Tests(_Open):
@@ -69,7 +82,7 @@ class Tests(_Open):
 class Record(_Open):
     schema_: int = Field(SCHEMA_VERSION, alias="schema")
     run: Run
-    rows: list[RowFacts]
+    rows: list[RowFacts]  # type: ignore[valid-type]
     work: list[Any] = []
     tests: Tests | None = None
 
@@ -82,8 +95,10 @@ class RunLine(_Open):
 
 
 class Export(_Open):
-    rows: list[RowFacts] = []
+    rows: list[RowFacts] = []  # type: ignore[valid-type]
     outcomes: dict[str, dict[str, str]] = {}
+    architectures: dict[str, Any] = {}
+    work: list[Any] = []
 
 
 class SelectedLine(_Open):
@@ -141,7 +156,7 @@ def check_line(data: object, path: Path, number: int) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise RecordError(f"{where}: not a journal entry (a JSON object with 'kind'), got {type(data).__name__}")
     kind = data.get("kind")
-    if kind not in LINES:
+    if not isinstance(kind, str) or kind not in LINES:
         raise RecordError(f"{where}: unknown kind {kind!r} (one of {', '.join(LINES)})")
     if kind == "run":
         _version(data, where)
