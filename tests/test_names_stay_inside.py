@@ -4,7 +4,6 @@ or a symbolic link, even with ``--update-golden=all``."""
 
 from __future__ import annotations
 
-import copy
 import threading
 import time
 from pathlib import Path
@@ -20,6 +19,8 @@ from harness.data.names import UnsafePath
 from harness.judge.golden import GoldenStore, Regeneration, _lock_path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+pytest_plugins = ["pytester"]
 
 
 def _u2net_case() -> dict:
@@ -141,3 +142,33 @@ def test_a_golden_mask_of_another_shape_is_a_named_difference_that_update_golden
         assert str(tmp_path / "m" / "d" / "a.png") in settled.message and "7x9" in settled.message
     else:
         assert store.load("m", "d").map("a").shape == (5, 6)
+
+
+def test_pytest_with_update_golden_all_refuses_the_case_file_and_changes_nothing(pytester: pytest.Pytester,
+                                                                                 monkeypatch: pytest.MonkeyPatch):
+    """The issue's run: a copy of cases/u2net.yaml whose ECSSD set is named ``../../escaped-golden``, and
+    ``--update-golden=all``: a usage error (exit 4) naming the file and key before anything is built; the folder
+    the name points at is left as it was."""
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    case = _u2net_case()
+    for model in case["models"]:
+        for dataset in model["datasets"]:
+            if dataset["name"] == "ecssd":
+                dataset["name"] = "../../escaped-golden"
+        model["calibration_dataset"] = "../../escaped-golden" if model["calibration_dataset"] == "ecssd" else \
+            model["calibration_dataset"]
+        for row in model["results"]:
+            row["dataset"] = "../../escaped-golden" if row["dataset"] == "ecssd" else row["dataset"]
+    (pytester.path / "cases").mkdir()
+    (pytester.path / "cases" / "u2net.yaml").write_text(yaml.safe_dump(case), encoding="utf-8")
+    (pytester.path / "golden").mkdir()
+    victim = pytester.path / "escaped-golden"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("mine")
+    pytester.makeini("[pytest]\naddopts = -p no:cacheprovider -p no:hypothesispytest\n")
+    result = pytester.runpytest_subprocess("--update-golden=all", "--collect-only", timeout=300)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    error = result.stderr.str()
+    assert "cases/u2net.yaml" in error and "datasets.0.name" in error and "Traceback" not in error
+    assert _listing(victim) == ["keep.txt"] and (victim / "keep.txt").read_text() == "mine"
+    assert _listing(pytester.path / "golden") == []
