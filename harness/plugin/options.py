@@ -24,6 +24,7 @@ from ..run.isolation import Isolation
 from ..run.watchdog import HUNG_EXIT, end_run
 from ..runtimes import RuntimeConfig, threads_from_environment
 from .journaling import JOURNAL
+from .option_types import LEAST_RESAMPLES, at_least, confidence_level, positive_seconds
 
 
 def _env_path(name: str) -> Path | None:
@@ -39,53 +40,6 @@ def _runtime_name(value: str) -> str:
         return runtimes.validated(value)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def at_least(least: int, what: str) -> Callable[[str], int]:
-    """argparse type of a count option: a whole number >= ``least``; argparse names the option and shows why."""
-    import argparse
-
-    def parse(value: str) -> int:
-        try:
-            number = int(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{value!r} is not a whole number ({what})") from None
-        if number < least:
-            raise argparse.ArgumentTypeError(f"{number}: must be at least {least} ({what})")
-        return number
-
-    parse.__name__ = f"whole number >= {least}"
-    return parse
-
-
-def positive_seconds(value: str) -> float:
-    """argparse type of a bound in seconds: a finite number above 0."""
-    import argparse
-
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
-    if not 0 < number < float("inf"):
-        raise argparse.ArgumentTypeError(f"{value}: a number of seconds above 0")
-    return number
-
-
-def confidence_level(value: str) -> float:
-    """argparse type of ``--confidence``: a level strictly between 0 and 1."""
-    import argparse
-
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
-    if not 0 < number < 1:
-        raise argparse.ArgumentTypeError(f"{value}: a level strictly between 0 and 1, e.g. 0.95")
-    return number
-
-
-#: The fewest bootstrap draws an interval is made of (fewer give an interval that is mostly noise).
-LEAST_RESAMPLES = 100
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

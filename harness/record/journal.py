@@ -15,6 +15,11 @@ incomplete one, which ``python -m harness trend`` reports as such. A line the ki
 ``pytest --resume`` (:func:`resumable`) continues the newest journal of the same commit, case files and
 machine: the checks with a ``test`` line and no runtime fault are not run again, their rows are taken from
 the journal, and the same record is completed (:meth:`Journal.resume` first cuts a torn last line off).
+
+One live run writes a journal (:func:`own`): a lock held for the run's life (the operating system drops it with a
+dead process, so a killed run's journal can be resumed) and ``<journal>.owner`` naming the owner's pid and host, so
+a second ``--resume`` of a journal still being written is refused, naming them. Every line read back is checked
+against the schema (:mod:`harness.record.schema`): a line of the wrong shape is an error naming the file and line.
 """
 
 from __future__ import annotations
