@@ -32,7 +32,11 @@ class TrainerLog:
 def _trainer_globals() -> list[Any]:
     """The globals allowed beyond PyTorch's own, each under the exact name a checkpoint calls it by."""
     import numpy as np
-    from numpy._core.multiarray import scalar
+
+    try:
+        from numpy._core.multiarray import scalar  # NumPy >= 2
+    except ImportError:
+        from numpy.core.multiarray import scalar  # NumPy 1.26
 
     return [(TrainerLog, "utils.logger.Logger"),
             (scalar, "numpy._core.multiarray.scalar"),  # NumPy >= 2 pickles a np.float64 as this call
