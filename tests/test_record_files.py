@@ -126,3 +126,18 @@ def test_a_strip_that_cannot_be_written_is_an_error_naming_it_not_a_listed_file(
     with pytest.raises(OSError, match=r"item-set-a-conformance\.png: the strip could not be written"):
         recorder.strip("item-set-a-conformance", [("input", np.zeros((8, 8, 3), np.uint8))])
     assert cv2.imread(str(tmp_path / "strips" / "item-set-a-conformance.png")) is None
+
+
+def test_resume_says_which_journal_cannot_be_resumed_and_why(tmp_path):
+    """``--resume`` with a journal whose first line is ``[]``: the run starts afresh and its terminal line names the
+    journal's problem, where pytest_configure used to end in an AttributeError."""
+    from types import SimpleNamespace
+
+    from harness.plugin.journaling import JournalPlugin
+
+    folder = tmp_path / "history"
+    folder.mkdir()
+    (folder / f"20261201T010000Z-abc123-m{SUFFIX}").write_text("[]\n", encoding="utf-8")
+    plugin = SimpleNamespace(folder=folder, key=lambda: {"commit": "abc123"})
+    said = JournalPlugin._unmatched(plugin)  # type: ignore[arg-type]
+    assert "1 cannot be resumed" in said and "line 1: not a journal entry" in said
