@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,6 +22,9 @@ from harness.judge.golden import GoldenStore
 from harness.record import run_records
 from harness.record.journal import SUFFIX, Progress
 from harness.record.schema import RecordError
+
+#: A torn last line is skipped with a JournalWarning by design; the fuzz tears some on purpose.
+pytestmark = pytest.mark.filterwarnings("ignore::harness.record.journal.JournalWarning")
 
 ROOT = Path(__file__).resolve().parents[1]
 CASE = yaml.safe_load((ROOT / "cases" / "u2net.yaml").read_text(encoding="utf-8"))
@@ -132,3 +136,15 @@ def test_mutated_journal_lines_load_or_are_refused_naming_file_and_line(lines, c
             return
         progress.record()
         progress.tests()
+
+
+def test_a_number_beyond_float32_in_a_recipe_is_refused_naming_the_file(tmp_path):
+    """What the fuzz found: a normalize mean of 1e308 loaded, and every image became inf."""
+    case = copy.deepcopy(CASE)
+    model = next(m for m in case["models"] if m["name"] == "u2netp")
+    step = next(op for op in model["preprocess"] if op["op"] == "normalize")
+    step["mean"] = [1e308, 0.456, 0.406]
+    path = tmp_path / "u2net.yaml"
+    path.write_text(yaml.safe_dump(case), encoding="utf-8")
+    with pytest.raises(CaseError, match=r"u2net\.yaml(.|\n)*preprocess(.|\n)*finite"):
+        load_family(path)
