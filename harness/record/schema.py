@@ -71,7 +71,7 @@ def _row_facts() -> type[BaseModel]:
 RowFacts = _row_facts()
 
 
-class Tests(_Open):
+class ChecksPart(_Open):
     selected: int = 0
     finished: int = 0
     not_run: list[str] = []
@@ -84,7 +84,7 @@ class Record(_Open):
     run: Run
     rows: list[RowFacts]  # type: ignore[valid-type]
     work: list[Any] = []
-    tests: Tests | None = None
+    tests: ChecksPart | None = None
 
 
 class RunLine(_Open):
@@ -106,7 +106,7 @@ class SelectedLine(_Open):
     nodeids: list[str]
 
 
-class TestLine(_Open):
+class FinishedLine(_Open):
     kind: Literal["test"]
     nodeid: str
     outcome: str
@@ -120,7 +120,7 @@ class NoteLine(_Open):
     kind: Literal["resumed", "ended"]
 
 
-LINES: dict[str, type[BaseModel]] = {"run": RunLine, "selected": SelectedLine, "test": TestLine,
+LINES: dict[str, type[BaseModel]] = {"run": RunLine, "selected": SelectedLine, "test": FinishedLine,
                                      "resumed": NoteLine, "ended": NoteLine}
 
 
