@@ -66,3 +66,29 @@ def test_two_journals_of_one_process_cannot_both_write_one_file(tmp_path):
         Journal.resume(journal.path)
     journal.complete({"run": RUN, "rows": []})
     assert sorted(p.name for p in journal.path.parent.iterdir()) == [journal.record_path.name]
+
+
+def test_pytest_resume_of_a_journal_a_live_run_writes_is_a_usage_error_naming_it(tmp_path, monkeypatch):
+    """The plugin's side: ``--resume`` picks the journal (same key), finds it owned by a live run, and stops with a
+    usage error (pytest exits 4) naming the journal, the pid and the host."""
+    from types import SimpleNamespace
+
+    from harness.plugin import journaling
+    from harness.record.report import Recorder
+
+    report_dir = tmp_path / "reports"
+    first = Journal.begin(report_dir / "history", RUN, {"commit": "abc123"})
+    first.release()
+    child = _live_run(first.path)
+    try:
+        monkeypatch.setattr(journaling.JournalPlugin, "key", lambda self: {"commit": "abc123"})
+        config = SimpleNamespace(option=SimpleNamespace(resume=True), rootpath=tmp_path, args=[],
+                                 invocation_params=SimpleNamespace(dir=tmp_path))
+        state = SimpleNamespace(recorder=Recorder(report_dir), started=None)
+        with pytest.raises(pytest.UsageError) as refused:
+            journaling.JournalPlugin(config, state)  # type: ignore[arg-type]
+        message = str(refused.value)
+        assert message.startswith("--resume: ") and str(first.path) in message and f"pid {child.pid}" in message
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
