@@ -23,6 +23,7 @@ class _RunsCommand:
         return (os.system, (f"touch {self.marker}",))
 
 
+@pytest.mark.slow
 def test_a_hostile_checkpoint_in_weights_dir_runs_nothing_and_the_error_names_it(pytester: pytest.Pytester,
                                                                                    tmp_path: Path,
                                                                                    monkeypatch: pytest.MonkeyPatch):
