@@ -210,7 +210,8 @@ class Regeneration:
                                             "regenerate with --update-golden", golden)
         expected = golden.comparable({s: images[s] for s in maps if s in images})
         reshaped = [f"{golden.folder / f'{s}.png'} is {expected[s].shape[1]}x{expected[s].shape[0]}, the reference's "
-                    f"map {maps[s].shape[-1]}x{maps[s].shape[-2]}" for s in expected if expected[s].shape != maps[s].shape]
+                    f"map {maps[s].shape[-1]}x{maps[s].shape[-2]}"
+                    for s in expected if expected[s].shape != maps[s].shape]
         if reshaped:  # not comparable pixel by pixel: a difference of the set, which --update-golden rewrites
             if self.mode == "failing":
                 return self._write(model, dataset, maps, images, meta, "rewritten")

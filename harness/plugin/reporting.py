@@ -13,6 +13,7 @@ import pytest
 from ..build.networks import BuildError
 from ..build.weights import WeightsUnavailable
 from ..data.cases import Item
+from ..data.names import UnsafePath
 from ..items.state import State, state_of
 from ..judge.perf import ROUND_BUDGET_S
 from ..run.bounds import RuntimeFault
@@ -20,7 +21,7 @@ from .collection import case_item_of
 
 #: Errors whose message names the file a user gave and what is wrong with it: shown as that message, since a
 #: traceback through the harness adds nothing a user can act on.
-FILE_ERRORS = (WeightsUnavailable, BuildError)
+FILE_ERRORS = (WeightsUnavailable, BuildError, UnsafePath)
 
 
 @pytest.hookimpl(wrapper=True)
