@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 #: One path component from a file: what case files' dataset names, model names in run records, machine ids and
 #: commits must match.
@@ -19,6 +22,8 @@ NAME = r"^[A-Za-z0-9][A-Za-z0-9_.+@-]{0,127}$"
 RELATIVE_PATH = r"^[A-Za-z0-9][A-Za-z0-9_.+@-]{0,127}(/[A-Za-z0-9][A-Za-z0-9_.+@-]{0,127})*$"
 
 _NAME = re.compile(NAME)
+_RELATIVE_PATH = re.compile(RELATIVE_PATH)
+_RULE = "letters, digits, _ . + @ -, not starting with '.'"
 
 
 class UnsafePath(ValueError):
@@ -33,8 +38,7 @@ def is_name(value: object) -> bool:
 def checked_name(value: object, what: str) -> str:
     """``value`` when it is a name (:data:`NAME`); else :class:`UnsafePath` saying what it was."""
     if not is_name(value):
-        raise UnsafePath(f"{what} {value!r} is not a plain name (letters, digits, _ . + @ -, not starting with '.'; "
-                         "no '/' or '..')")
+        raise UnsafePath(f"{what} {value!r} is not a plain name ({_RULE}; no '/' or '..')")
     return value  # type: ignore[return-value]
 
 
@@ -51,3 +55,23 @@ def inside(folder: Path, *names: str) -> Path:
         raise UnsafePath(f"{path}: resolves to {resolved}, outside {root} (a symbolic link out of the folder); "
                          "refusing to write there")
     return path
+
+
+def plain_name(value: str) -> str:
+    """``value`` when it is a name (:data:`NAME`); a ValueError saying what a name may hold otherwise."""
+    if not _NAME.match(value):
+        raise ValueError(f"{value!r} is not a plain name ({_RULE}; no '/' or '..'): it becomes part of a path")
+    return value
+
+
+def _relative_path(value: str) -> str:
+    if not _RELATIVE_PATH.match(value):
+        raise ValueError(f"{value!r} is not a relative path of plain names ({_RULE}, joined by '/'; no '..', not "
+                         "absolute)")
+    return value
+
+
+#: A schema field holding a name that becomes part of a path; its error says what a name may hold.
+PlainName = Annotated[str, AfterValidator(plain_name)]
+#: A schema field holding a relative path under a folder the harness chooses.
+RelativePath = Annotated[str, AfterValidator(_relative_path)]

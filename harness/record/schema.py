@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from ..data.names import NAME
+from ..data.names import PlainName
 from .report import Row
 
 #: The version of the run record and journal format this harness writes and reads.
@@ -33,12 +33,12 @@ class _Open(BaseModel):
 
 
 class Machine(_Open):
-    id: str = Field(pattern=NAME)
+    id: PlainName
 
 
 class Run(_Open):
     started: str
-    commit: str = Field(pattern=NAME)
+    commit: PlainName
     machine: Machine
     complete: bool | None = None
 
@@ -49,8 +49,7 @@ def _row_facts() -> type[BaseModel]:
     the names that become paths (item, model, dataset) are names. Made from the dataclass, so a field added to the
     row is checked too."""
     overrides: dict[str, Any] = {
-        "item": (str, Field(pattern=NAME)), "model": (str, Field(pattern=NAME)),
-        "dataset": (str, Field(pattern=NAME)), "family": (str, ""), "metrics": (dict[str, float | None], {}),
+        "item": (PlainName, ...), "model": (PlainName, ...), "dataset": (PlainName, ...), "family": (str, ""), "metrics": (dict[str, float | None], {}),
         "latency_ms": (dict[str, float | None], {}), "outcomes": (dict[str, str], {}), "notes": (list[str], []),
     }
     fields: dict[str, Any] = {}
