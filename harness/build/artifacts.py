@@ -102,15 +102,17 @@ class ArtifactStore:
         folder = self.root / f"{material.get('model', 'artifact')}-{material.get('variant', '')}-{key}"
         if _complete(folder, filename):
             return Artifact.from_dir(folder, filename)
-        for cache in self.shared:  # another shard's (or last night's) build of the same content
-            found = cache.find(folder.name, filename, self.root)
-            if found is not None:
-                self.reused.append({"what": folder.name, "from": str(cache.path)})
-                return found
         (self.root / ".locks").mkdir(parents=True, exist_ok=True)
+        # Under the key's lock: an extraction from a shared archive writes this folder as a build does, and two
+        # workers extracting one entry at once would race for its rename.
         with FileLock(str(self.root / ".locks" / f"{folder.name}.lock")):
-            if _complete(folder, filename):  # another process built it while this one waited
+            if _complete(folder, filename):  # another process built or extracted it while this one waited
                 return Artifact.from_dir(folder, filename)
+            for cache in self.shared:  # another shard's (or last night's) build of the same content
+                found = cache.find(folder.name, filename, self.root)
+                if found is not None:
+                    self.reused.append({"what": folder.name, "from": str(cache.path)})
+                    return found
             self._build(folder, filename, material, key, build)
         return Artifact.from_dir(folder, filename)
 

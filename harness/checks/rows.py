@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..data import datasets as ds
+from ..data.names import UnsafePath
 from ..items.handle import ItemHandle
 from ..judge import metrics
 from ..record.report import Recorder, Row
@@ -30,15 +31,19 @@ def figure(figures: Property, name: str, value: Any) -> None:
 
 def strip(recorder: Recorder, handle: ItemHandle, dataset: ds.Dataset, stem: str,
           reference: np.ndarray, candidate: np.ndarray, what: str) -> str:
-    """The image strip of one failing image (input, truth, reference, candidate, difference); its path."""
+    """The image strip of one failing image (input, truth, reference, candidate, difference): its path, or, when it
+    could not be written, why (a failing check lists no file that is not there)."""
     sample = next(s for s in dataset.samples if s.stem == stem)
     image = dataset.image(sample)
     truth = dataset.mask(sample, image.shape[:2])
-    path = recorder.strip(
-        f"{handle.item.id}-{dataset.name}-{stem}-{what}",
-        [("input", image), ("ground truth", truth), ("reference", reference), ("candidate", candidate),
-         ("|diff|", _heat_map(np.abs(candidate - reference)))],
-    )
+    try:
+        path = recorder.strip(
+            f"{handle.item.id}-{dataset.name}-{stem}-{what}",
+            [("input", image), ("ground truth", truth), ("reference", reference), ("candidate", candidate),
+             ("|diff|", _heat_map(np.abs(candidate - reference)))],
+        )
+    except (OSError, UnsafePath) as error:
+        return f"not written ({error})"
     return str(path)
 
 

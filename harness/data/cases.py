@@ -17,6 +17,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from .case_base import NON_FP32, CaseError, Strict, Variant, known_keys
 from .case_bounds import Acceptance, Budget, DeployedInt8, Documented, Performance, ResultRow, Structure
 from .case_inputs import Dataset, Int8Scheme, Op, Weights
+from .names import PlainName
 
 
 class Model(Strict):
@@ -131,7 +132,7 @@ class Model(Strict):
 class Family(Strict):
     """One case file: a seed document's model family."""
 
-    family: str
+    family: PlainName
     seed: str
     source: str
     acceptance: Acceptance

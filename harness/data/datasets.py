@@ -27,6 +27,8 @@ SYNTHETIC = "synthetic"
 PROBLEM_KINDS = {
     "unreadable_image": "image that does not decode (left out)",
     "truncated_image": "image file cut short; decoders fill the rest with grey (left out)",
+    "ambiguous_image": "two image files with one stem (a.jpg and a.png): which one the mask is of is unknown (both "
+                       "left out)",
     "missing_mask": "image without a mask (left out)",
     "orphan_mask": "mask without an image (ignored)",
     "unreadable_mask": "mask that does not decode (image left out)",
@@ -119,10 +121,16 @@ class Dataset:
             data = path.read_bytes()
         except OSError as error:
             raise DataError(str(self.problem("unreadable_image", path, f"cannot read: {error.strerror}"))) from error
+        if not data:
+            raise DataError(str(self.problem("unreadable_image", path, "empty file (0 bytes)")))
         cut = truncation(path, data)
         if cut:
             raise DataError(str(self.problem("truncated_image", path, cut)))
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        try:
+            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        except cv2.error as error:  # OpenCV asserts on some malformed headers instead of returning None
+            raise DataError(str(self.problem("unreadable_image", path, f"cannot decode image: "
+                                                                       f"{str(error).strip().splitlines()[-1]}")))
         if image is None or image.size == 0:
             raise DataError(str(self.problem("unreadable_image", path,
                                              "cannot decode image (corrupt or not an image)")))
@@ -167,7 +175,7 @@ class Dataset:
     @property
     def files(self) -> int:
         """Images found in the folder, paired or not: what "scored N of M" counts against."""
-        return len(self.samples) + sum(p.kind == "missing_mask" for p in self.problems)
+        return len(self.samples) + sum(p.kind in ("missing_mask", "ambiguous_image") for p in self.problems)
 
 
 def open_folder(root: Path, name: str, binary_masks: bool = True) -> Dataset:
@@ -175,15 +183,27 @@ def open_folder(root: Path, name: str, binary_masks: bool = True) -> Dataset:
     images_dir, masks_dir = root / "images", root / "masks"
     if not images_dir.is_dir():
         raise DataError(f"{root}: no images/ folder (expected images/<stem>.<ext> and masks/<stem>.png)")
-    images = {p.stem: p for p in sorted(images_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+    by_stem: dict[str, list[Path]] = {}
+    for path in sorted(images_dir.iterdir()):
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            by_stem.setdefault(path.stem, []).append(path)
     masks = {p.stem: p for p in sorted(masks_dir.glob("*.png"))} if masks_dir.is_dir() else {}
     dataset = Dataset(name, [], binary_masks=binary_masks)
+    images = {}
+    for stem, paths in by_stem.items():
+        if len(paths) == 1:
+            images[stem] = paths[0]
+            continue
+        for path in paths:
+            others = ", ".join(p.name for p in paths if p != path)
+            dataset.problem("ambiguous_image", path, f"another image has the stem {stem!r} ({others}); which one "
+                                                     f"masks/{stem}.png is of is unknown: both left out")
     for stem, image_path in images.items():
         if stem not in masks:
             dataset.problem("missing_mask", image_path, f"no mask masks/{stem}.png; image left out")
             continue
         dataset.samples.append(Sample(stem, image_path, masks[stem]))
-    for stem in sorted(set(masks) - set(images)):
+    for stem in sorted(set(masks) - set(by_stem)):
         dataset.problem("orphan_mask", masks[stem], f"no image with stem {stem!r}; mask ignored")
     if not dataset.samples:
         raise DataError(f"{root}: no image/mask pairs found")

@@ -11,6 +11,7 @@ fails at collection), and returns the function that does the work.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -67,8 +68,12 @@ class _Args:
 
     def triple(self, name: str) -> np.ndarray:
         value = self.take(name, kind=(list, tuple))
-        if len(value) != 3 or not all(isinstance(v, (int, float)) for v in value):
+        if len(value) != 3 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
             raise RecipeError(f"op {self.op!r}: argument {name!r} must be 3 numbers, got {value!r}")
+        # a number beyond float32's range (1e308 in a case file) would become inf and poison every image
+        if not all(math.isfinite(v) and abs(v) < float(np.finfo(np.float32).max) for v in value):
+            raise RecipeError(f"op {self.op!r}: argument {name!r} must be 3 finite numbers within float32's range, "
+                              f"got {value!r}")
         return np.asarray(value, dtype=np.float32)
 
     def reject_unknown(self, allowed: Iterable[str]) -> None:

@@ -31,10 +31,12 @@ import cv2
 import numpy as np
 from filelock import FileLock
 
+from ..data.names import checked_name, inside
 from .judgement import GOLDEN_FP32_BUDGET, QUANTISATION, Comparison
 from .metrics import to_uint8
 
 OBTAINED_SUFFIX = ".obtained.png"
+META = "meta.json"
 
 
 def image_fingerprint(image: np.ndarray) -> str:
@@ -61,7 +63,7 @@ class GoldenSet:
         return sorted(self.meta.get("images", {}))
 
     def map(self, stem: str) -> np.ndarray:
-        path = self.folder / f"{stem}.png"
+        path = inside(self.folder, f"{checked_name(stem, f'{self.folder / META}: image')}.png")
         raw = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
         if raw is None:
             raise FileNotFoundError(f"{path}: golden mask missing or unreadable")
@@ -81,24 +83,33 @@ class GoldenStore:
         self.root = root
 
     def folder(self, model: str, dataset: str) -> Path:
-        return self.root / model / dataset
+        """The set's folder, refused (:class:`~harness.data.names.UnsafePath`) unless both are plain names and it
+        resolves inside the golden folder, symbolic links followed: nothing is read or written outside ``golden/``."""
+        return inside(self.root, model, dataset)
 
     def load(self, model: str, dataset: str) -> GoldenSet | None:
         folder = self.folder(model, dataset)
         if not folder.exists():
-            self._restore_retired(folder)
-        meta_path = folder / "meta.json"
+            with FileLock(_lock_path(folder)):  # a writer may be between its two renames right now
+                if not folder.exists():
+                    self._restore_retired(folder)
+        meta_path = folder / META
         if not meta_path.is_file():
             return None
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as error:
             raise ValueError(f"{meta_path}: not valid JSON: {error}") from error
+        if not isinstance(meta, dict) or not isinstance(meta.get("images", {}), dict):
+            raise ValueError(f"{meta_path}: not a golden set's meta (a mapping with 'images': stem -> fingerprint)")
+        for stem in meta.get("images", {}):
+            checked_name(stem, f"{meta_path}: image")
         return GoldenSet(folder, meta)
 
     @staticmethod
     def _restore_retired(folder: Path) -> None:
-        """Put back a set that a crash left retired between the two renames of :meth:`write`."""
+        """Put back a set that a crash left retired between the two renames of :meth:`write`; called under the
+        set's lock, which :meth:`write` holds across its renames."""
         for retired in sorted(folder.parent.glob(f".{folder.name}-old-*/set")):
             os.replace(retired, folder)
             shutil.rmtree(retired.parent, ignore_errors=True)
@@ -117,7 +128,7 @@ class GoldenStore:
                     if not cv2.imwrite(str(staging / f"{stem}.png"), to_uint8(map_)):
                         raise OSError(f"{staging / stem}.png: could not write golden mask")
                 full_meta = {**meta, "images": {stem: image_fingerprint(images[stem]) for stem in maps}}
-                (staging / "meta.json").write_text(json.dumps(full_meta, indent=2, sort_keys=True), encoding="utf-8")
+                (staging / META).write_text(json.dumps(full_meta, indent=2, sort_keys=True), encoding="utf-8")
                 retired = None
                 if target.exists():
                     retired = Path(tempfile.mkdtemp(prefix=f".{dataset}-old-", dir=target.parent))
@@ -198,6 +209,14 @@ class Regeneration:
             return Settled("other-weights", f"golden made with '{golden.meta.get('weights')}', now '{weights}': "
                                             "regenerate with --update-golden", golden)
         expected = golden.comparable({s: images[s] for s in maps if s in images})
+        reshaped = [f"{golden.folder / f'{s}.png'} is {expected[s].shape[1]}x{expected[s].shape[0]}, the reference's "
+                    f"map {maps[s].shape[-1]}x{maps[s].shape[-2]}"
+                    for s in expected if expected[s].shape != maps[s].shape]
+        if reshaped:  # not comparable pixel by pixel: a difference of the set, which --update-golden rewrites
+            if self.mode == "failing":
+                return self._write(model, dataset, maps, images, meta, "rewritten")
+            return Settled("differs", f"golden masks of another shape: {'; '.join(reshaped)}; review, then "
+                                      "--update-golden", golden)
         comparison = Comparison.of({s: maps[s] for s in expected}, expected, GOLDEN_FP32_BUDGET, QUANTISATION)
         if comparison.passed:
             self.store.clear_obtained(model, dataset)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from ..judge.golden import OBTAINED_SUFFIX
-from ..record.journal import Journal, Progress, cases_digest, resumable, tests, unfinished
+from ..record.journal import Journal, JournalBusy, Progress, cases_digest, resumable, tests, unfinished
 from ..record.plots import plot_links
 from ..record.run_records import HISTORY, head_commit
 from ..run.bounds import RuntimeFault
@@ -74,7 +74,10 @@ class JournalPlugin:
                 self.selected, self.finished = list(self.resumed.selected), dict(self.resumed.finished)
                 state.started = self.resumed.run["started"]
                 state.recorder.merge(self.resumed.recorder.export())
-                self.journal = Journal.resume(self.resumed.path)
+                try:
+                    self.journal = Journal.resume(self.resumed.path)
+                except JournalBusy as error:
+                    raise pytest.UsageError(f"--resume: {error}") from None
 
     @property
     def folder(self) -> Path:
@@ -98,13 +101,16 @@ class JournalPlugin:
     def _unmatched(self) -> str:
         """Why ``--resume`` found no run to continue: how the newest unfinished run differs from this one, or that
         there is none."""
+        unreadable = []
         for path in reversed(unfinished(self.folder)):
             try:
                 theirs = Progress(path).key
-            except (OSError, ValueError):
+            except (OSError, ValueError) as error:
+                unreadable.append(str(error))
                 continue
             return f"the newest unfinished run, {path.name}, differs from this one in {differences(theirs, self.key())}"
-        return f"no unfinished run under {self.folder}"
+        cannot = f" ({len(unreadable)} cannot be resumed: {'; '.join(unreadable[:3])})" if unreadable else ""
+        return f"no unfinished run under {self.folder} that could be resumed{cannot}"
 
     def _is_case(self, nodeid: str) -> bool:
         return is_case(nodeid, self.bases, self.state.families)
@@ -120,7 +126,10 @@ class JournalPlugin:
             reporter.write_line(f"segconform: --resume: {self._unmatched()}; starting a new run")
             return
         progress = self.resumed.tests()
-        reporter.write_line(f"segconform: resuming {self.resumed.path.name}: {len(self.done)} checks done, "
+        previous = self.journal.took_over if self.journal is not None else {}
+        taken = (f" (taken over from pid {previous.get('pid')} on host {previous.get('host')}, which no longer holds "
+                 "it)" if previous else "")
+        reporter.write_line(f"segconform: resuming {self.resumed.path.name}{taken}: {len(self.done)} checks done, "
                             f"{len(progress['runtime_faults'])} that met a runtime fault run again, "
                             f"{len(progress['not_run'])} not run yet")
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import functools
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,6 +24,7 @@ from ..run.isolation import Isolation
 from ..run.watchdog import HUNG_EXIT, end_run
 from ..runtimes import RuntimeConfig, threads_from_environment
 from .journaling import JOURNAL
+from .option_types import LEAST_RESAMPLES, at_least, confidence_level, positive_seconds
 
 
 def _env_path(name: str) -> Path | None:
@@ -68,17 +71,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "=all rewrites every set")
     group.addoption("--strict-data", action="store_true",
                     help="a data problem (unreadable, truncated, unpaired, resized or non-binary mask) fails the check")
-    group.addoption("--eval-limit", type=int, default=None,
-                    help="images per real dataset for accuracy (default from ini); 0 = the full set")
+    group.addoption("--eval-limit", type=at_least(1, "images per real dataset"), default=None,
+                    help="images per real dataset for accuracy, at least 1 (default from ini); --full for all")
     group.addoption("--full", action="store_true", help="evaluate every image of every dataset")
-    group.addoption("--calibration-samples", type=int, default=None,
+    group.addoption("--calibration-samples", type=at_least(1, "calibration images"), default=None,
                     help="images for static int8 calibration (default 50, like the VACC compiler's sampler)")
-    group.addoption("--confidence", type=float, default=None, help="bootstrap interval level (default from ini: 0.95)")
-    group.addoption("--bootstrap-resamples", type=int, default=None,
-                    help="bootstrap resamples (default from ini: 1000)")
-    group.addoption("--localise-builds", type=int, default=8,
+    group.addoption("--confidence", type=confidence_level, default=None,
+                    help="bootstrap interval level, between 0 and 1 (default from ini: 0.95)")
+    group.addoption("--bootstrap-resamples", type=at_least(LEAST_RESAMPLES, "bootstrap draws"), default=None,
+                    help=f"bootstrap resamples, at least {LEAST_RESAMPLES} (default from ini: 1000)")
+    group.addoption("--localise-builds", type=at_least(0, "builds"), default=8,
                     help="builds fault localisation may spend on a failing fp16/int8 item (0: do not localise)")
-    group.addoption("--latency-rounds", type=int, default=15,
+    group.addoption("--latency-rounds", type=at_least(1, "rounds"), default=15,
                     help=f"most interleaved rounds per latency ratio gate (fewer, at least {LEAST_ROUNDS}, where "
                          f"they would take over {ROUND_BUDGET_S:g} s)")
     group.addoption("--ort-providers", default="cpu",
@@ -93,27 +97,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--int8-scheme", default="case", choices=INT8_SCHEME_CHOICES,
                     help="static int8 builds: each case's scheme (default), or ONNX Runtime's remedy for CPUs whose "
                          "U8S8 kernels saturate: 7-bit weights (reduce_range) or u8 weights (u8u8)")
-    group.addoption("--threads", type=int, default=threads_from_environment(),
+    group.addoption("--threads", type=at_least(1, "threads"), default=threads_from_environment(),
                     help="intra-op threads for CPU runtimes (default: $OMP_NUM_THREADS, else all cores)")
     group.addoption("--isolation", default="process", choices=("process", "none"),
                     help="process (default): each item's session in a worker process, every call bounded, a crash "
                          "fails the item only; none: in pytest's own process, each call under a watchdog that ends "
                          f"the run (exit status {HUNG_EXIT}) past its bound (see harness/run/watchdog.py)")
-    group.addoption("--load-timeout", type=float, default=None, metavar="SECONDS",
+    group.addoption("--load-timeout", type=positive_seconds, default=None, metavar="SECONDS",
                     help="bound of loading (compiling) an item's session, seconds (default: the case's "
                          f"load_timeout_s, else {bounds.LOAD_S:g} s); a load that fails is tried once per item")
-    group.addoption("--first-call-timeout", type=float, default=None, metavar="SECONDS",
+    group.addoption("--first-call-timeout", type=positive_seconds, default=None, metavar="SECONDS",
                     help="bound of a session's first call (warm-up), seconds (default: the case's "
                          f"first_call_timeout_s, else {bounds.FIRST_CALL_S:g} s)")
-    group.addoption("--item-timeout", type=float, default=None, metavar="SECONDS",
+    group.addoption("--item-timeout", type=positive_seconds, default=None, metavar="SECONDS",
                     help="bound of every later runtime call, seconds (default: the case's timeout_s, else "
                          f"{bounds.TIMEOUT_FACTOR:g}x the session's fastest call after the first, at least "
                          f"{bounds.TIMEOUT_FLOOR_S:g} s)")
-    group.addoption("--retries", type=int, default=0, metavar="N",
+    group.addoption("--retries", type=at_least(0, "retries"), default=0, metavar="N",
                     help="make a runtime call killed by a timeout or a crash again in a new worker process and "
                          "session, up to N times (default 0; --isolation process only); each retried attempt is noted "
                          "on the item's rows")
-    group.addoption("--build-timeout", type=float, default=bounds.BUILD_S, metavar="SECONDS",
+    group.addoption("--build-timeout", type=positive_seconds, default=bounds.BUILD_S, metavar="SECONDS",
                     help="bound of one artifact build (export, conversion, calibration), seconds; past it the run "
                          f"ends naming the artifact (default {bounds.BUILD_S:g})")
     group.addoption("--resume", action="store_true",
@@ -157,23 +161,16 @@ def settings_from(config: pytest.Config, cases_dir: Path) -> Settings:
     if option.full:
         eval_limit = None
     else:
-        limit = option.eval_limit if option.eval_limit is not None else int(config.getini("segconform_eval_limit"))
-        eval_limit = None if limit == 0 else limit
+        eval_limit = option.eval_limit if option.eval_limit is not None else _ini(config, "segconform_eval_limit", 1)
     data_root = option.data_root or _env_path("SEGCONFORM_DATA_ROOT")
     if data_root is not None and not data_root.is_dir():
         raise pytest.UsageError(f"--data-root {data_root}: not a folder")
     device = option.vacc_device
     if device != "auto" and not device.isdigit():
         raise pytest.UsageError(f"--vacc-device {device!r}: a device id or 'auto'")
-    for name in ("load_timeout", "first_call_timeout", "item_timeout", "build_timeout"):
-        value = getattr(option, name)
-        if value is not None and not value > 0:
-            raise pytest.UsageError(f"--{name.replace('_', '-')} {value}: a number of seconds above 0")
-    if option.retries < 0:
-        raise pytest.UsageError(f"--retries {option.retries}: a number of retries, 0 or more")
-    confidence = option.confidence or float(config.getini("segconform_confidence"))
-    if not 0 < confidence < 1:
-        raise pytest.UsageError(f"--confidence {confidence}: a level between 0 and 1, e.g. 0.95")
+    confidence = option.confidence
+    if confidence is None:
+        confidence = _ini(config, "segconform_confidence", 0, confidence_level)
     return Settings(
         data_root=data_root,
         weights_dir=option.weights_dir or _env_path("SEGCONFORM_WEIGHTS_DIR"),
@@ -182,13 +179,13 @@ def settings_from(config: pytest.Config, cases_dir: Path) -> Settings:
         golden_dir=folder(config, "golden_dir", "segconform_golden"),
         report_dir=folder(config, "report_dir", "segconform_reports"),
         eval_limit=eval_limit,
-        calibration_samples=option.calibration_samples or int(config.getini("segconform_calibration_samples")),
+        calibration_samples=(option.calibration_samples if option.calibration_samples is not None
+                             else _ini(config, "segconform_calibration_samples", 1)),
         localise_builds=option.localise_builds,
         update_golden=option.update_golden,
         strict_data=option.strict_data,
-        bootstrap=Bootstrap(
-            confidence, option.bootstrap_resamples or int(config.getini("segconform_bootstrap_resamples"))
-        ),
+        bootstrap=Bootstrap(confidence, option.bootstrap_resamples if option.bootstrap_resamples is not None
+                            else _ini(config, "segconform_bootstrap_resamples", LEAST_RESAMPLES)),
         latency_rounds=option.latency_rounds,
         int8_scheme=option.int8_scheme,
         runtime_config=RuntimeConfig(
@@ -203,6 +200,17 @@ def settings_from(config: pytest.Config, cases_dir: Path) -> Settings:
                             option.first_call_timeout, option.retries, option.build_timeout,
                             watchdog=option.isolation == "none", on_hang=functools.partial(_end_run, config)),
     )
+
+
+def _ini(config: pytest.Config, key: str, least: int, parse: Callable[[str], Any] | None = None) -> Any:
+    """An ini value checked like its option: a usage error naming the ini file, the key and the problem."""
+    import argparse
+
+    text = str(config.getini(key))
+    try:
+        return (parse or at_least(least, key))(text)
+    except argparse.ArgumentTypeError as error:
+        raise pytest.UsageError(f"{config.inipath or 'ini'}: {key} = {text}: {error}") from None
 
 
 def _shared_caches(paths: list[Path]) -> tuple[Path, ...]:

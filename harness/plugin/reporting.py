@@ -10,11 +10,18 @@ from typing import Any
 
 import pytest
 
+from ..build.networks import BuildError
+from ..build.weights import WeightsUnavailable
 from ..data.cases import Item
+from ..data.names import UnsafePath
 from ..items.state import State, state_of
 from ..judge.perf import ROUND_BUDGET_S
 from ..run.bounds import RuntimeFault
 from .collection import case_item_of
+
+#: Errors whose message names the file a user gave and what is wrong with it: shown as that message, since a
+#: traceback through the harness adds nothing a user can act on.
+FILE_ERRORS = (WeightsUnavailable, BuildError, UnsafePath)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -38,6 +45,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
         elif error is not None and not any(row.item == case_item.id for row in state.recorder.rows.values()):
             first = str(error).strip().splitlines()[0] if str(error).strip() else ""
             noted(state, case_item, f"{check}: {call.excinfo.typename}: {first}")
+        if isinstance(error, FILE_ERRORS):  # a file given to the harness cannot be used: its message names it
+            report.longrepr = f"{call.excinfo.typename}: {error}"
     if state is not None and case_item is not None:
         for text in state.suite.sessions.attempts(case_item):  # --retries: a flaky device shows on its rows
             noted(state, case_item, text)

@@ -15,6 +15,11 @@ incomplete one, which ``python -m harness trend`` reports as such. A line the ki
 ``pytest --resume`` (:func:`resumable`) continues the newest journal of the same commit, case files and
 machine: the checks with a ``test`` line and no runtime fault are not run again, their rows are taken from
 the journal, and the same record is completed (:meth:`Journal.resume` first cuts a torn last line off).
+
+One live run writes a journal (:func:`own`): a lock held for the run's life (the operating system drops it with a
+dead process, so a killed run's journal can be resumed) and ``<journal>.owner`` naming the owner's pid and host, so
+a second ``--resume`` of a journal still being written is refused, naming them. Every line read back is checked
+against the schema (:mod:`harness.record.schema`): a line of the wrong shape is an error naming the file and line.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import hashlib
 import json
 import os
 import re
+import socket
 import warnings
 from collections.abc import Iterable
 from dataclasses import asdict
@@ -30,7 +36,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
+
+from ..data.names import checked_name
 from .report import Recorder, fsync_folder, synced_scratch
+from .schema import SCHEMA_VERSION, RecordError, check_line
 
 SUFFIX = ".running.jsonl"
 #: The UTC start at the head of a record's name (:func:`record_base`).
@@ -42,8 +52,11 @@ class JournalWarning(UserWarning):
 
 
 def record_base(run: dict[str, Any]) -> str:
-    """``<UTC start>-<commit>-<machine id>``: the name of a run's journal and of its complete record."""
-    return f"{re.sub(r'[^0-9TZ]', '', run['started'])}-{run['commit']}-{run['machine']['id']}"
+    """``<UTC start>-<commit>-<machine id>``: the name of a run's journal and of its complete record; the commit and
+    the machine id (which a merge takes from shards' records) must be names, so the record stays in its folder."""
+    commit = checked_name(run.get("commit"), "the run's commit")
+    machine = checked_name((run.get("machine") or {}).get("id"), "the run's machine id")
+    return f"{re.sub(r'[^0-9TZ]', '', str(run.get('started', '')))}-{commit}-{machine}"
 
 
 def cases_digest(paths: Iterable[Path]) -> str:
@@ -71,11 +84,52 @@ def create(path: Path, text: str) -> bool:
         os.unlink(scratch)
 
 
-class Journal:
-    """Appends to one run's journal; every line reaches the disk before the next check starts."""
+class JournalBusy(RuntimeError):
+    """The journal is being written by another live run; the message names it (pid and host)."""
 
-    def __init__(self, path: Path) -> None:
+
+def _owner_path(path: Path) -> Path:
+    return path.with_name(path.name + ".owner")
+
+
+def _read_owner(path: Path) -> dict[str, Any]:
+    try:
+        owner = json.loads(_owner_path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return owner if isinstance(owner, dict) else {}
+
+
+def own(path: Path) -> tuple[FileLock, dict[str, Any]]:
+    """Take ``path`` (a journal) for this process: an exclusive lock held until the run ends (the operating system
+    drops it when the process dies, so a killed run's lock is taken over), and ``<journal>.owner`` saying whose it is
+    (pid, host, since). Returns the lock and the previous owner ({} if none); :class:`JournalBusy` naming the owner when
+    a live run holds it."""
+    previous = _read_owner(path)
+    lock = FileLock(str(path) + ".lock", timeout=0, thread_local=False)
+    try:
+        lock.acquire()
+    except Timeout:
+        owner = _read_owner(path)
+        who = (f"pid {owner.get('pid', '?')} on host {owner.get('host', '?')} (since {owner.get('since', '?')})"
+               if owner else "another run (its owner file is not written yet)")
+        raise JournalBusy(f"{path}: being written by {who}; one run at a time writes a journal: wait for it to end, "
+                          "or end it") from None
+    mine = {"pid": os.getpid(), "host": socket.gethostname(),
+            "since": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    _owner_path(path).write_text(json.dumps(mine), encoding="utf-8")
+    return lock, previous
+
+
+class Journal:
+    """Appends to one run's journal; every line reaches the disk before the next check starts. The journal is owned
+    by one live run at a time (:func:`own`)."""
+
+    def __init__(self, path: Path, lock: FileLock | None = None, took_over: dict[str, Any] | None = None) -> None:
         self.path = path
+        self.lock = lock
+        #: The previous owner of a resumed journal (a run that died holding it), {} if none.
+        self.took_over = took_over or {}
 
     @classmethod
     def begin(cls, folder: Path, run: dict[str, Any], key: dict[str, str]) -> "Journal":
@@ -87,21 +141,31 @@ class Journal:
             path = folder / f"{stem}{SUFFIX}"
             if (folder / f"{stem}.json").exists():
                 continue
-            if create(path, json.dumps({"kind": "run", "run": run, "key": key}, default=str) + "\n"):
-                return cls(path)
+            head = {"kind": "run", "schema": SCHEMA_VERSION, "run": run, "key": key}
+            if create(path, json.dumps(head, default=str) + "\n"):
+                return cls(path, own(path)[0])
         raise OSError(f"{folder}: could not find a free name for the run record {base}")
 
     @classmethod
     def resume(cls, path: Path) -> "Journal":
-        """The journal of a run being resumed, its torn last line (a kill mid-write) cut off first: the next line
-        would otherwise be glued to the fragment and lost with it."""
+        """The journal of a run being resumed, taken for this run first (:class:`JournalBusy` while its run is
+        alive), then its torn last line (a kill mid-write) cut off: the next line would otherwise be glued to the
+        fragment and lost with it."""
+        lock, previous = own(path)
         data = path.read_bytes()
         if data and not data.endswith(b"\n"):
             with path.open("r+b") as out:
                 out.truncate(data.rfind(b"\n") + 1)
                 out.flush()
                 os.fsync(out.fileno())
-        return cls(path)
+        return cls(path, lock, previous)
+
+    def release(self) -> None:
+        """Give the journal up (the run ended); its owner file goes with the lock."""
+        if self.lock is not None:
+            _owner_path(self.path).unlink(missing_ok=True)
+            self.lock.release()
+            self.lock = None
 
     @property
     def record_path(self) -> Path:
@@ -124,8 +188,10 @@ class Journal:
         """Write the complete record and remove the journal (the record first: one of them always exists)."""
         from .report import atomic_write
 
-        path = atomic_write(self.record_path, json.dumps(record, indent=1, default=str))
+        path = atomic_write(self.record_path, json.dumps({"schema": SCHEMA_VERSION, **record}, indent=1, default=str))
         self.path.unlink(missing_ok=True)
+        self.release()
+        Path(str(self.path) + ".lock").unlink(missing_ok=True)  # the journal is gone; so is what guarded it
         return path
 
 
@@ -140,14 +206,16 @@ def _lines(path: Path) -> list[dict[str, Any]]:
     entries = []
     for number, line in enumerate(lines, start=1):
         try:
-            entries.append(json.loads(line))
+            entry = json.loads(line)
         except json.JSONDecodeError:
             where = (f"its last line (line {number}) was cut short (the run was killed mid-write)"
                      if number == len(lines) else f"line {number} is not JSON")
             warnings.warn(f"{path}: {where}: skipped", JournalWarning, stacklevel=3)
+            continue
+        entries.append(check_line(entry, path, number))
     if not entries or entries[0].get("kind") != "run":
         why = "empty: the run was killed as it began" if not lines else "its first line is cut short or another kind"
-        raise ValueError(f"{path}: its journal has no run line ({why})")
+        raise RecordError(f"{path}: its journal has no run line ({why})")
     return entries
 
 

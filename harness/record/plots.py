@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..data.names import inside
 from .comparison import compare, previous_comparable
 from .report import atomic_write
 from .run_records import HISTORY
@@ -85,7 +86,7 @@ def draw_plots(report_dir: Path, history: list[dict[str, Any]]) -> list[Path]:
             else:  # accuracy-only runs measure no latency, benchmark-only runs no metric
                 axis.text(0.5, 0.5, f"no {kind} in these runs", ha="center", va="center", transform=axis.transAxes)
         figure.tight_layout()
-        path = folder / f"{model}.png"
+        path = inside(folder, f"{model}.png")
         figure.savefig(path, dpi=80)
         plt.close(figure)
         written.append(path)

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from ..data.case_base import LOWER_IS_BETTER
+from ..data.names import inside
 from ..judge.metrics import to_uint8
 from ..machine import SATURATING_U8S8
 
@@ -107,7 +108,8 @@ class Recorder:
             row.notes.append(text)
 
     def strip(self, name: str, panels: list[tuple[str, np.ndarray]]) -> Path:
-        """An image strip (input, ground truth, reference, candidate, difference heat map) for a failing item."""
+        """An image strip (input, ground truth, reference, candidate, difference heat map) for a failing item; its path
+        under ``strips/`` (refused outside it), or an OSError naming it when it could not be written."""
         height = 240
         tiles = []
         for title, panel in panels:
@@ -123,8 +125,13 @@ class Recorder:
             tiles.append(tile)
         folder = self.report_dir / "strips"
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{name}.png"
-        cv2.imwrite(str(path), np.hstack(tiles))
+        path = inside(folder, f"{name}.png")
+        try:
+            written = cv2.imwrite(str(path), np.hstack(tiles))
+        except cv2.error as error:
+            raise OSError(f"{path}: the strip could not be written: {str(error).strip().splitlines()[-1]}") from None
+        if not written:
+            raise OSError(f"{path}: the strip could not be written")
         return path
 
     # ----------------------------------------------------------------- xdist: workers hand their rows over
@@ -145,7 +152,7 @@ class Recorder:
         """Add another recorder's export (rows of items this process did not run)."""
         names = {f.name for f in fields(Row)}
         for data in exported.get("rows", []):
-            row = Row(**{k: v for k, v in data.items() if k in names})
+            row = Row(**{"family": "", **{k: v for k, v in data.items() if k in names}})  # older rows had none
             key = (row.item, row.dataset)
             if key in self.rows:
                 self.rows[key].absorb(row)

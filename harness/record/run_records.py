@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .journal import create, incomplete_record, record_base, unfinished
+from .schema import SCHEMA_VERSION, RecordError, check_record
 
 HISTORY = "history"
 BASELINE = "baseline.json"
@@ -39,7 +40,8 @@ def save(report_dir: Path, record: dict[str, Any]) -> Path:
     """Write ``record`` under ``reports/history/`` with a name no earlier record has, whole or not at all."""
     folder = report_dir / HISTORY
     folder.mkdir(parents=True, exist_ok=True)
-    base, text = record_base(record["run"]), json.dumps(record, indent=1, default=str)
+    base = record_base(record["run"])
+    text = json.dumps({"schema": SCHEMA_VERSION, **record}, indent=1, default=str)
     for attempt in range(1000):
         path = folder / (f"{base}.json" if attempt == 0 else f"{base}-{attempt}.json")
         if create(path, text):
@@ -48,13 +50,13 @@ def save(report_dir: Path, record: dict[str, Any]) -> Path:
 
 
 def load(path: Path) -> dict[str, Any]:
+    """The run record in ``path``, checked against the schema (:mod:`harness.record.schema`); a
+    :class:`~harness.record.schema.RecordError` naming the file and what is wrong otherwise."""
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: not a readable run record: {error}") from error
-    if not isinstance(record, dict) or "run" not in record or "rows" not in record:
-        raise ValueError(f"{path}: not a segconform run record (no 'run' and 'rows')")
-    return record
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise RecordError(f"{path}: not a readable run record: {error}") from None
+    return check_record(record, path)
 
 
 def records(report_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
