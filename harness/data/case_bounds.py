@@ -301,7 +301,8 @@ class DeployedInt8(Strict):
     ``saturating_u8s8``: variant label (``int8-kl_divergence``) -> the stated loss, for CPUs whose U8S8 kernels
     saturate a 16-bit sum (AVX2, AVX-512 without VNNI) when the item's scheme is full-range U8S8. There the
     deployment verdict is judged by that bound; elsewhere, and with a scheme that cannot saturate (``--int8-scheme
-    reduce_range`` or ``u8u8``), by the precision's own budget and the seed's documented loss.
+    reduce_range`` or ``u8u8``), by the precision's own budget and the seed's documented loss. A family refuses a
+    model of published weights whose full-range static int8 variant states none (:class:`harness.data.cases.Family`).
     """
 
     saturating_u8s8: dict[str, IsaLoss] = Field(default_factory=dict)
