@@ -344,3 +344,22 @@ def test_a_loss_stated_for_saturating_cpus_is_a_bound_that_still_fails_beyond_it
     broken.assert_outcomes(failed=1)
     assert "outside the stated budget (demo: four times the healthy deployed MAE)" in broken.stdout.str()
     assert "judged by the loss the case states for such CPUs" in broken.stdout.str()
+
+
+@pytest.mark.slow
+def test_weights_that_cannot_be_had_fail_the_run_naming_the_model_unless_the_user_opts_out(
+        repository: pytest.Pytester, tmp_path: Path):
+    """A named checkpoint missing from --weights-dir is not replaced by seeded weights: every selected check of the
+    model errors naming the model, the file and the folder, and the run exits non-zero; with
+    --allow-unavailable-weights each is skipped saying why."""
+    empty = tmp_path / "no-weights"
+    empty.mkdir()
+    selection = ("-k", "mynet and fp32 and (conformance or accuracy)")
+    missing = _run(repository, f"--weights-dir={empty}", *selection)
+    assert missing.ret != 0
+    missing.assert_outcomes(errors=2)
+    assert f"mynet: checkpoint mynet.pth (or mynet.onnx) not found in --weights-dir {empty}" in missing.stdout.str()
+
+    allowed = _run(repository, f"--weights-dir={empty}", "--allow-unavailable-weights", *selection)
+    allowed.assert_outcomes(skipped=2)
+    assert "weights unavailable (--allow-unavailable-weights): mynet: checkpoint mynet.pth" in allowed.stdout.str()

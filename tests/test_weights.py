@@ -171,12 +171,21 @@ def test_resolve_falls_back_to_the_npm_package(tmp_path):
 
 def test_resolve_falls_back_to_seeded_weights_with_a_stable_seed(tmp_path):
     model = _model("u2net", checkpoint="u2net.pth")
-    first = resolve(model, tmp_path, tmp_path / "cache")
-    second = resolve(model, tmp_path, tmp_path / "cache")
+    first = resolve(model, None, tmp_path / "cache")
+    second = resolve(model, None, tmp_path / "cache")
     assert first.kind == "seeded" and not first.trained
-    assert first.label.startswith("seeded") and "u2net.pth not found" in first.label
+    assert first.label.startswith("seeded") and "no --weights-dir to find u2net.pth" in first.label
     assert first.seed == second.seed and first.fingerprint == second.fingerprint
     assert resolve(_model("u2netp"), None, tmp_path / "cache").seed != first.seed
+
+
+def test_a_named_checkpoint_missing_from_weights_dir_is_unavailable_not_seeded(tmp_path):
+    """The user pointed at their weights and this model's are not there: an error naming the model, the file and the
+    folder, never seeded weights in their place (a model without a checkpoint name still gets seeded ones)."""
+    with pytest.raises(WeightsUnavailable, match=r"u2net: checkpoint u2net\.pth \(or u2net\.onnx\) not found in "
+                                                 r"--weights-dir " + re.escape(str(tmp_path))):
+        resolve(_model("u2net", checkpoint="u2net.pth"), tmp_path, tmp_path / "cache")
+    assert resolve(_model("u2net"), tmp_path, tmp_path / "cache").kind == "seeded"
 
 
 def test_seed_is_the_same_in_processes_with_different_string_hashing():

