@@ -167,3 +167,41 @@ def test_a_build_that_is_the_shipped_graph_in_the_source_s_settings_runs_once_as
         assert services.ran == [("isnet_1024-source", services._source)]  # one run, the source's, shared
     else:
         assert services.ran == [(item.id, session), ("isnet_1024-source", services._source)]
+
+
+class _CoversNothing:
+    """Stored device outputs (vamp) whose stems match no image of any dataset: the session covers nothing."""
+
+    deployed = None
+
+    def covers(self, stem: str) -> bool:
+        return False
+
+
+class _Catalogue:
+    def for_model(self, model: Any) -> list[ds.Dataset]:
+        return [ds.synthetic(2)]
+
+
+class _Networks:
+    def weights(self, model: Any) -> Any:
+        from harness.build.weights import WeightSource
+
+        return WeightSource("checkpoint", "checkpoint demo.pth", "0" * 64, path=Path("demo.pth"))
+
+
+@pytest.mark.parametrize("check", ["test_conformance", "test_structure", "test_regression", "test_accuracy"])
+def test_a_check_with_no_dataset_left_to_judge_fails_saying_so(tmp_path, check) -> None:
+    """A vamp datalist whose stems match no dataset leaves the item no dataset: each check fails, never a pass that
+    looped over nothing."""
+    from harness.record.report import Recorder
+
+    services, item = _Services(), _int8_item()
+    services.catalogue, services.networks = _Catalogue(), _Networks()  # type: ignore[attr-defined]
+    session = _CoversNothing()
+    session.deployed = session
+    handle = ItemHandle(services, item, session=session)  # type: ignore[arg-type]
+    assert handle.datasets == []
+    with pytest.raises(pytest.fail.Exception, match=r"nothing to judge: its session covers no image of the model's "
+                                                    r"datasets \(synthetic \(2 images\)\)"):
+        getattr(harness.checks, check)(handle, Recorder(tmp_path), lambda name, value: None)

@@ -19,7 +19,7 @@ from ..items.handle import ItemHandle
 from ..judge.judgement import Comparison, conformance_budget
 from ..record.report import Recorder
 from .rows import Property, figure
-from .verdicts import comparison_failures, judged_by, violations, vs_fp32
+from .verdicts import comparison_failures, judged_by, judged_datasets, violations, vs_fp32
 
 
 def test_deployment(handle: ItemHandle, recorder: Recorder, figures: Property) -> None:
@@ -53,7 +53,7 @@ def test_deployment(handle: ItemHandle, recorder: Recorder, figures: Property) -
     budget = stated.budget if stated is not None else conformance_budget(item, "fp32", True)
     held_to = f"the stated budget ({budget.why})" if stated is not None else judged_by(item, budget)
     failures = []
-    for dataset in handle.datasets:
+    for dataset in judged_datasets(handle):
         deployed, reference = handle.run_deployed(dataset), handle.reference.run(dataset)
         comparison = Comparison.of(deployed.maps, reference.maps, budget)
         failed = comparison.violations if stated is not None else violations(item, comparison)

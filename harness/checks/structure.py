@@ -21,6 +21,7 @@ from ..items.handle import ItemHandle
 from ..judge.judgement import conformance_budget
 from ..record.report import Recorder
 from .rows import Property, figure
+from .verdicts import judged_datasets
 
 if TYPE_CHECKING:
     from ..judge.structure import ChannelProbe
@@ -41,7 +42,7 @@ def test_structure(handle: ItemHandle, recorder: Recorder, figures: Property) ->
     bounds = item.model.structure.of(item.variant)
     model_hw = item.model.input_shape[1:]
     failures = []
-    datasets = handle.datasets
+    datasets = judged_datasets(handle)
     probe_on = next((d for d in datasets if d.name != ds.SYNTHETIC), datasets[0] if datasets else None)
     for dataset in datasets:
         candidate = handle.run(dataset).maps

@@ -47,7 +47,7 @@ class Dataset(Strict):
 
     name: str
     folder: str
-    documented_as: str
+    documented_as: str | None = Field(None, description="the seed's name for the set; a user's own set needs none")
     documented_size: int | None = Field(
         None, gt=0, description="images in the set the seed measured on; a run on all of them is judged as a "
                                 "reproduction (tight tolerance), any smaller run by confidence interval")
