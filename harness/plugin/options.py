@@ -63,6 +63,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="run even though --runtime NAME cannot be used here (not installed, not configured): its "
                          "items are skipped, each saying why. Without it an unavailable runtime is a usage error, "
                          "since a night that silently skips a runtime has lost its coverage")
+    group.addoption("--night", default=os.environ.get("SEGCONFORM_NIGHT") or None, metavar="ID",
+                    help="the identity of the night this run belongs to (env SEGCONFORM_NIGHT), the same for every "
+                         "shard of it, e.g. the CI pipeline id: `harness merge` refuses a shard of another night. "
+                         "Without one a stale shard of the same code and options cannot be told from tonight's")
     group.addoption("--allow-unavailable-weights", action="store_true",
                     help="run even though a model's weights cannot be had (a fetch that failed, a hash that does not "
                          "match, a named checkpoint missing from --weights-dir): its checks are skipped, each saying "
