@@ -186,7 +186,8 @@ def test_the_same_calibration_names_with_other_pixels_calibrate_anew(tmp_path, m
         return {}
 
     monkeypatch.setattr(precisions, "quantize_int8_static", quantize)
-    builder = ArtifactBuilder(ArtifactStore(tmp_path / "artifacts"), SimpleNamespace(cache_dir=tmp_path),  # type: ignore[arg-type]
+    networks = SimpleNamespace(cache_dir=tmp_path)  # where the calibration ranges go
+    builder = ArtifactBuilder(ArtifactStore(tmp_path / "artifacts"), networks,  # type: ignore[arg-type]
                               lambda model, count: (pixels["root"], names), 2)
     monkeypatch.setattr(builder, "fp32_onnx", lambda model: Artifact(tmp_path / "fp32.onnx", {"key": "fp32"}))
     first = builder.onnx(model, Variant("int8", "percentile"))

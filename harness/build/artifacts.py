@@ -129,7 +129,8 @@ class ArtifactStore:
                 return found
         (self.root / ".locks").mkdir(parents=True, exist_ok=True)
         with lock:
-            found = self._verified_artifact(folder, filename, warn=False)  # another process built it while this one waited
+            # another process may have built it while this one waited
+            found = self._verified_artifact(folder, filename, warn=False)
             if found is not None:
                 return found
             self._build(folder, filename, material, key, build)

@@ -46,7 +46,8 @@ def _signature(path: Path) -> dict[str, int]:
 
 def sha256_of(path: Path) -> str:
     """``path``'s SHA-256, from its sidecar when the file's size and mtime are still those it was computed at, else
-    computed again and the sidecar rewritten (left alone where the folder is read-only: then it is computed each time)."""
+    computed again and the sidecar rewritten (left alone where the folder is read-only: then it is computed each
+    time)."""
     sidecar = path.with_name(path.name + SIDECAR)
     signature = _signature(path)
     try:

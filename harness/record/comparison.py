@@ -4,8 +4,8 @@ The newest run is compared with the previous comparable one (a row of the same i
 weights, on shared images: :func:`previous_comparable`) and with the previous complete run of the same case folder
 (by name, on any machine) when that is another (:func:`against_earlier`). :func:`compare` applies the per-row rules
 of :mod:`harness.record.trend_rules` to every row two runs share and, between runs of one case folder, reports every
-item, row and check the older run had and the newer lacks (vanished), and a change of machine or runtime as such. Both the trend
-(:mod:`harness.record.trend`) and its plots' marks (:mod:`harness.record.plots`) compare through here.
+item, row and check the older run had and the newer lacks (vanished), and a change of machine or runtime as such.
+Both the trend (:mod:`harness.record.trend`) and its plots' marks (:mod:`harness.record.plots`) compare through here.
 """
 
 from __future__ import annotations
