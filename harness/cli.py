@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 from collections.abc import Callable, Sequence
@@ -324,6 +325,9 @@ def _merge_arguments(parser: argparse.ArgumentParser) -> None:
                         help="each shard's report folder (its --report-dir), with its run record and junit.xml")
     parser.add_argument("--out", type=Path, default=Path("reports"), help="where the merged night goes (default: "
                         "%(default)s): history/<record>.json, summary.md, summary.json, junit.xml")
+    parser.add_argument("--night", default=os.environ.get("SEGCONFORM_NIGHT") or None, metavar="ID",
+                        help="tonight's identity (env SEGCONFORM_NIGHT), which every shard's run must carry; without "
+                             "it, the first shard's")
 
 
 def merge_command(args: argparse.Namespace) -> int:
@@ -331,7 +335,7 @@ def merge_command(args: argparse.Namespace) -> int:
     from .record import merge
 
     try:
-        record, written = merge.merge(args.shards, args.out)
+        record, written = merge.merge(args.shards, args.out, args.night)
     except (merge.MergeError, ValueError) as error:
         raise CliError(str(error)) from error
     status, lines = merge.verdict(record)

@@ -391,19 +391,34 @@ def test_vanished_items_are_found_against_the_previous_run_of_these_case_files_e
     text, status = _two_nights(tmp_path, [_row(), _row("u2netp-fp32-onnxruntime")], [_row(images=300)], **run)
     assert status == 1, text
     assert "no earlier comparable run" in text  # by rows: other images
-    assert "against the previous complete run of these case files on this machine" in text
+    assert "against the previous complete run of these case files (cases/)" in text
     assert "WORSE  u2netp-fp32-onnxruntime: vanished" in text
 
 
-def test_what_another_machine_or_case_folder_ran_does_not_vanish(tmp_path):
+def test_what_another_case_folder_ran_does_not_vanish(tmp_path):
     both = [_row(), _row("u2netp-fp32-onnxruntime")]
     run_records.save(tmp_path, _record("2026-12-01T01:00:00Z", both, cases_dir="/repo/cases"))
-    run_records.save(tmp_path, _record("2026-12-02T01:00:00Z", both, {**MACHINE, "id": "avx2-2c-def"},
-                                   cases_dir="/repo/cases"))
     run_records.save(tmp_path, _record("2026-12-03T01:00:00Z", [_row()], {**MACHINE, "id": "avx2-2c-def"},
                                    cases_dir="/elsewhere"))
     lines, failed = trend.trend(tmp_path, draw=False)
     assert not failed and "vanished" not in "\n".join(lines)
+
+
+def test_an_item_that_vanished_across_a_runtime_upgrade_and_a_moved_checkout_is_still_reported(tmp_path):
+    """The machine id hashes ONNX Runtime's version: after an upgrade, in a checkout moved elsewhere, the trend still
+    compares with the last complete run of the same case folder, says what changed, and reports what vanished."""
+    before = _record("2026-12-01T01:00:00Z", [_row(), _row("u2netp-fp32-onnxruntime")], cases_dir="/old/repo/cases",
+                     tools={"onnxruntime": "1.22.0", "torch": "2.13.0"}, complete=True)
+    after = _record("2026-12-02T01:00:00Z", [_row(images=300)], {**MACHINE, "id": "avx512-vnni-2c-new"},
+                    cases_dir="/new/checkout/cases", tools={"onnxruntime": "1.23.0", "torch": "2.13.0"}, complete=True)
+    run_records.save(tmp_path, before)
+    run_records.save(tmp_path, after)
+    lines, failed = trend.trend(tmp_path, draw=False)
+    text = "\n".join(lines)
+    assert failed, text
+    assert "WORSE  u2netp-fp32-onnxruntime: vanished" in text
+    assert ("machine or runtime changed: machine avx512-vnni-2c-abc -> avx512-vnni-2c-new; onnxruntime 1.22.0 -> "
+            "1.23.0") in text
 
 
 def test_a_narrower_selection_is_named_beside_what_vanished(tmp_path):

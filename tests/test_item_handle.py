@@ -167,3 +167,94 @@ def test_a_build_that_is_the_shipped_graph_in_the_source_s_settings_runs_once_as
         assert services.ran == [("isnet_1024-source", services._source)]  # one run, the source's, shared
     else:
         assert services.ran == [(item.id, session), ("isnet_1024-source", services._source)]
+
+
+class _CoversNothing:
+    """Stored device outputs (vamp) whose stems match no image of any dataset: the session covers nothing."""
+
+    deployed = None
+
+    def covers(self, stem: str) -> bool:
+        return False
+
+
+class _Catalogue:
+    def for_model(self, model: Any) -> list[ds.Dataset]:
+        return [ds.synthetic(2)]
+
+
+class _Networks:
+    def weights(self, model: Any) -> Any:
+        from harness.build.weights import WeightSource
+
+        return WeightSource("checkpoint", "checkpoint demo.pth", "0" * 64, path=Path("demo.pth"))
+
+
+@pytest.mark.parametrize("check", ["test_conformance", "test_structure", "test_regression", "test_accuracy"])
+def test_a_check_with_no_dataset_left_to_judge_fails_saying_so(tmp_path, check) -> None:
+    """A vamp datalist whose stems match no dataset leaves the item no dataset: each check fails, never a pass that
+    looped over nothing."""
+    from harness.record.report import Recorder
+
+    services, item = _Services(), _int8_item()
+    services.catalogue, services.networks = _Catalogue(), _Networks()  # type: ignore[attr-defined]
+    session = _CoversNothing()
+    session.deployed = session
+    handle = ItemHandle(services, item, session=session)  # type: ignore[arg-type]
+    assert handle.datasets == []
+    with pytest.raises(pytest.fail.Exception, match=r"nothing to judge: its session covers no image of the model's "
+                                                    r"datasets \(synthetic \(2 images\)\)"):
+        getattr(harness.checks, check)(handle, Recorder(tmp_path), lambda name, value: None)
+
+
+class _CoversAll(_CoversNothing):
+    def covers(self, stem: str) -> bool:
+        return True
+
+
+def test_structure_with_no_image_in_common_with_fp32_fails_instead_of_measuring_nothing(tmp_path) -> None:
+    from harness.record.report import Recorder
+
+    services, item = _Services(), _int8_item()
+    services.catalogue, services.networks = _Catalogue(), _Networks()  # type: ignore[attr-defined]
+    session = _CoversAll()
+    session.deployed = session
+    handle = ItemHandle(services, item, session=session)  # type: ignore[arg-type]
+    services.handles[item.reference.id] = ItemHandle(services, item.reference, session=session)  # type: ignore
+    for dataset in handle.datasets:
+        for who, stem in ((item.id, "only_ours"), (item.reference.id, "only_fp32")):
+            maps = {stem: np.zeros((8, 8), np.float32)}
+            services.runs.once((who, dataset.name), lambda maps=maps, who=who, name=dataset.name:
+                               RunResult(who, name, maps, {}))
+    with pytest.raises(AssertionError, match=rf"synthetic: no image run by both the item and {item.reference.id}"):
+        harness.checks.test_structure(handle, Recorder(tmp_path), lambda name, value: None)
+
+
+class _GoldenOfOtherInputs:
+    """A golden set of the run's stems whose stored inputs differ from the images run: none comparable."""
+
+    def stems(self) -> list[str]:
+        return ["synthetic_00", "synthetic_01"]
+
+    def comparable(self, images: dict) -> dict:
+        return {}
+
+
+def test_regression_with_no_golden_image_comparable_fails_instead_of_comparing_nothing(tmp_path) -> None:
+    from harness.record.report import Recorder
+
+    class Regeneration:
+        def settle(self, model: str, dataset: str, weights: str, reference: Any) -> Settled:
+            return Settled("matches", "", _GoldenOfOtherInputs())  # type: ignore[arg-type]
+
+    services, item = _Services(), _int8_item()
+    services.catalogue, services.networks = _Catalogue(), _Networks()  # type: ignore[attr-defined]
+    services.regeneration = Regeneration()  # type: ignore[assignment]
+    session = _CoversAll()
+    session.deployed = session
+    handle = ItemHandle(services, item, session=session)  # type: ignore[arg-type]
+    dataset = handle.datasets[0]
+    maps = {s.stem: np.zeros((8, 8), np.float32) for s in dataset.samples}
+    services.runs.once((item.id, dataset.name), lambda: RunResult(item.id, dataset.name, maps, {}))
+    with pytest.raises(AssertionError, match=r"synthetic: none of the 2 golden images run has the golden's inputs"):
+        harness.checks.test_regression(handle, Recorder(tmp_path), lambda name, value: None)

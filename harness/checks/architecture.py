@@ -33,7 +33,7 @@ def test_architecture(case_model: Model, suite: Suite, recorder: Recorder) -> No
     expected = documented.params_m_official or documented.params_m
     recorder.architectures[model.name] = {
         "architecture": model.architecture,
-        "weights": suite.networks.weights(model).label,
+        "weights": _weights_label(suite, model),
         "params_m": params_m,
         "seed_params_m": documented.params_m,
         "gflops": gflops,
@@ -46,3 +46,10 @@ def test_architecture(case_model: Model, suite: Suite, recorder: Recorder) -> No
     assert abs(params_m - expected) <= PARAMS_TOLERANCE * expected, (
         f"{model.name}: {params_m:.3f} M parameters, documented {expected} M (tolerance {PARAMS_TOLERANCE:.0%})"
     )
+
+
+def _weights_label(suite: Suite, model: Model) -> str:
+    """The weights the model's checks run, or why they cannot be had (which fails those checks, not this one: the
+    architecture's size needs no weights)."""
+    missing = suite.networks.weights_missing(model)
+    return f"unavailable: {missing}" if missing else suite.networks.weights(model).label

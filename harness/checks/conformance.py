@@ -19,7 +19,7 @@ from ..judge.judgement import Comparison, conformance_budget
 from ..record.per_image import keep_fingerprints
 from ..record.report import Recorder, Row
 from .rows import Property, data_failures, describe_session, figure, strip
-from .verdicts import comparison_failures, judged_by, violations
+from .verdicts import comparison_failures, judged_by, judged_datasets, violations
 
 
 def test_conformance(handle: ItemHandle, recorder: Recorder, figures: Property) -> None:
@@ -28,7 +28,7 @@ def test_conformance(handle: ItemHandle, recorder: Recorder, figures: Property) 
     against = "source" if handle.is_reference else "fp32"
     budget = conformance_budget(item, against, handle.trained)
     failures = []
-    for dataset in handle.datasets:
+    for dataset in judged_datasets(handle):
         candidate = handle.run(dataset)
         reference = handle.source_run(dataset) if handle.is_reference else handle.reference.run(dataset)
         comparison = Comparison.of(candidate.maps, reference.maps, budget)

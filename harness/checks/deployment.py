@@ -20,7 +20,7 @@ from ..judge.deployed import REMEDY, deployed_bounds
 from ..judge.judgement import Comparison
 from ..record.report import Recorder
 from .rows import Property, figure
-from .verdicts import comparison_failures, judged_by, violations, vs_fp32
+from .verdicts import comparison_failures, judged_by, judged_datasets, violations, vs_fp32
 
 
 def test_deployment(handle: ItemHandle, recorder: Recorder, figures: Property) -> None:
@@ -57,7 +57,7 @@ def test_deployment(handle: ItemHandle, recorder: Recorder, figures: Property) -
     held_to = f"the stated budget ({vs_fp32_budget.why})" if bounds.vs_fp32 is not None else \
         judged_by(item, vs_fp32_budget)
     failures = []
-    for dataset in handle.datasets:
+    for dataset in judged_datasets(handle):
         deployed, reference = handle.run_deployed(dataset), handle.reference.run(dataset)
         comparison = Comparison.of(deployed.maps, reference.maps, vs_fp32_budget,
                                    mean_interval=bounds.interval if bounds.vs_fp32 is not None else None)

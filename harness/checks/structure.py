@@ -21,6 +21,7 @@ from ..items.handle import ItemHandle
 from ..judge.judgement import conformance_budget
 from ..record.report import Recorder
 from .rows import Property, figure
+from .verdicts import judged_datasets
 
 if TYPE_CHECKING:
     from ..judge.structure import ChannelProbe
@@ -41,11 +42,15 @@ def test_structure(handle: ItemHandle, recorder: Recorder, figures: Property) ->
     bounds = item.model.structure.of(item.variant)
     model_hw = item.model.input_shape[1:]
     failures = []
-    datasets = handle.datasets
+    datasets = judged_datasets(handle)
     probe_on = next((d for d in datasets if d.name != ds.SYNTHETIC), datasets[0] if datasets else None)
     for dataset in datasets:
         candidate = handle.run(dataset).maps
         reference = handle.reference.run(dataset).maps
+        if not candidate.keys() & reference.keys():  # the measures of no image would read as a pass
+            failures.append(f"{dataset.name}: no image run by both the item and {item.reference.id}: nothing to "
+                            "compare the structure of")
+            continue
         aligned = structure.alignment(candidate, reference, model_hw, bounds.alignment_max_px)
         detail = structure.detail_kept(candidate, reference, model_hw, bounds)
         row = recorder.row(item, dataset.name)

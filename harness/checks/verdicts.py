@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
+
 from ..data import datasets as ds
 from ..data.case_base import LOWER_IS_BETTER
 from ..data.case_bounds import Budget, IsaLoss
@@ -50,6 +52,18 @@ def comparison_failures(dataset: ds.Dataset, comparison: Comparison, failed: lis
     return [text + (f"; strip: {strip(comparison.worst)}" if strip is not None else "")]
 
 
+def judged_datasets(handle: ItemHandle) -> list[ds.Dataset]:
+    """The datasets a check judges the item on; none at all fails the check (``pytest.fail``), naming what the item
+    has: a check that looped over nothing would pass having judged nothing (stored device outputs whose stems match
+    no image of any dataset, or no dataset of the model found)."""
+    datasets = handle.datasets
+    if not datasets:
+        known = ", ".join(f"{d.name} ({len(d.samples)} images)" for d in handle.model_datasets) or "none found"
+        pytest.fail(f"{handle.item.id}: nothing to judge: its session covers no image of the model's datasets "
+                    f"({known}); a check needs at least one image of one dataset", pytrace=False)
+    return datasets
+
+
 def judge_vs_fp32(handle: ItemHandle, dataset: ds.Dataset, key: str, deployed: bool = False,
                   stated: IsaLoss | None = None) -> PairedResult:
     """The item's paired difference from the fp32 item on the same images, judged by what applies to it: a loss
@@ -57,8 +71,12 @@ def judge_vs_fp32(handle: ItemHandle, dataset: ds.Dataset, key: str, deployed: b
     case's tolerance and floors (equivalence for fp32 on another runtime)."""
     item = handle.item
     tolerance = item.family.acceptance.reproduction
-    floors = item.family.acceptance.floors.get(item.variant.precision, {})
+    floors = item.family.acceptance.floors_for(item.variant.precision, item.model.task)
     documented, expected = documented_delta(item.model, item, dataset.name), None
+    equivalence = item.variant.precision == item.reference.variant.precision
+    model = item.model
+    if model.documented_shape and model.documented_shape != model.input_shape and not equivalence:
+        documented = {}  # the seed's differences were measured at another input size: its floors alone judge
     collapse = item.model.expected_loss(item.variant)
     if stated is not None and stated.vs_fp32:  # the stated worsening replaces the seed's loss and the tolerance
         documented = {m: (v if m in LOWER_IS_BETTER else -v) for m, v in stated.vs_fp32.items()}
@@ -67,11 +85,13 @@ def judge_vs_fp32(handle: ItemHandle, dataset: ds.Dataset, key: str, deployed: b
         expected, floors = collapse.expected_loss.vs_fp32, {}
     return judge_paired(handle.scores(dataset, deployed=deployed), handle.reference.scores(dataset),
                         documented, tolerance, floors, handle.settings.bootstrap, key,
-                        equivalence=item.variant.precision == item.reference.variant.precision, expected=expected)
+                        equivalence=equivalence, expected=expected)
 
 
 def vs_fp32(handle: ItemHandle, dataset: ds.Dataset, key: str, deployed: bool = False,
             stated: IsaLoss | None = None) -> tuple[dict, list[str]]:
     """:func:`judge_vs_fp32` as a row records it (its ``vs_fp32`` entry), and its failures as the checks word them."""
     paired = judge_vs_fp32(handle, dataset, key, deployed, stated)
+    if not paired.images:  # no image scored by both: the paired rule judged nothing
+        return paired.as_dict(), [f"vs fp32: no image scored by both this item and {handle.item.reference.id}"]
     return paired.as_dict(), [f"vs fp32 on the same {paired.images} images: {failure}" for failure in paired.failures]

@@ -114,6 +114,13 @@ class Documented(Strict):
         return self
 
 
+#: MLPerf's convention, where a case states no floors for a precision: the share of fp32's value a reduced precision
+#: keeps on the same images (the shipped cases state the same: 0.995 for fp16, 0.99 for int8).
+DEFAULT_FLOORS = {"fp16": 0.995, "int8": 0.99}
+#: The metrics those default floors apply to, per task: the ones the shipped cases' floors name.
+HEADLINE_METRICS = {"saliency": ("avg_f", "sm"), "segmentation": ("miou",), "matting": ("miou",)}
+
+
 class Acceptance(Strict):
     """How accuracy rows are judged against the seed's values and against fp32 (see :mod:`harness.judge.judgement`).
 
@@ -128,6 +135,16 @@ class Acceptance(Strict):
     floors: dict[str, dict[str, float]] = Field(default_factory=dict)
     min_images: int = Field(100, ge=2,
                             description="fewest images a subset needs to be judged against documented values")
+
+    def floors_for(self, precision: str, task: str) -> dict[str, float]:
+        """The floors of ``precision``: the case's, else :data:`DEFAULT_FLOORS` on the task's headline metrics, so an
+        item without a documented row is still judged against fp32 (fp32 itself has none)."""
+        if precision == "fp32":
+            return {}
+        if precision in self.floors:
+            return self.floors[precision]
+        share = DEFAULT_FLOORS["fp16" if precision == "fp16" else "int8"]
+        return {metric: share for metric in HEADLINE_METRICS[task]}
 
     @field_validator("floors")
     @classmethod

@@ -54,7 +54,7 @@ class Dataset(Strict):
 
     name: PlainName = Field(description="the set's name: a folder of golden masks and part of strip names")
     folder: RelativePath = Field(description="the set's folder, relative to the data root")
-    documented_as: str
+    documented_as: str | None = Field(None, description="the seed's name for the set; a user's own set needs none")
     documented_size: int | None = Field(
         None, gt=0, description="images in the set the seed measured on; a run on all of them is judged as a "
                                 "reproduction (tight tolerance), any smaller run by confidence interval")

@@ -288,7 +288,8 @@ class ItemHandle(ItemFacts):
 
     def fp32_here_unavailable(self) -> str | None:
         """Why the fp32 item on this item's runtime (the other side of a same-run ratio) cannot run here, or None."""
-        return self._services.sessions.unavailable(self.item.fp32_here)
+        sessions = self._services.sessions
+        return sessions.unavailable(self.item.fp32_here) or sessions.weights_missing(self.item.fp32_here)
 
     def fp32_here(self) -> ItemHandle:
         """The fp32 item on this item's runtime, resolved (its session loaded)."""

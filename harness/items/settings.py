@@ -37,3 +37,5 @@ class Settings:
     isolation: Isolation = field(default_factory=Isolation)
     #: ``--shared-cache``: read-only artifact caches (folders or archives) looked up before building anything.
     shared_caches: tuple[Path, ...] = ()
+    #: ``--allow-unavailable-weights``: a model whose weights cannot be had has its checks skipped instead of failed.
+    allow_unavailable_weights: bool = False

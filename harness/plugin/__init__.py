@@ -133,10 +133,18 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 @pytest.fixture
 def handle(item: Item, suite: Suite) -> ItemHandle:
     """The item resolved for its checks (its session loaded, once per session), or a skip that says exactly why it
-    cannot run here. A load that fails otherwise is the check's error (every later check of the item gets it too)."""
+    cannot run here. Weights that cannot be had are the check's error, naming the model, the source and the reason
+    (a skip only with ``--allow-unavailable-weights``). A load that fails otherwise is the check's error (every later
+    check of the item gets it too)."""
     reason = suite.sessions.unavailable(item)
     if reason:
         pytest.skip(reason)
+    missing = suite.sessions.weights_missing(item)
+    if missing and suite.settings.allow_unavailable_weights:
+        pytest.skip(f"weights unavailable (--allow-unavailable-weights): {missing}")
+    if missing:
+        pytest.fail(f"weights unavailable: {missing}; pass --allow-unavailable-weights to skip such a model's checks "
+                    "on purpose", pytrace=False)
     try:
         return suite.handle(item)
     except RuntimeUnavailable as error:  # e.g. no compiled VACC model or vamp outputs for this item

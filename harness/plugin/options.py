@@ -66,6 +66,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="run even though --runtime NAME cannot be used here (not installed, not configured): its "
                          "items are skipped, each saying why. Without it an unavailable runtime is a usage error, "
                          "since a night that silently skips a runtime has lost its coverage")
+    group.addoption("--night", default=os.environ.get("SEGCONFORM_NIGHT") or None, metavar="ID",
+                    help="the identity of the night this run belongs to (env SEGCONFORM_NIGHT), the same for every "
+                         "shard of it, e.g. the CI pipeline id: `harness merge` refuses a shard of another night. "
+                         "Without one a stale shard of the same code and options cannot be told from tonight's")
+    group.addoption("--allow-unavailable-weights", action="store_true",
+                    help="run even though a model's weights cannot be had (a fetch that failed, a hash that does not "
+                         "match, a named checkpoint missing from --weights-dir): its checks are skipped, each saying "
+                         "why. Without it they fail, since a night that skips a model has judged nothing of it")
     group.addoption("--update-golden", nargs="?", const="failing", default=None, choices=("failing", "all"),
                     help="rewrite golden sets that fail or are missing (those items still fail); "
                          "=all rewrites every set")
@@ -176,6 +184,7 @@ def settings_from(config: pytest.Config, cases_dir: Path) -> Settings:
         weights_dir=option.weights_dir or _env_path("SEGCONFORM_WEIGHTS_DIR"),
         cache_dir=option.cache_dir or default_cache_dir(),
         shared_caches=_shared_caches(option.shared_cache or []),
+        allow_unavailable_weights=option.allow_unavailable_weights,
         golden_dir=folder(config, "golden_dir", "segconform_golden"),
         report_dir=folder(config, "report_dir", "segconform_reports"),
         eval_limit=eval_limit,

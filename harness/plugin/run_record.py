@@ -54,6 +54,7 @@ def run_record(config: "pytest.Config", state: "State") -> dict[str, Any]:
         "selection": {"args": [str(a) for a in config.args], "keyword": config.option.keyword,
                       "markers": config.option.markexpr},
         "cases_dir": str(state.cases_dir),
+        "night": config.option.night,  # --night / SEGCONFORM_NIGHT: which night's shards merge together
         "options": options,
     }
     return {"run": run, "rows": [asdict(r) for r in state.recorder.sorted_rows()], "work": state.recorder.work}

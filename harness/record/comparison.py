@@ -2,10 +2,10 @@
 
 The newest run is compared with the previous comparable one (a row of the same item and dataset, with the same
 weights, on shared images: :func:`previous_comparable`) and with the previous complete run of the same case folder
-and machine when that is another (:func:`against_earlier`). :func:`compare` applies the per-row rules of
-:mod:`harness.record.trend_rules` to every row two runs share and, between runs of one case folder and machine,
-reports every item, row and check the older run had and the newer lacks (vanished). Both the trend
-(:mod:`harness.record.trend`) and its plots' marks (:mod:`harness.record.plots`) compare through here.
+(by name, on any machine) when that is another (:func:`against_earlier`). :func:`compare` applies the per-row rules
+of :mod:`harness.record.trend_rules` to every row two runs share and, between runs of one case folder, reports every
+item, row and check the older run had and the newer lacks (vanished), and a change of machine or runtime as such.
+Both the trend (:mod:`harness.record.trend`) and its plots' marks (:mod:`harness.record.plots`) compare through here.
 """
 
 from __future__ import annotations
@@ -51,17 +51,35 @@ def previous_comparable(history: Sequence[dict[str, Any]], index: int) -> int | 
     return next((i for i in range(index - 1, -1, -1) if comparable(history[index], history[i])), None)
 
 
+def _cases_folder(record: Mapping[str, Any]) -> str:
+    """The case folder a run checked, by its name: the same folder whether the checkout moved or not."""
+    return Path(record["run"].get("cases_dir") or "").name
+
+
 def _same_setup(newer: Mapping[str, Any], older: Mapping[str, Any]) -> bool:
-    """Whether two runs checked the same case folder on the same machine, so that what the older one checked and the
-    newer one lacks vanished (another machine may lack a runtime; another case folder holds other items)."""
+    """Whether two runs checked the same case folder (by name, not absolute path), so that what the older one checked
+    and the newer one lacks vanished, on whatever machine and runtime versions: an upgrade that loses an item is
+    what the trend is for (the change of machine or runtime is reported beside it, :func:`_setup_changed`)."""
+    return _cases_folder(newer) == _cases_folder(older)
+
+
+def _setup_changed(newer: Mapping[str, Any], older: Mapping[str, Any]) -> str | None:
+    """How the machine and the tools of two runs differ (its id, which hashes the CPU and ONNX Runtime's version,
+    and each tool version), or None."""
     a, b = newer["run"], older["run"]
-    return a.get("machine", {}).get("id") == b.get("machine", {}).get("id") and a.get("cases_dir") == b.get("cases_dir")
+    changes = []
+    if a.get("machine", {}).get("id") != b.get("machine", {}).get("id"):
+        changes.append(f"machine {b.get('machine', {}).get('id')} -> {a.get('machine', {}).get('id')}")
+    tools_a, tools_b = a.get("tools") or {}, b.get("tools") or {}
+    changes += [f"{tool} {tools_b.get(tool)} -> {tools_a.get(tool)}" for tool in sorted(tools_a.keys() | tools_b.keys())
+                if tools_a.get(tool) != tools_b.get(tool)]
+    return "; ".join(changes) or None
 
 
 def _previous_setup(history: Sequence[dict[str, Any]], index: int) -> int | None:
-    """The index of the latest complete run before ``history[index]`` of the same case folder and machine, whether
+    """The index of the latest complete run before ``history[index]`` of the same case folder, on any machine, whether
     or not a row of theirs compares: an item gone from the newer run must not hide by leaving no row to compare, nor
-    behind a killed run in between that never reached it."""
+    behind a killed run in between that never reached it, nor behind a runtime upgrade."""
     return next((i for i in range(index - 1, -1, -1)
                  if history[i]["run"].get("complete") is not False and _same_setup(history[index], history[i])), None)
 
@@ -123,7 +141,7 @@ def _vanished(trend: Trend, newer: Mapping[str, Any], older: Mapping[str, Any]) 
 
 def compare(newer: dict[str, Any], older: dict[str, Any], label: str) -> Trend:
     """New failures, lost coverage and fixes; outputs and paired metrics on the shared images; the other judged
-    figures; latency and ratio moves; and, between runs of the same case folder and machine, what vanished."""
+    figures; latency and ratio moves; and, between runs of the same case folder, what vanished."""
     trend = Trend(label)
     new_rows, old_rows = _rows(newer), _rows(older)
     same_machine = newer["run"]["machine"].get("id") == older["run"]["machine"].get("id")
@@ -138,12 +156,16 @@ def compare(newer: dict[str, Any], older: dict[str, Any], label: str) -> Trend:
             compare_latencies(trend, new, old)
     if _same_setup(newer, older):
         _vanished(trend, newer, older)
+        changed = _setup_changed(newer, older)
+        if changed:
+            trend.notes.append(Finding("", f"machine or runtime changed: {changed} (latencies not compared across "
+                                           "machines; what vanished is reported all the same)"))
     return trend
 
 
 def against_earlier(found: Sequence[tuple[Path, dict[str, Any]]]) -> tuple[list[Trend], list[str]]:
     """The newest run against the previous comparable run and, when that is another run, the previous complete run
-    of the same case folder and machine (what vanished, and what changed in what they share); with the lines that
+    of the same case folder on any machine (what vanished, and what changed in what they share); with the lines that
     say what was compared."""
     history = [record for _, record in found]
     newest, last = history[-1], len(history) - 1
@@ -159,7 +181,7 @@ def against_earlier(found: Sequence[tuple[Path, dict[str, Any]]]) -> tuple[list[
         lines.append("no earlier comparable run (this is the first run)")
     setup = _previous_setup(history, last)
     if setup is not None and setup != previous:
-        results.append(compare(newest, history[setup], "the previous complete run of these case files on this "
-                                                       f"machine, {found[setup][0].name}"))
+        results.append(compare(newest, history[setup], f"the previous complete run of these case files "
+                                                       f"({_cases_folder(newest)}/), {found[setup][0].name}"))
         lines += results[-1].lines()
     return results, lines

@@ -4,7 +4,8 @@ A sharded nightly is N independent pytest runs (CI matrix jobs, or hosts with a 
 with pytest-split (``--splits N --group i``) and writing its own report folder. Each shard's record keeps the whole
 selection it was split from (:mod:`harness.plugin.journaling`), so the merge knows what the night was meant to run:
 a check in that selection that no shard finished is lost coverage, reported by name, and fails the merge, as does
-a shard that is missing, incomplete, or ran other code or other case files than the rest.
+every check of a shard that skipped them all, and a shard that is missing, incomplete, of another night (its
+``--night`` / ``SEGCONFORM_NIGHT``), or ran other code or other case files than the rest.
 
 The merged record is the shards' rows put together the way pytest-xdist's workers' rows are (an item whose checks
 fell into two shards has one row, with both shards' figures), so ``harness trend`` and the summary read it like a
@@ -55,10 +56,25 @@ def _newest_complete(folder: Path) -> tuple[Path, dict[str, Any]]:
 def _identity(record: dict[str, Any]) -> dict[str, Any]:
     run = record["run"]
     options = {k: v for k, v in run.get("options", {}).items()
-               if k not in PER_SHARD}
+               if k not in PER_SHARD and k != "night"}  # the night is checked on its own (_check_night)
     return {"commit": run.get("commit"), "dirty": run.get("dirty"),
             "cases_dir_name": Path(run.get("cases_dir", "")).name, "selection": run.get("selection"),
             "settings": options}
+
+
+def _check_night(shards: Sequence[tuple[Path, dict[str, Any]]], night: str | None) -> None:
+    """Every shard carries tonight's identity (``--night`` / ``SEGCONFORM_NIGHT`` of its run): ``night`` when the
+    merge is given one, else the first shard's. A shard of another night (a host that did not run tonight leaves last
+    night's record as its newest) is refused naming its folder, even at the same commit and options."""
+    first_folder, first = shards[0]
+    expected = night if night is not None else first["run"].get("night")
+    source = "this merge's --night / SEGCONFORM_NIGHT" if night is not None else f"{first_folder}'s"
+    for folder, record in shards:
+        theirs = record["run"].get("night")
+        if theirs != expected:
+            shown = f"night {theirs!r}" if theirs is not None else "no night identity (--night / SEGCONFORM_NIGHT)"
+            raise MergeError(f"{folder}: its newest shard run is of {shown}, not tonight's {expected!r} "
+                             f"({source}): a shard of another night (did that host run tonight?)")
 
 
 def _check_same_night(shards: Sequence[tuple[Path, dict[str, Any]]]) -> None:
@@ -96,10 +112,14 @@ def coverage(shards: Sequence[tuple[Path, dict[str, Any]]]) -> dict[str, Any]:
             ran_by[nodeid] = record["tests"]["shard"]["group"]
     splits = shards[0][1]["tests"]["shard"]["splits"]
     merged_groups = {r["tests"]["shard"]["group"] for _, r in shards}
+    # A shard whose every check skipped judged nothing (a host without the runtime or the weights, opted out): its
+    # checks are coverage lost like checks no shard ran, not coverage.
+    judged_nothing = [n for _, r in shards if r["tests"]["outcomes"]
+                      and set(r["tests"]["outcomes"].values()) == {"skipped"} for n in r["tests"]["outcomes"]]
     return {"selected": len(expected), "finished": len([n for n in expected if n in outcomes]),
             "missing": [n for n in expected if n not in outcomes],
             "groups_missing": sorted(set(range(1, splits + 1)) - merged_groups),
-            "outcomes": outcomes, "shard_of": ran_by}
+            "skipped_only": judged_nothing, "outcomes": outcomes, "shard_of": ran_by}
 
 
 def _merged_junit(files: Sequence[Path]) -> ElementTree.ElementTree:
@@ -127,12 +147,14 @@ def _merged_junit(files: Sequence[Path]) -> ElementTree.ElementTree:
     return ElementTree.ElementTree(root)
 
 
-def merge(folders: Sequence[Path], out: Path) -> tuple[dict[str, Any], list[Path]]:
+def merge(folders: Sequence[Path], out: Path, night: str | None = None) -> tuple[dict[str, Any], list[Path]]:
     """Merge the newest complete shard run of each folder into ``out``: its run record (under ``out/history``), its
-    summary and, where every shard wrote ``junit.xml``, one JUnit file. Returns the merged record and the files."""
+    summary and, where every shard wrote ``junit.xml``, one JUnit file. Returns the merged record and the files.
+    ``night``: tonight's identity, which every shard's run must carry (without it, the first shard's)."""
     if not folders:
         raise MergeError("no shard report folders given")
     shards = [(folder, _newest_complete(folder)[1]) for folder in folders]
+    _check_night(shards, night)
     _check_same_night(shards)
     covered = coverage(shards)
     recorder = Recorder(out)
@@ -153,7 +175,8 @@ def merge(folders: Sequence[Path], out: Path) -> tuple[dict[str, Any], list[Path
                       for folder, r in shards]}
     tests = {"selected": covered["selected"], "finished": covered["finished"], "not_run": covered["missing"],
              "runtime_faults": {k: v for _, r in shards for k, v in r["tests"].get("runtime_faults", {}).items()},
-             "outcomes": covered["outcomes"], "groups_missing": covered["groups_missing"]}
+             "outcomes": covered["outcomes"], "groups_missing": covered["groups_missing"],
+             "skipped_only": covered["skipped_only"]}
     record = {"run": run, "rows": [asdict(row) for row in recorder.sorted_rows()], "work": recorder.work,
               "tests": tests}
     written = [save(out, record), *recorder.write(run)]
@@ -195,6 +218,11 @@ def verdict(record: dict[str, Any]) -> tuple[int, list[str]]:
              + ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items()))]
     lost = [f"group {g} of the split was not merged" for g in tests["groups_missing"]]
     lost += [f"no shard ran {nodeid}" for nodeid in tests["not_run"]]
+    lost += [f"no shard judged {nodeid} (skipped in a shard whose every check skipped)"
+             for nodeid in tests.get("skipped_only", [])]
     lines += [f"lost coverage: {line}" for line in lost]
+    if record["run"].get("night") is None:
+        lines.append("no night identity (--night / SEGCONFORM_NIGHT on every shard): a stale shard of the same code "
+                     "and options could not be told from tonight's")
     failed = counts.get("failed", 0) + counts.get("error", 0)
     return (1 if lost or failed else 0), lines

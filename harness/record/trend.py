@@ -1,7 +1,7 @@
 """``python -m harness trend``: every run leaves a record, and the trend compares night over night.
 
 :func:`trend` compares the newest record (:mod:`harness.record.run_records`) with the previous comparable one,
-with the previous complete run of the same case folder and machine when that is another
+with the previous complete run of the same case folder (by name, on any machine) when that is another
 (:mod:`harness.record.comparison`), and with the stored baseline (``reports/history/baseline.json``, saved with
 ``trend --save-baseline``, :func:`save_baseline`), in the same way (the rules: :mod:`harness.record.trend_rules`).
 An incomplete newest run, or something worse, makes the command exit with status 1, and with ``--fail-on-change``
@@ -35,8 +35,8 @@ def _verdict(newest: Mapping[str, Any], results: Sequence[Trend], fail_on_change
 
 
 def trend(report_dir: Path, draw: bool = True, fail_on_change: bool = False) -> tuple[list[str], bool]:
-    """The newest run against the previous comparable one, the previous complete run of the same case folder and
-    machine, and the baseline: (lines, failed). Failed on an incomplete newest run, on anything worse (a new failure,
+    """The newest run against the previous comparable one, the previous complete run of the same case folder (on any
+    machine), and the baseline: (lines, failed). Failed on an incomplete newest run, on anything worse (a new failure,
     lost coverage, something vanished, a judged figure, metric or latency gone worse), and with ``fail_on_change``
     on any change; the last line says which."""
     found = records(report_dir)

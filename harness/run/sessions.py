@@ -62,7 +62,8 @@ class SessionPool:
         return self._runtimes[name]
 
     def unavailable(self, item: Item) -> str | None:
-        """Why ``item`` cannot run here, or None. Every skip the suite prints comes from here."""
+        """Why ``item`` cannot run here, or None. Every skip the suite prints comes from here; weights that cannot be
+        had are not such a reason (:meth:`weights_missing`)."""
         reason = item.model.skip_variants.get(item.variant.label)
         if reason:
             return reason
@@ -71,8 +72,15 @@ class SessionPool:
         if reason:
             return f"runtime {item.runtime}: {reason}"
         if not runtime.brings_own_model:
-            return self.networks.unbuildable(item.model)
+            return self.networks.architecture_missing(item.model)
         return None
+
+    def weights_missing(self, item: Item) -> str | None:
+        """Why the weights ``item`` runs cannot be had here (a device runtime brings its own), or None: a failure of
+        the item's checks unless the user opted out (``--allow-unavailable-weights``), never a silent skip."""
+        if self.runtime(item.runtime).brings_own_model:
+            return None
+        return self.networks.weights_missing(item.model)
 
     def int8_scheme(self, item: Item) -> Int8Scheme:
         """The static int8 scheme the item is built with: its case's, or the ``--int8-scheme`` remedy."""
