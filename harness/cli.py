@@ -209,9 +209,10 @@ def _localise_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calibration-samples", type=int, default=50, help="static int8 calibration images")
 
 
-def _item_suite(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+def _item_suite(args: argparse.Namespace, int8_scheme: str = "case") -> tuple[Any, Any, Any]:
     """The item named by ``args.item``, a :class:`~harness.items.suite.Suite` built from ``args`` (data root, weights,
-    eval limit, calibration samples), and the item's dataset ``args.dataset``, as the commands outside pytest need."""
+    eval limit, calibration samples) and ``int8_scheme``, and the item's dataset ``args.dataset``, as the commands
+    outside pytest need."""
     import os
 
     from .build.weights import default_cache_dir
@@ -230,7 +231,8 @@ def _item_suite(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     )
     suite = Suite(Settings(data_root=data_root, weights_dir=args.weights_dir, cache_dir=default_cache_dir(),
                            golden_dir=Path("golden"), report_dir=Path("reports"), eval_limit=args.eval_limit,
-                           calibration_samples=args.calibration_samples))
+                           calibration_samples=args.calibration_samples,
+                           int8_scheme=int8_scheme))
     dataset = next((d for d in suite.catalogue.for_model(item.model) if d.name == args.dataset), None)
     if dataset is None:
         suite.close()
@@ -251,6 +253,7 @@ def localise_command(args: argparse.Namespace) -> int:
 
 
 def _emulate_int8_arguments(parser: argparse.ArgumentParser) -> None:
+    from .data.case_inputs import INT8_SCHEME_CHOICES
     from .diagnose.emulated_int8 import EMULATED_CPU
 
     parser.add_argument("item", help="static int8 item id, e.g. u2netp-int8-percentile-onnxruntime")
@@ -259,6 +262,8 @@ def _emulate_int8_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights-dir", type=Path, default=None, help="checkpoint folder")
     parser.add_argument("--eval-limit", type=_positive, default=8, help="images of the dataset (default: %(default)s)")
     parser.add_argument("--calibration-samples", type=_positive, default=50, help="static int8 calibration images")
+    parser.add_argument("--int8-scheme", default="case", choices=INT8_SCHEME_CHOICES,
+                        help="static int8 build: the case's scheme or a remedy (default: %(default)s)")
     parser.add_argument("--cpu", default=EMULATED_CPU, help="the CPU qemu-user emulates (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=None, help="write every per-image figure to this JSON file")
 
@@ -276,7 +281,7 @@ def emulate_int8_command(args: argparse.Namespace) -> int:
     from .diagnose.emulated_int8 import EmulationError, measure
     from .judge.judgement import conformance_budget
 
-    item, suite, dataset = _item_suite(args)
+    item, suite, dataset = _item_suite(args, args.int8_scheme)
     if item.variant.precision != "int8":
         suite.close()
         raise CliError(f"{item.id} is not a static int8 item")
