@@ -81,6 +81,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--latency-rounds", type=int, default=15,
                     help=f"most interleaved rounds per latency ratio gate (fewer, at least {LEAST_ROUNDS}, where "
                          f"they would take over {ROUND_BUDGET_S:g} s)")
+    group.addoption("--sustain-seconds", type=float, default=None, metavar="SECONDS",
+                    help="length of every sustained run (test_sustained: tail, trend, memory growth and drift under "
+                         "load), seconds (default: ini segconform_sustain_seconds, else each case's sustained.seconds; "
+                         "MLPerf's 600 s is the long form)")
     group.addoption("--ort-providers", default="cpu",
                     help="ONNX Runtime execution providers in order, comma-separated: "
                          "tensorrt, cuda, openvino, dml, cpu")
@@ -128,6 +132,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("segconform_calibration_samples", "default --calibration-samples", default="50")
     parser.addini("segconform_confidence", "default --confidence", default="0.95")
     parser.addini("segconform_bootstrap_resamples", "default --bootstrap-resamples", default="1000")
+    parser.addini("segconform_sustain_seconds", "default --sustain-seconds (empty: each case's sustained.seconds)",
+                  default="")
 
 
 def folder(config: pytest.Config, option: str, ini: str) -> Path:
@@ -171,6 +177,15 @@ def settings_from(config: pytest.Config, cases_dir: Path) -> Settings:
             raise pytest.UsageError(f"--{name.replace('_', '-')} {value}: a number of seconds above 0")
     if option.retries < 0:
         raise pytest.UsageError(f"--retries {option.retries}: a number of retries, 0 or more")
+    sustain = option.sustain_seconds
+    if sustain is None and str(config.getini("segconform_sustain_seconds")).strip():
+        try:
+            sustain = float(config.getini("segconform_sustain_seconds"))
+        except ValueError:
+            raise pytest.UsageError(f"ini segconform_sustain_seconds = {config.getini('segconform_sustain_seconds')!r}: "
+                                    "a number of seconds") from None
+    if sustain is not None and not sustain > 0:
+        raise pytest.UsageError(f"--sustain-seconds {sustain}: a number of seconds above 0")
     confidence = option.confidence or float(config.getini("segconform_confidence"))
     if not 0 < confidence < 1:
         raise pytest.UsageError(f"--confidence {confidence}: a level between 0 and 1, e.g. 0.95")
@@ -190,6 +205,7 @@ def settings_from(config: pytest.Config, cases_dir: Path) -> Settings:
             confidence, option.bootstrap_resamples or int(config.getini("segconform_bootstrap_resamples"))
         ),
         latency_rounds=option.latency_rounds,
+        sustain_seconds=sustain,
         int8_scheme=option.int8_scheme,
         runtime_config=RuntimeConfig(
             threads=option.threads,
