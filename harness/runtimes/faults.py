@@ -204,7 +204,8 @@ def _tail(elapsed: float, context: _Context) -> float:
 
 
 def _throttle(elapsed: float, context: _Context) -> float:
-    return elapsed * THROTTLE_PER_S * (time.perf_counter() - (context.started or time.perf_counter()))
+    now = time.perf_counter()
+    return elapsed * THROTTLE_PER_S * (now - (now if context.started is None else context.started))
 
 
 def _drift(outputs: list[np.ndarray], context: _Context) -> list[np.ndarray]:
