@@ -154,6 +154,19 @@ def test_a_run_too_short_for_its_percentile_fails_saying_it_needs_a_longer_run(c
     assert "needs a longer run: 29 samples" in verdicts["tail"].text and "--sustain-seconds" in verdicts["tail"].text
 
 
+def test_a_run_lasts_its_time_and_until_its_gates_have_their_samples_but_at_most_three_times_its_time(clock):
+    item = _session(clock, "identity")
+    batch = _batch(0)
+    least = judged.calls_needed({"p90": 1.5}, 0.95, interleaved=True)
+    assert least == 30  # the trend's ten tenths of 3 calls; p90 alone needs 29
+    stretched = run_sustained(lambda i: item.run(batch), lambda i: item.run(batch), lambda: item.run(batch)[0],
+                              item.memory, 0.3, 20, least_calls=least)
+    assert stretched.calls == least and 0.3 < stretched.elapsed < 0.9  # about 10 ms a side: 0.6 s
+    capped = run_sustained(lambda i: item.run(batch), None, lambda: item.run(batch)[0], item.memory, 0.2, 20,
+                           least_calls=10_000)
+    assert 0.6 <= capped.elapsed < 0.62 and capped.calls < 10_000
+
+
 def test_the_reference_itself_is_judged_on_memory_and_drift_and_says_why_not_on_its_tail(clock):
     item = _session(clock, "drift")
     batches = [_batch(seed) for seed in range(4)]

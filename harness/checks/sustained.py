@@ -19,7 +19,7 @@ import numpy as np
 from ..data import datasets as ds
 from ..items.handle import ItemHandle
 from ..judge.sustained import figures as run_figures
-from ..judge.sustained import judge, run_sustained
+from ..judge.sustained import GUARD_BYTES, calls_needed, judge, run_sustained
 from ..record.report import Recorder
 from ..runtimes import RunInput
 from .latency import _LatencyInput, _live_session, _ratio_skip
@@ -71,11 +71,13 @@ def test_sustained(handle: ItemHandle, recorder: Recorder, benchmark: Any, figur
     seconds = sustain_seconds(handle)
     benchmark.group = f"{item.model.name} sustained"
     benchmark.extra_info.update(item=item.id, precision=item.variant.label, runtime=item.runtime, seconds=seconds)
+    confidence = handle.settings.bootstrap.confidence
+    least = calls_needed(bounds.tail, confidence, reference_session is not None)
     run = benchmark.pedantic(run_sustained, args=(item_call, reference_call if reference_session else None,
-                                                  probe_call, session.memory, seconds, bounds.probe_every),
-                             rounds=1, iterations=1)
+                                                  probe_call, session.memory, seconds, bounds.probe_every,
+                                                  GUARD_BYTES, least), rounds=1, iterations=1)
     verdicts = judge(run, bounds.tail, bounds.max_trend, bounds.max_rss_growth_mb_per_1000, bounds.drift_max_abs,
-                     handle.settings.bootstrap.confidence)
+                     confidence)
     measured = run_figures(run) | {"gates": {v.gate: {"status": v.status, "text": v.text, "value": v.value,
                                                       "bound": v.bound} for v in verdicts}}
     recorder.row(item, ds.SYNTHETIC).performance["sustained"] = measured
