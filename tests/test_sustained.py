@@ -215,3 +215,35 @@ def test_each_sustained_fault_is_deterministic_in_what_it_injects(clock):
     clock.sleep(30.0)
     assert throttle(1.0, started) == pytest.approx(0.3)  # 1% per second of use, 30 s in
     assert tail.memory()["rss"] > 0 and math.isfinite(tail.memory()["peak_rss"])
+
+
+def _row(p90_ms: float, growth: float, drift: float) -> dict:
+    gates = {"tail": {"status": "passed", "value": 1.1, "bound": 1.5},
+             "memory": {"status": "failed" if growth > 50 else "passed", "value": growth, "bound": 50.0},
+             "drift": {"status": "failed" if drift else "passed", "value": drift, "bound": 0.0}}
+    return {"item": "u2netp-int8-percentile-onnxruntime", "dataset": "synthetic", "model": "u2netp",
+            "performance": {"sustained": {"item": {"p50_ms": 400.0, "p90_ms": p90_ms, "p99_ms": p90_ms, "samples": 60},
+                                          "rss_mb": {"growth_per_1000": growth}, "drift_max_abs": drift,
+                                          "gates": gates}}}
+
+
+def test_trend_compares_the_sustained_figures_night_over_night():
+    from harness.record.trend_rules import Trend, compare_sustained
+
+    steady = Trend("previous")
+    compare_sustained(steady, _row(480.0, 1.0, 0.0), _row(470.0, 0.0, 0.0))
+    assert not steady.worse and not steady.better
+    worse = Trend("previous")
+    compare_sustained(worse, _row(1200.0, 800.0, 0.004), _row(480.0, 0.0, 0.0))
+    texts = [f.text for f in worse.worse]
+    assert any("sustained p90 480.0 -> 1200.0 ms" in t for t in texts)
+    assert any("memory growth per 1000 calls (MB) 0 -> 800" in t for t in texts)
+    assert any("drift of the fixed image's output 0 -> 0.004 (bound 0)" in t for t in texts)
+
+
+def test_the_summary_shows_each_item_s_percentiles_growth_drift_and_failed_gates():
+    from harness.record.report import _sustained_cell
+
+    cell = _sustained_cell(_row(480.0, 800.0, 0.0)["performance"]["sustained"])
+    assert cell == "p50 400 / p90 480 / p99 480 ms (60), +800.0 MB/1000 calls, drift 0.000; failed: memory"
+    assert _sustained_cell(None) == "-"
