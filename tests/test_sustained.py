@@ -252,3 +252,24 @@ def test_the_summary_shows_each_item_s_percentiles_growth_drift_and_failed_gates
     cell = _sustained_cell(_row(480.0, 800.0, 0.0)["performance"]["sustained"])
     assert cell == "p50 400 / p90 480 / p99 480 ms (60), +800.0 MB/1000 calls, drift 0.000; failed: memory"
     assert _sustained_cell(None) == "-"
+
+
+def test_sensitivity_names_the_gate_that_caught_a_sustained_fault_and_no_gate_the_control_fails_too():
+    from harness.data.cases import Item, Variant
+    from harness.diagnose.sensitivity import FaultRow, _settle
+
+    family = next(f for f in load_all(ROOT / "cases") if any(m.name == "u2netp" for m in f.models))
+    model = next(m for m in family.models if m.name == "u2netp")
+    healthy = Item(family, model, Variant("fp32"), "onnxruntime")
+    leak, control = (Item(family, model, Variant("fp32"), f"onnxruntime+{f}") for f in ("leak", "identity"))
+    rows = {(leak.id, "synthetic"): _row(480.0, 8000.0, 0.0), (control.id, "synthetic"): _row(480.0, 0.0, 0.0)}
+    recorder = SimpleNamespace(rows={k: SimpleNamespace(performance=v["performance"]) for k, v in rows.items()})
+    row = FaultRow("leak", SUSTAINED_FAULTS["leak"].models, outcomes={"conformance": "not run", "sustained": "failed"})
+    _settle(row, {"sustained": "passed"}, recorder, healthy, leak)
+    assert row.verdict == "caught" and row.caught_by == ["sustained:memory"]
+    assert row.exceeds and "memory 8e+03 (bound 50)" in row.effect
+    alarm = FaultRow("identity", "control", outcomes={"sustained": "failed"})
+    rows[(control.id, "synthetic")] = _row(480.0, 900.0, 0.0)
+    recorder.rows[(control.id, "synthetic")] = SimpleNamespace(performance=rows[(control.id, "synthetic")]["performance"])
+    _settle(alarm, {}, recorder, healthy, control)
+    assert alarm.verdict == "false alarm" and alarm.caught_by == ["sustained:memory"]
