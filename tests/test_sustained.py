@@ -273,3 +273,17 @@ def test_sensitivity_names_the_gate_that_caught_a_sustained_fault_and_no_gate_th
     recorder.rows[(control.id, "synthetic")] = SimpleNamespace(performance=rows[(control.id, "synthetic")]["performance"])
     _settle(alarm, {}, recorder, healthy, control)
     assert alarm.verdict == "false alarm" and alarm.caught_by == ["sustained:memory"]
+
+
+def test_a_run_slowing_as_a_whole_is_a_trend_not_a_tail():
+    """A throttle of 1% per second over 300 s (half of MLPerf's 600 s) takes each call to 4x: against the run's
+    median its p90 bound would be 1.54x; each call against its own tenth's median is the tail the gate judges."""
+    calls = 200
+    slowing = [1.0 + 3.0 * i / (calls - 1) for i in range(calls)]
+    run = judged.SustainedRun(300.0, item_s=slowing, reference_s=[1.0] * calls, elapsed=300.0)
+    verdicts = {v.gate: v for v in judged.judge(run, {"p90": 1.5}, 1.3, 50, 0.0, 0.95) if v.gate in ("tail", "trend")}
+    assert verdicts["trend"].status == "failed" and verdicts["tail"].status == "passed", verdicts
+    assert verdicts["tail"].value < 1.1
+    spiky = [3.0 * s if i % 10 == 0 else s for i, s in enumerate(slowing)]  # and every 10th call 3x
+    run = judged.SustainedRun(300.0, item_s=spiky, reference_s=[1.0] * calls, elapsed=300.0)
+    assert {v.gate: v for v in judged.judge(run, {"p90": 1.5}, 1.3, 50, 0.0, 0.95)}["tail"].status == "failed"

@@ -9,7 +9,8 @@ session's process every :data:`MEMORY_EVERY` calls and runs one fixed image (the
 ``probe_every`` calls and at the end. :func:`judge` then gives one verdict per gate:
 
 * ``tail``: each declared percentile over the median of the item's time over the reference's, call by call (the two
-  calls of a pair run back to back, so load lasting longer than a pair falls on both and cancels);
+  calls of a pair run back to back, so load lasting longer than a pair falls on both and cancels), each ratio taken
+  against the median of its tenth of the run, so that a run slowing as a whole is the trend gate's alone;
 * ``trend``: the median of the last tenth of those ratios over the first tenth's;
 * ``memory``: resident-memory growth per 1000 calls (least-squares slope over the run's second half), beyond one
   allocator step (:data:`RSS_STEP_MB`) there;
@@ -288,14 +289,15 @@ def _tail_gate(run: SustainedRun, tail: dict[str, float], confidence: float) -> 
         needed = samples_needed(q, confidence, SPARE)
         if run.calls < needed:
             return GateVerdict("tail", "failed", f"{name} at {confidence:.0%} confidence {_longer(run, needed)}")
-        pairs = _pair_ratios(run)
+        pairs = _detrended(_pair_ratios(run))
         excess = percentile_bound(pairs, q, confidence) / statistics.median(pairs)
         ours = percentile_bound(run.item_s, q, confidence) / statistics.median(run.item_s)
         theirs = percentile_bound(run.reference_s, q, confidence) / statistics.median(run.reference_s)
         failed |= excess > ceiling
         if excess / ceiling > worst / max(worst_bound, 1e-9):
             worst, worst_bound = excess, ceiling
-        parts.append(f"{name}/p50 of the item's time over the reference's, call by call, x{excess:.2f} (ceiling "
+        parts.append(f"{name}/p50 of the item's time over the reference's, call by call and against its tenth's "
+                     f"median, x{excess:.2f} (ceiling "
                      f"x{ceiling:g}; the item's own {name}/p50 {ours:.2f}, the reference's {theirs:.2f}; {name} "
                      f"bounded at {confidence:.0%} confidence)")
     text = f"tail over {run.calls} interleaved calls: " + "; ".join(parts)
@@ -306,6 +308,14 @@ def _pair_ratios(run: SustainedRun) -> list[float]:
     """The item's time over the reference's, call by call: the two calls of a pair ran back to back, so load that
     lasts longer than a pair (another job on the machine) falls on both and cancels."""
     return [ours / theirs for ours, theirs in zip(run.item_s, run.reference_s)]
+
+
+def _detrended(ratios: list[float]) -> list[float]:
+    """Each ratio over the median of its tenth of the run: what the tail gate judges, so that a run that slows as a
+    whole (the trend gate's business: a throttle took u2netp's ratio from 1.0 to 2.2 over 128 s, a p90 bound of 1.65
+    over the run's median) is not also a tail, while one slow call in ten stays as slow against its tenth's median."""
+    return [float(r) for chunk in np.array_split(np.asarray(ratios), 10) if chunk.size
+            for r in chunk / np.median(chunk)]
 
 
 def _trend_gate(run: SustainedRun, max_trend: float) -> GateVerdict:
