@@ -242,7 +242,7 @@ def _sustained_effect(row: FaultRow, recorder: Any, item: Item) -> None:
     if not gates:
         row.effect, row.exceeds = "no sustained run (see the check's outcome)", True
         return
-    parts = [f"{name} {gate['value']:.3g} (bound {gate['bound']:g})" for name, gate in gates.items()
+    parts = [f"{name} {round(gate['value'], 6) + 0.0:.3g} (bound {gate['bound']:g})" for name, gate in gates.items()
              if gate.get("value") is not None and gate.get("bound") is not None]
     row.effect = "; ".join(parts) or "; ".join(f"{name}: {gate['text']}" for name, gate in gates.items())
     row.exceeds = any(gate["value"] > gate["bound"] for gate in gates.values()
