@@ -287,3 +287,12 @@ def test_a_run_slowing_as_a_whole_is_a_trend_not_a_tail():
     spiky = [3.0 * s if i % 10 == 0 else s for i, s in enumerate(slowing)]  # and every 10th call 3x
     run = judged.SustainedRun(300.0, item_s=spiky, reference_s=[1.0] * calls, elapsed=300.0)
     assert {v.gate: v for v in judged.judge(run, {"p90": 1.5}, 1.3, 50, 0.0, 0.95)}["tail"].status == "failed"
+
+
+def test_no_memory_figure_is_no_pass(clock):
+    item = _session(clock, "identity")
+    batch = _batch(0)
+    run = run_sustained(lambda i: item.run(batch), None, lambda: item.run(batch)[0],
+                        lambda: {"rss": None, "peak_rss": None}, 1.0, 20)
+    memory = {v.gate: v for v in judged.judge(run, {"p90": 1.5}, 1.3, 50, 0.0, 0.95)}["memory"]
+    assert memory.status == "failed" and "reports no resident memory" in memory.text

@@ -329,6 +329,8 @@ def _trend_gate(run: SustainedRun, max_trend: float) -> GateVerdict:
 
 
 def _memory_gate(run: SustainedRun, max_growth_mb: float) -> GateVerdict:
+    if not any(rss for _, rss in run.rss):  # a platform without /proc: no figure is no pass
+        return GateVerdict("memory", "failed", "the session's process reports no resident memory here")
     growth = _growth_per_1000(run)
     if run.stopped:
         return GateVerdict("memory", "failed", f"{run.stopped}; growth {growth or 0:.0f} MB per 1000 calls "
