@@ -296,3 +296,15 @@ def test_no_memory_figure_is_no_pass(clock):
                         lambda: {"rss": None, "peak_rss": None}, 1.0, 20)
     memory = {v.gate: v for v in judged.judge(run, {"p90": 1.5}, 1.3, 50, 0.0, 0.95)}["memory"]
     assert memory.status == "failed" and "reports no resident memory" in memory.text
+
+
+def test_a_sustain_time_that_is_no_time_is_a_usage_error_naming_it():
+    import subprocess
+    import sys
+
+    from suite_record import subprocess_env
+
+    done = subprocess.run([sys.executable, "-m", "pytest", "cases", "-p", "no:cacheprovider", "--co", "-q",
+                           "-k", "test_sustained and u2netp", "--sustain-seconds", "0"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, env=subprocess_env())
+    assert done.returncode != 0 and "--sustain-seconds 0.0: a number of seconds above 0" in done.stdout + done.stderr
