@@ -349,7 +349,7 @@ def merge_command(args: argparse.Namespace) -> int:
 
 
 def _sensitivity_arguments(parser: argparse.ArgumentParser) -> None:
-    from .runtimes.faults import FAULTS
+    from .runtimes.faults import FAULTS, SUSTAINED_FAULTS
 
     parser.add_argument("model", help="model name, e.g. isnet")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8", "int8_dynamic"),
@@ -360,7 +360,10 @@ def _sensitivity_arguments(parser: argparse.ArgumentParser) -> None:
                         help="dataset the effects are measured on (default: the model's first real dataset present)")
     parser.add_argument("--runtime", default="onnxruntime", help="the runtime the faults wrap (default: %(default)s)")
     parser.add_argument("--faults", default=",".join(f for f in FAULTS if f != "identity"),
-                        help="comma-separated faults (default: all); the control 'identity' always runs")
+                        help="comma-separated faults (default: every output, input and latency fault); the control "
+                             f"'identity' always runs. The sustained faults ({', '.join(SUSTAINED_FAULTS)}) run when "
+                             "named, through the sustained check alone, which then runs on the healthy item and the "
+                             "control too (its length: -- --sustain-seconds S)")
     parser.add_argument("--report-dir", type=Path, default=None,
                         help="report folder (default: reports/sensitivity/MODEL-PRECISION-RUNTIME); after --, more "
                              "pytest arguments: -- --eval-limit 8 --calibration-samples 8 --data-root DIR")

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_checks_run_in_their_order_conformance_first() -> None:
     checks = [name for name in vars(harness.checks) if name.startswith("test_")]
     assert checks == ["test_conformance", "test_structure", "test_regression", "test_accuracy", "test_deployment",
-                      "test_latency", "test_speedup", "test_pipeline_overhead", "test_architecture"]
+                      "test_latency", "test_speedup", "test_pipeline_overhead", "test_sustained", "test_architecture"]
 
 
 class _Runtime:

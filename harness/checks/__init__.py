@@ -1,5 +1,5 @@
 """The checks every item gets, one module a check: conformance, structure, regression, accuracy, deployment,
-latency (with its same-run ratios) and, once per model, architecture.
+latency (with its same-run ratios), sustained load and, once per model, architecture.
 
 The plugin (:mod:`harness.plugin`) collects this package as the test module of every case file and parametrises
 each check over that file's items; a check takes the item's handle (:class:`harness.items.handle.ItemHandle`, the
@@ -18,7 +18,8 @@ from .regression import test_regression
 from .accuracy import test_accuracy
 from .deployment import test_deployment
 from .latency import test_latency, test_speedup, test_pipeline_overhead
+from .sustained import test_sustained
 from .architecture import test_architecture
 
 __all__ = ["test_conformance", "test_structure", "test_regression", "test_accuracy", "test_deployment",
-           "test_latency", "test_speedup", "test_pipeline_overhead", "test_architecture"]
+           "test_latency", "test_speedup", "test_pipeline_overhead", "test_sustained", "test_architecture"]

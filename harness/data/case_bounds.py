@@ -178,6 +178,40 @@ class Performance(Strict):
         return floors
 
 
+
+class Sustained(Strict):
+    """Bounds of the sustained check (``test_sustained``, :mod:`harness.judge.sustained`): the deployed session run
+    for ``seconds`` over the item's images at batch 1, interleaved call by call with the fp32 reference.
+
+    ``tail``: per percentile (``p90``, ``p99``), the most the item's percentile over its median may exceed the
+    reference's same ratio, measured in the same run (the item's ratio divided by the reference's): host load falls on
+    both sides alike. ``max_trend``: the most the item's median of the last tenth of its calls over that of the first
+    tenth may exceed the reference's same ratio. ``max_rss_growth_mb_per_1000``: the most the resident memory of the
+    session's process may grow per 1000 calls (least-squares slope over the run's second half: allocators' arenas
+    fill in the first). ``drift_max_abs``: the most a fixed image's output may move between its first run and any
+    later one, every ``probe_every`` calls and at the end (0: bit-identical, for deterministic runtimes).
+    ``seconds``: the run's length unless ``--sustain-seconds`` says otherwise; ``why``: what was measured, on what.
+    """
+
+    seconds: float = Field(60.0, gt=0)
+    tail: dict[str, float] = Field(default_factory=dict)
+    max_trend: float = Field(gt=1)
+    max_rss_growth_mb_per_1000: float = Field(gt=0)
+    drift_max_abs: float = Field(0.0, ge=0)
+    probe_every: int = Field(50, gt=0)
+    why: str
+
+    @field_validator("tail")
+    @classmethod
+    def _percentiles(cls, ceilings: dict[str, float]) -> dict[str, float]:
+        # A misspelt percentile would silently drop its gate: refuse it, and a ceiling that passes nothing.
+        known_keys(ceilings, ("p90", "p99"), "a gated percentile")
+        for name, ceiling in ceilings.items():
+            if not ceiling > 1:
+                raise ValueError(f"tail.{name}: {ceiling} is not a ceiling above 1 (a ratio of ratios)")
+        return ceilings
+
+
 #: Structural checks a variant may state its outputs cannot be judged by (``structure.variants.<label>.not_judged``).
 StructureCheck = Literal["alignment", "channel_order"]
 

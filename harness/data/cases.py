@@ -15,7 +15,16 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from .case_base import NON_FP32, CaseError, Strict, Variant, known_keys
-from .case_bounds import Acceptance, Budget, DeployedInt8, Documented, Performance, ResultRow, Structure
+from .case_bounds import (
+    Acceptance,
+    Budget,
+    DeployedInt8,
+    Documented,
+    Performance,
+    ResultRow,
+    Structure,
+    Sustained,
+)
 from .case_inputs import Dataset, Int8Scheme, Op, Weights
 from .names import PlainName
 
@@ -61,6 +70,7 @@ class Model(Strict):
         default_factory=dict,
         description="budgets for seeded (untrained) weights, measured with exact int8 arithmetic (same on every CPU)")
     performance: Performance | None = Field(None, description="overrides the family's performance floors")
+    sustained: Sustained | None = Field(None, description="overrides the family's sustained-load bounds")
     int8: Int8Scheme | None = Field(None, description="overrides the family's static int8 scheme")
     structure: Structure = Field(Structure(), description="bounds of the structural checks against fp32, per variant")
     deployed_int8: DeployedInt8 = Field(DeployedInt8(), description="int8 losses known on a kind of CPU, as deployed")
@@ -137,6 +147,7 @@ class Family(Strict):
     source: str
     acceptance: Acceptance
     performance: Performance = Performance()
+    sustained: Sustained | None = Field(None, description="bounds of the sustained check; none: it is not run")
     int8: Int8Scheme = Int8Scheme()
     models: tuple[Model, ...]
 
@@ -180,6 +191,10 @@ class Family(Strict):
     def performance_of(self, model: "Model") -> Performance:
         """The model's own performance floors, else the family's."""
         return model.performance or self.performance
+
+    def sustained_of(self, model: "Model") -> Sustained | None:
+        """The model's own sustained-load bounds, else the family's; None where neither declares any."""
+        return model.sustained or self.sustained
 
     def int8_of(self, model: "Model") -> Int8Scheme:
         """The model's own static int8 scheme, else the family's."""

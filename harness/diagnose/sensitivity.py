@@ -39,10 +39,11 @@ from ..judge.judgement import Comparison, allowed_worsening, conformance_budget
 from ..judge.paired import documented_delta, judge_paired
 from ..record.report import atomic_write
 from ..run.pipeline import OutputError, RunResult
-from ..runtimes.faults import FAULTS, INT8_PRECISIONS, SEPARATOR, SLOW_SHARE
+from ..runtimes.faults import FAULTS, INT8_PRECISIONS, SEPARATOR, SLOW_SHARE, SUSTAINED_FAULTS, Fault
 
-#: Checks whose verdicts the table shows (latency and pipeline overhead time a wrapper, not a model).
-CHECKS = ("conformance", "regression", "accuracy", "structure", "deployment", "speedup")
+#: Checks whose verdicts the table shows (latency and pipeline overhead time a wrapper, not a model). The sustained
+#: check shows as its gates (``sustained:tail``, ...), each a verdict of its own.
+CHECKS = ("conformance", "regression", "accuracy", "structure", "deployment", "speedup", "sustained")
 #: Paired metrics shown as the effect of a fault.
 EFFECT_METRICS = ("mae", "avg_f", "sm")
 #: Faults that must be caught whatever their metric effect (see the module docstring).
@@ -106,11 +107,15 @@ class _Collector:
         for name in self.runtimes:
             fault = name.split(SEPARATOR, 1)[1]
             item = _item_on(self.base, name)
-            row = FaultRow(fault, FAULTS[fault].models, dataset.name,
+            row = FaultRow(fault, _fault(fault).models, dataset.name,
                            outcomes={c: outcomes.get(item.id, {}).get(c, "not run") for c in CHECKS})
             _measure(suite, item, healthy, dataset, row, self.rejected.get(item.id))
             _settle(row, control_outcomes, state.recorder, healthy, item)
             self.rows.append(row)
+
+
+def _fault(name: str) -> Fault:
+    return FAULTS.get(name) or SUSTAINED_FAULTS[name]
 
 
 def _item_on(base: Item, runtime: str) -> Item:
@@ -128,8 +133,10 @@ def _measure(suite: Suite, item: Item, healthy: Item, dataset: ds.Dataset, row: 
     if rejected is not None:
         row.effect, row.exceeds = f"output rejected: {rejected}", True
         return
+    if row.fault in SUSTAINED_FAULTS:  # its effect is what the sustained run measured (_sustained_effect)
+        return
     # A deployed-only fault changes what this CPU's deployed session computes: its effect is measured there.
-    deployed = FAULTS[row.fault].deployed_only
+    deployed = _fault(row.fault).deployed_only
 
     def run(handle: ItemHandle) -> RunResult:
         return handle.run_deployed(dataset) if deployed else handle.run(dataset)
@@ -198,14 +205,48 @@ def _settle(row: FaultRow, control: dict[str, str], recorder: Any, healthy: Item
     """Which checks caught the fault, and the verdict."""
     if row.fault == "slow":
         _slow_effect(row, recorder, healthy, item)
+    if row.fault in SUSTAINED_FAULTS:
+        _sustained_effect(row, recorder, item)
+    failing = _failing(row.outcomes, recorder, item)
     if row.fault == "identity":
-        failing = [c for c, outcome in row.outcomes.items() if outcome in FAILING]
         row.caught_by = failing
         row.verdict = "false alarm" if failing else "control passes"
         return
-    row.caught_by = [c for c, outcome in row.outcomes.items()
-                     if outcome in FAILING and control.get(c) not in FAILING]
+    control_failing = _failing(control, recorder, _item_on(item, _with_fault(healthy.runtime, "identity")))
+    row.caught_by = [c for c in failing if c not in control_failing]
     row.verdict = "caught" if row.caught_by else "missed"
+
+
+def _sustained_gates(recorder: Any, item: Item) -> dict[str, dict[str, Any]]:
+    measured = recorder.rows.get((item.id, ds.SYNTHETIC))
+    return measured.performance.get("sustained", {}).get("gates", {}) if measured is not None else {}
+
+
+def _failing(outcomes: dict[str, str], recorder: Any, item: Item) -> list[str]:
+    """The checks that failed; the sustained check as the gates of it that failed (``sustained:tail``), or as
+    ``sustained`` itself where it failed before judging any."""
+    failing = []
+    for check, outcome in outcomes.items():
+        if outcome not in FAILING:
+            continue
+        gates = [g for g, v in _sustained_gates(recorder, item).items() if v["status"] == "failed"] \
+            if check == "sustained" else []
+        failing.extend(f"sustained:{g}" for g in gates) if gates else failing.append(check)
+    return failing
+
+
+def _sustained_effect(row: FaultRow, recorder: Any, item: Item) -> None:
+    """A sustained fault's effect is what its run measured, gate by gate; it exceeds what the checks allow wherever
+    its gate's figure is beyond the bound (a tail, a trend, a growth, a drift the case does not allow)."""
+    gates = _sustained_gates(recorder, item)
+    if not gates:
+        row.effect, row.exceeds = "no sustained run (see the check's outcome)", True
+        return
+    parts = [f"{name} {round(gate['value'], 6) + 0.0:.3g} (bound {gate['bound']:g})" for name, gate in gates.items()
+             if gate.get("value") is not None and gate.get("bound") is not None]
+    row.effect = "; ".join(parts) or "; ".join(f"{name}: {gate['text']}" for name, gate in gates.items())
+    row.exceeds = any(gate["value"] > gate["bound"] for gate in gates.values()
+                      if gate.get("value") is not None and gate.get("bound") is not None)
 
 
 def _slow_effect(row: FaultRow, recorder: Any, healthy: Item, item: Item) -> None:
@@ -252,9 +293,9 @@ def run(model: str, precision: str, calibration: str | None, dataset: str | None
     variant = Variant(precision, calibration if precision == "int8" else None)
     if variant.label not in labels:
         raise ValueError(f"{model} has no variant {variant.label}; it has {', '.join(labels)}")
-    unknown = [f for f in faults if f not in FAULTS]
+    unknown = [f for f in faults if f not in FAULTS and f not in SUSTAINED_FAULTS]
     if unknown:
-        raise ValueError(f"unknown fault(s) {unknown}; known: {', '.join(FAULTS)}")
+        raise ValueError(f"unknown fault(s) {unknown}; known: {', '.join([*FAULTS, *SUSTAINED_FAULTS])}")
     base = Item(family, case_model, variant, runtime)
     faulty = [_with_fault(runtime, f) for f in ["identity", *[f for f in faults if f != "identity"]]]
     out = report_dir or Path("reports") / "sensitivity" / f"{model}-{variant.label}-{runtime}"
@@ -262,10 +303,18 @@ def run(model: str, precision: str, calibration: str | None, dataset: str | None
     # The speed-up gate (interleaved timing rounds, the costliest check) runs where latency is what the fault
     # changes, and on the healthy item and the control, which prove it raises no false alarm; a fault that leaves
     # the timing alone cannot make it fail, so its outcome there is "not run" instead.
-    timed = [runtime, *[r for r in faulty if r.endswith("+identity") or FAULTS[r.split(SEPARATOR, 1)[1]].slows_int8]]
-    untimed = " or ".join(f"test_{c}" for c in CHECKS if c != "speedup")
+    timed = [runtime, *[r for r in faulty if r.endswith("+identity") or _fault(r.split(SEPARATOR, 1)[1]).slows_int8]]
+    # A sustained fault goes through the sustained check alone (no other check can see it); that check then runs on
+    # the healthy item and the control too, which prove its gates raise no false alarm.
+    sustained = [r for r in faulty if r.split(SEPARATOR, 1)[1] in SUSTAINED_FAULTS]
+    plain = [r for r in faulty if r not in sustained]
+    untimed = " or ".join(f"test_{c}[{model}-{variant.label}-{r}]" for c in CHECKS if c not in ("speedup", "sustained")
+                          for r in [runtime, *plain])
     speedup = " or ".join(f"test_speedup[{model}-{variant.label}-{r}]" for r in timed)
     checks = f"{untimed} or {speedup}"
+    if sustained:
+        checks += " or " + " or ".join(f"test_sustained[{model}-{variant.label}-{r}]"
+                                       for r in [runtime, f"{runtime}{SEPARATOR}identity", *sustained])
     # No fault localisation: rebuilding a faulty runtime's model in parts says nothing about the runtime.
     args = [str(cases), "-k", f"{selection} and ({checks})", "--runtime", runtime,
             *[a for r in faulty for a in ("--runtime", r)], "--report-dir", str(out), "-p", "no:cacheprovider",

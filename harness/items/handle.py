@@ -119,6 +119,10 @@ class Reference(ItemFacts):
     def scores(self, dataset: ds.Dataset) -> Scores:
         return self._services.handle(self.item).scores(dataset)
 
+    def session(self) -> Session:
+        """The reference's session as deployed (what the sustained check times interleaved with the item)."""
+        return self._services.handle(self.item).session.deployed
+
     def reordered(self, dataset: ds.Dataset, stems: list[str], order: str) -> dict[str, np.ndarray]:
         return self._services.handle(self.item).run_reordered(dataset, stems, order)
 

@@ -31,6 +31,9 @@ class Settings:
     strict_data: bool = False
     bootstrap: Bootstrap = field(default_factory=Bootstrap)
     latency_rounds: int = 15
+    #: ``--sustain-seconds`` (or the ini's ``segconform_sustain_seconds``): every sustained run's length; None: each
+    #: case's ``sustained.seconds``.
+    sustain_seconds: float | None = None
     runtime_config: RuntimeConfig = field(default_factory=RuntimeConfig)
     #: ``--int8-scheme``: "case" (each case file's scheme) or a remedy applied to every static int8 build.
     int8_scheme: str = "case"

@@ -39,12 +39,15 @@ def _marks(item: Item) -> list[pytest.MarkDecorator]:
 
 
 def _gated(item: Item, check: str) -> bool:
-    """Whether ``check`` applies to ``item``: the ratio gates only where the case declares a bound."""
+    """Whether ``check`` applies to ``item``: the ratio gates and the sustained check only where the case declares
+    their bounds."""
     performance = item.family.performance_of(item.model)
     if check == "test_speedup":
         return item.variant.precision in performance.min_speedup_vs_fp32
     if check == "test_pipeline_overhead":
         return performance.max_pipeline_overhead is not None
+    if check == "test_sustained":
+        return item.family.sustained_of(item.model) is not None
     if check == "test_deployment":  # only static int8 has an exact-arithmetic build verdict beside the deployed one
         return item.variant.precision == "int8"
     return True
@@ -61,7 +64,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "item" in metafunc.fixturenames:
         params = [pytest.param(i, id=i.id, marks=_marks(i)) for i in items if _gated(i, check)]
         if not params:  # no item of this file has the bound the check gates on: say so instead of NOTSET
-            why = f"{module.path.name} declares no performance bound for {check.removeprefix('test_')}"
+            why = f"{module.path.name} declares no bound for {check.removeprefix('test_')}"
             params = [pytest.param(None, id="not-declared", marks=pytest.mark.skip(reason=why))]
         metafunc.parametrize("item", params)
     elif "case_model" in metafunc.fixturenames:

@@ -93,6 +93,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--latency-rounds", type=at_least(1, "rounds"), default=15,
                     help=f"most interleaved rounds per latency ratio gate (fewer, at least {LEAST_ROUNDS}, where "
                          f"they would take over {ROUND_BUDGET_S:g} s)")
+    group.addoption("--sustain-seconds", type=positive_seconds, default=None, metavar="SECONDS",
+                    help="length of every sustained run (test_sustained: tail, trend, memory growth and drift under "
+                         "load), seconds (default: ini segconform_sustain_seconds, else each case's sustained.seconds; "
+                         "MLPerf's 600 s is the long form)")
     group.addoption("--ort-providers", default="cpu",
                     help="ONNX Runtime execution providers in order, comma-separated: "
                          "tensorrt, cuda, openvino, dml, cpu")
@@ -140,6 +144,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("segconform_calibration_samples", "default --calibration-samples", default="50")
     parser.addini("segconform_confidence", "default --confidence", default="0.95")
     parser.addini("segconform_bootstrap_resamples", "default --bootstrap-resamples", default="1000")
+    parser.addini("segconform_sustain_seconds", "default --sustain-seconds (empty: each case's sustained.seconds)",
+                  default="")
 
 
 def folder(config: pytest.Config, option: str, ini: str) -> Path:
@@ -179,6 +185,9 @@ def settings_from(config: pytest.Config, cases_dir: Path) -> Settings:
     confidence = option.confidence
     if confidence is None:
         confidence = _ini(config, "segconform_confidence", 0, confidence_level)
+    sustain = option.sustain_seconds
+    if sustain is None and str(config.getini("segconform_sustain_seconds")).strip():
+        sustain = _ini(config, "segconform_sustain_seconds", 0, positive_seconds)
     return Settings(
         data_root=data_root,
         weights_dir=option.weights_dir or _env_path("SEGCONFORM_WEIGHTS_DIR"),
@@ -196,6 +205,7 @@ def settings_from(config: pytest.Config, cases_dir: Path) -> Settings:
         bootstrap=Bootstrap(confidence, option.bootstrap_resamples if option.bootstrap_resamples is not None
                             else _ini(config, "segconform_bootstrap_resamples", LEAST_RESAMPLES)),
         latency_rounds=option.latency_rounds,
+        sustain_seconds=sustain,
         int8_scheme=option.int8_scheme,
         runtime_config=RuntimeConfig(
             threads=option.threads,

@@ -16,6 +16,7 @@ from ..data.cases import Item
 from ..data.names import UnsafePath
 from ..items.state import State, state_of
 from ..judge.perf import ROUND_BUDGET_S
+from ..judge.sustained import STRETCH
 from ..run.bounds import RuntimeFault
 from .collection import case_item_of
 
@@ -156,17 +157,36 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     unknown = [item for item in timed if item.nodeid not in stored]
     # Without stored durations, each check's own budget: a latency benchmark's --benchmark-max-time, a ratio gate's
     # rounds (up to ROUND_BUDGET_S); measured on the real models' gate (39 checks), 254 s of budgets for 283 s run.
+    # A sustained check's is its stated time (--sustain-seconds, else its case's), whether or not durations are stored.
     budget = float(getattr(config.option, "benchmark_max_time", 1.0) or 1.0)
+    sustained = [item for item in timed if item.name.split("[")[0] == SUSTAINED]
+    sustained_s = sum(_sustain_seconds(state, item) for item in sustained)
+    unknown = [item for item in unknown if item not in sustained]
+    known = [stored[item.nodeid] for item in timed if item.nodeid in stored and item not in sustained]
     gates = sum(1 for item in unknown if item.name.split("[")[0] in RATIO_GATES)
-    seconds = sum(known) + budget * (len(unknown) - gates) + ROUND_BUDGET_S * gates
+    seconds = sum(known) + budget * (len(unknown) - gates) + ROUND_BUDGET_S * gates + sustained_s
     default = f"{budget:g} s a latency benchmark (--benchmark-max-time), {ROUND_BUDGET_S:g} s a ratio gate"
     source = (f"stored durations of {len(known)}" + (f"; for the other {len(unknown)}: {default}" if unknown else "")
               if known else f"{default}; store durations with --store-durations")
+    if sustained:
+        source += (f"; {len(sustained)} sustained checks {sustained_s:.0f} s, each its stated time (up to "
+                   f"{STRETCH:g}x where its gates need more calls)")
     items = len({case_item_of(item).id for item in timed})  # type: ignore[union-attr]
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         reporter.write_line(f"segconform: --benchmark-only: {len(timed)} timed checks of {items} items, about "
                             f"{seconds:.0f} s ({source})")
+
+
+#: The check that runs each item's session for a stated time (:mod:`harness.checks.sustained`).
+SUSTAINED = "test_sustained"
+
+
+def _sustain_seconds(state: State, node: pytest.Item) -> float:
+    """A sustained check's stated time: ``--sustain-seconds`` (or the ini's), else its case's."""
+    item = case_item_of(node)
+    bounds = item.family.sustained_of(item.model) if item is not None else None
+    return state.suite.settings.sustain_seconds or (bounds.seconds if bounds is not None else 0.0)
 
 
 #: The checks that time two sides interleaved, each within :data:`ROUND_BUDGET_S` of recorded rounds.

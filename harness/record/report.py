@@ -301,6 +301,20 @@ def _run_lines(run: dict[str, Any] | None) -> list[str]:
     return [*lines, ""]
 
 
+def _sustained_cell(sustained: dict[str, Any] | None) -> str:
+    """The sustained run of an item: its p50 / p90 / p99 (ms, with the sample count), memory growth per 1000 calls,
+    the drift probe's largest move, and the gates that failed."""
+    if not sustained:
+        return "-"
+    item = sustained.get("item", {})
+    growth = sustained.get("rss_mb", {}).get("growth_per_1000")
+    failed = [g for g, v in sustained.get("gates", {}).items() if v.get("status") == "failed"]
+    cell = (f"p50 {_fmt(item.get('p50_ms'), 0)} / p90 {_fmt(item.get('p90_ms'), 0)} / p99 {_fmt(item.get('p99_ms'), 0)}"
+            f" ms ({item.get('samples', 0)}), {'-' if growth is None else f'{growth:+.1f}'} MB/1000 calls, drift "
+            f"{_fmt(sustained.get('drift_max_abs'), 3)}")
+    return cell + (f"; failed: {', '.join(failed)}" if failed else "")
+
+
 def _structure_cell(row: Row) -> str:
     """Offset (model pixels), detail kept / spurious, channel probe: the structural figures against fp32."""
     if not row.structure:
@@ -350,7 +364,7 @@ def render_markdown(rows: list[Row], architectures: dict[str, dict[str, Any]] | 
             lines += [f"## {family} on {dataset}", ""]
             header = ["model", "precision", "runtime", "weights", "images", *metrics]
             header += ["accuracy vs doc", "vs fp32", "conf. MAE mean/worst", "conf. max|d|", "int8 kernels", "deployed",
-                       "golden", "structure", "latency ms", "ratios", "checks"]
+                       "golden", "structure", "latency ms", "ratios", "sustained", "checks"]
             lines.append(_table_line(header))
             lines.append("|" + "---|" * len(header))
             for r in subset:
@@ -369,7 +383,9 @@ def render_markdown(rows: list[Row], architectures: dict[str, dict[str, Any]] | 
                 cells.append(str(r.regression.get("status", "-")))
                 cells.append(_structure_cell(r))
                 cells.append(" / ".join(f"{k} {v:.1f}" for k, v in r.latency_ms.items()) if r.latency_ms else "-")
-                cells.append("; ".join(str(p.get("text", "")) for p in r.performance.values()) or "-")
+                cells.append("; ".join(str(p.get("text", "")) for k, p in r.performance.items() if k != "sustained")
+                             or "-")
+                cells.append(_sustained_cell(r.performance.get("sustained")))
                 cells.append(", ".join(f"{k}: {v}" for k, v in sorted(r.outcomes.items())) or "-")
                 lines.append(_table_line(cells))
             notes = sorted({f"{r.model} {r.precision}: {n}" for r in subset for n in r.notes})

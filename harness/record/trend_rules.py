@@ -375,3 +375,31 @@ def compare_latencies(trend: Trend, new: Mapping[str, Any], old: Mapping[str, An
             worse = change < 0 if lower_is_worse else change > 0
             text = f"{name}: {kind} {before:.3g} -> {value:.3g}"
             (trend.worse if worse else trend.better).append(Finding(new["model"], text))
+    compare_sustained(trend, new, old)
+
+
+def compare_sustained(trend: Trend, new: Mapping[str, Any], old: Mapping[str, Any]) -> None:
+    """The sustained runs' judged figures night over night: the item's p50 / p90 / p99 moved like a latency median
+    (:data:`LATENCY_MOVE`), memory growth per 1000 calls or the drift probe's move by more than half the gate's bound
+    (or to a NaN)."""
+    before, after = old.get("performance", {}).get("sustained"), new.get("performance", {}).get("sustained")
+    if not before or not after:
+        return
+    name, model = row_name(new), new["model"]
+    for key in ("p50_ms", "p90_ms", "p99_ms"):
+        was, now = before.get("item", {}).get(key), after.get("item", {}).get(key)
+        if was and now and abs(now / was - 1.0) > LATENCY_MOVE:
+            text = f"{name}: sustained {key[:3]} {was:.1f} -> {now:.1f} ms ({now / was - 1.0:+.0%})"
+            (trend.worse if now > was else trend.better).append(Finding(model, text))
+    for gate, was, now in (("memory", before.get("rss_mb", {}).get("growth_per_1000"),
+                            after.get("rss_mb", {}).get("growth_per_1000")),
+                           ("drift", before.get("drift_max_abs"), after.get("drift_max_abs"))):
+        bound = after.get("gates", {}).get(gate, {}).get("bound")
+        if was is None or now is None or bound is None:
+            continue
+        what = "memory growth per 1000 calls (MB)" if gate == "memory" else "drift of the fixed image's output"
+        if math.isnan(now) and not math.isnan(was):
+            trend.worse.append(Finding(model, f"{name}: sustained {what} {was:.3g} -> NaN"))
+        elif not math.isnan(was) and abs(now - was) > max(bound, 1e-12) / 2:
+            text = f"{name}: sustained {what} {was:.3g} -> {now:.3g} (bound {bound:g})"
+            (trend.worse if now > was else trend.better).append(Finding(model, text))

@@ -312,6 +312,10 @@ class IsolatedSession(Session):
     def settings(self) -> dict[str, Any]:
         return self._supervisor.request(self._target, "settings", what="asking for its settings")
 
+    def memory(self) -> dict[str, int | None]:
+        """The worker process's memory (where the session computes), asked of the session there."""
+        return self._supervisor.request(self._target, "memory", what="asking for its memory")
+
     def attempts(self) -> list[str]:
         """Notes on the attempts that were retried (``--retries``); empty when the first attempt holds."""
         return self._supervisor.attempts()

@@ -120,6 +120,9 @@ class WatchedSession(Session):
     def settings(self) -> dict[str, Any]:
         return self._asked("asking for its settings", self._inner.settings)
 
+    def memory(self) -> dict[str, int | None]:
+        return self._asked("asking for its memory", self._inner.memory)
+
     @property
     def deployed(self) -> Session:
         return self._twin if self._twin is not None else self

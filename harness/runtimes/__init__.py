@@ -87,12 +87,12 @@ def rebuilds(runtime: Runtime) -> bool:
 
 def validated(name: str) -> str:
     """``name`` when :func:`get` knows it (a runtime, or ``BASE+FAULT``), else a ValueError saying what is known."""
-    from .faults import FAULTS, PROCESS_FAULTS, split
+    from .faults import FAULTS, PROCESS_FAULTS, SUSTAINED_FAULTS, split
 
     base, _ = split(name)
     if base not in _registry():
         raise ValueError(f"unknown runtime {base!r}; known runtimes: {', '.join(_registry())}, each also as "
-                         f"NAME+FAULT with a fault of {', '.join([*FAULTS, *PROCESS_FAULTS])}")
+                         f"NAME+FAULT with a fault of {', '.join([*FAULTS, *SUSTAINED_FAULTS, *PROCESS_FAULTS])}")
     return name
 
 

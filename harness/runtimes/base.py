@@ -61,6 +61,20 @@ def threads_from_environment() -> int | None:
     return int(first) if first.isdigit() and int(first) > 0 else None
 
 
+def process_memory() -> dict[str, int | None]:
+    """This process's resident bytes now and at their peak (Linux's ``VmRSS`` and ``VmHWM``); elsewhere the peak
+    from ``getrusage`` and no current figure."""
+    try:
+        status = Path("/proc/self/status").read_text(encoding="ascii").splitlines()
+    except OSError:
+        import resource
+
+        return {"rss": None, "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+    fields = dict(line.split(":", 1) for line in status if ":" in line)
+    kilobytes = {key: int(fields[key].split()[0]) * 1024 for key in ("VmRSS", "VmHWM") if key in fields}
+    return {"rss": kilobytes.get("VmRSS"), "peak_rss": kilobytes.get("VmHWM")}
+
+
 @dataclass(frozen=True)
 class RuntimeConfig:
     """Command-line settings some runtimes need; each runtime reads only its own."""
@@ -113,6 +127,13 @@ class Session(ABC):
     def settings(self) -> dict[str, Any]:
         """The settings this session runs with (threads, optimisation level, ...), recorded in every row."""
         return {}
+
+    def memory(self) -> dict[str, int | None]:
+        """Bytes held by the process this session computes in: ``rss`` (resident now), ``peak_rss`` (its high-water
+        mark) and ``device`` (memory on the device, where a runtime reports it; None here). What the sustained check
+        (``test_sustained``) samples to see a session that keeps a buffer per call; a device runtime overrides it to
+        add its card's memory."""
+        return {**process_memory(), "device": None}
 
     @property
     def deployed(self) -> "Session":

@@ -10,6 +10,10 @@ fault through those checks and says which check caught which fault.
 Each fault is modelled on a real device-runtime or driver bug, and is deterministic: the same calls give the same
 outputs, so a verdict on a faulty runtime is as repeatable as one on a healthy runtime.
 
+:data:`SUSTAINED_FAULTS` (``tail``, ``throttle``, ``leak``, ``drift``) change what a session does as it is used: the
+latency of some calls, its trend, its memory, its outputs after many calls. Only the sustained check
+(``test_sustained``) can see them, and it is the only check ``harness sensitivity`` runs them through.
+
 :data:`PROCESS_FAULTS` (``hang``, ``abort``, ``raise``) do not change outputs: they take the call itself away, as a
 driver that never returns, a native crash or an error code do, on one call of the session (``hang`` on its 2nd call,
 ``abort`` on its 3rd, ``raise`` on its 2nd; ``hang@5`` on its 5th). ``load_hang`` takes the load away,
@@ -53,6 +57,11 @@ INT8_PRECISIONS = ("int8", "int8_dynamic")
 #: Which call of a session each process fault takes away by default (``FAULT@N`` picks another).
 HANG_AT, ABORT_AT, RAISE_AT = 2, 3, 2
 WARMUP_S = 1.5  # how much longer ``warmup_hang``'s first call takes (a compile on first run)
+#: The sustained faults (judged by ``test_sustained`` alone: what a few seconds of a fresh session cannot show).
+TAIL_EVERY, TAIL_FACTOR = 10, 3.0  # every 10th call takes 3x as long (a queue flushed, a clock domain switched)
+THROTTLE_PER_S = 0.01  # each call 1% slower per second since the session's first call (thermal throttling)
+LEAK_BYTES = 8 * 2**20  # 8 MB kept (and written, so resident) per call: a driver buffer never freed
+DRIFT_EVERY, DRIFT_SHARE = 20, 0.001  # from call 20 on, outputs move 0.1% of their range more every 20 calls
 
 
 @dataclass
@@ -64,6 +73,8 @@ class _Context:
     std: np.ndarray
     calls: int = 0
     previous: list[np.ndarray] | None = None
+    started: float | None = None  #: when the session's first call began (``throttle`` counts from it)
+    kept: list[np.ndarray] = dataclasses.field(default_factory=list)  #: what ``leak`` holds on to
 
 
 @dataclass(frozen=True)
@@ -81,6 +92,11 @@ class Fault:
     at_call: int = 0
     on_load: Callable[[], None] | None = None  #: what happens instead of loading the session
     first_call_s: float = 0.0  #: how much longer the session's first call takes
+    #: Sustained faults: seconds added after a call that took ``elapsed`` (``tail``, ``throttle``), bytes kept per call
+    #: (``leak``). ``sustained``: judged by the sustained check alone (``harness sensitivity`` runs only it on them).
+    delay: Callable[[float, _Context], float] | None = None
+    keeps_bytes: int = 0
+    sustained: bool = False
 
 
 # --------------------------------------------------------------------------- input faults
@@ -183,6 +199,29 @@ def _reverse_batch(outputs: list[np.ndarray], context: _Context) -> list[np.ndar
     return outputs
 
 
+def _tail(elapsed: float, context: _Context) -> float:
+    return (TAIL_FACTOR - 1.0) * elapsed if context.calls % TAIL_EVERY == 0 else 0.0
+
+
+def _throttle(elapsed: float, context: _Context) -> float:
+    now = time.perf_counter()
+    return elapsed * THROTTLE_PER_S * (now - (now if context.started is None else context.started))
+
+
+def _drift(outputs: list[np.ndarray], context: _Context) -> list[np.ndarray]:
+    """From call :data:`DRIFT_EVERY` on, an offset of :data:`DRIFT_SHARE` of the range more every that many calls (a
+    stale buffer accumulating, a clock-dependent kernel): the same image's output moves as the session is used."""
+    steps = context.calls // DRIFT_EVERY
+    if steps == 0:
+        return outputs
+
+    def change(prediction: np.ndarray) -> np.ndarray:
+        spread = float(prediction.max() - prediction.min()) or 1.0
+        return (prediction + steps * DRIFT_SHARE * spread).astype(prediction.dtype)
+
+    return _map_prediction(outputs, change)
+
+
 FAULTS: dict[str, Fault] = {fault.name: fault for fault in (
     Fault("identity", "the control: the runtime as it is, through the wrapper"),
     Fault("bgr", "input channel order swapped (RGB read as BGR by a driver's colour conversion)",
@@ -211,6 +250,18 @@ FAULTS: dict[str, Fault] = {fault.name: fault for fault in (
     Fault("kernels", f"the deployed int8 kernels compute apart from the build's exact arithmetic (noise, sigma "
                      f"{KERNEL_NOISE_SHARE:.0%} of the range: a kernel dispatched wrongly on this CPU)",
           on_output=functools.partial(_gaussian_noise, KERNEL_NOISE_SHARE), deployed_only=True),
+)}
+
+#: Faults a few seconds of a fresh session cannot show: only the sustained check (``test_sustained``) judges them.
+SUSTAINED_FAULTS: dict[str, Fault] = {fault.name: fault for fault in (
+    Fault("tail", f"every {TAIL_EVERY}th call {TAIL_FACTOR:g}x as long (a queue flushed, a clock domain switched)",
+          delay=_tail, sustained=True),
+    Fault("throttle", f"calls {THROTTLE_PER_S:.0%} slower per second of use (thermal throttling)", delay=_throttle,
+          sustained=True),
+    Fault("leak", f"{LEAK_BYTES // 2**20} MB kept per call (a driver buffer never freed)", keeps_bytes=LEAK_BYTES,
+          sustained=True),
+    Fault("drift", f"outputs move {DRIFT_SHARE:.1%} of their range every {DRIFT_EVERY} calls from call "
+                   f"{DRIFT_EVERY} on (a stale buffer accumulating)", on_output=_drift, sustained=True),
 )}
 
 
@@ -274,9 +325,10 @@ def split(name: str) -> tuple[str, Fault | None]:
     if SEPARATOR not in name:
         return name, None
     base, fault = name.split(SEPARATOR, 1)
-    found = FAULTS.get(fault) or _process_fault(fault)
+    found = FAULTS.get(fault) or SUSTAINED_FAULTS.get(fault) or _process_fault(fault)
     if found is None:
-        raise ValueError(f"runtime {name!r}: unknown fault {fault!r}; known faults: {', '.join(FAULTS)}, and "
+        raise ValueError(f"runtime {name!r}: unknown fault {fault!r}; known faults: {', '.join(FAULTS)}, "
+                         f"{', '.join(SUSTAINED_FAULTS)} (judged by the sustained check), and "
                          f"{', '.join(PROCESS_FAULTS)} (optionally @N: on the session's Nth call)")
     return base, found
 
@@ -369,6 +421,7 @@ class FaultySession(Session):
         context, fault = self._context, self._fault
         context.calls += 1
         if context.calls == 1:
+            context.started = time.perf_counter()
             time.sleep(fault.first_call_s)
         if fault.on_call is not None and context.calls == fault.at_call:
             fault.on_call(context.calls)
@@ -383,6 +436,10 @@ class FaultySession(Session):
         context.previous = clean
         if fault.slows_int8 and context.precision in INT8_PRECISIONS:
             time.sleep(fault.slows_int8 * elapsed)
+        if fault.delay is not None:
+            time.sleep(fault.delay(elapsed, context))
+        if fault.keeps_bytes:
+            context.kept.append(np.ones(fault.keeps_bytes, dtype=np.uint8))
         return outputs
 
     def covers(self, stem: str) -> bool:
@@ -394,13 +451,16 @@ class FaultySession(Session):
     def settings(self) -> dict[str, Any]:
         return {**self._inner.settings(), "fault": self._fault.name}
 
+    def memory(self) -> dict[str, int | None]:
+        return self._inner.memory()
+
     @property
     def deployed(self) -> Session:
         inner = self._inner.deployed
         if inner is self._inner:
             return self
         if self._deployed is None:
-            self._deployed = FaultySession(inner, self._fault, dataclasses.replace(self._context, calls=0))
+            self._deployed = FaultySession(inner, self._fault, dataclasses.replace(self._context, calls=0, kept=[]))
         return self._deployed
 
     def _close(self) -> None:
