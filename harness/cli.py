@@ -198,15 +198,32 @@ def fetch(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _localise_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("item", help="item id, e.g. u2netp-int8-percentile-onnxruntime")
-    parser.add_argument("--dataset", default="synthetic", help="dataset to score on (default: %(default)s)")
+def _positive(text: str) -> int:
+    """argparse type of a count: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a count of at least 1")
+    return value
+
+
+def _item_arguments(parser: argparse.ArgumentParser, dataset: str, images: int, what: str) -> None:
+    """The arguments of a command on one item outside pytest (:func:`_item_suite` reads them)."""
+    parser.add_argument("item", help=f"{what} item id, e.g. u2netp-int8-percentile-onnxruntime")
+    parser.add_argument("--dataset", default=dataset, help="dataset to run on (default: %(default)s)")
     parser.add_argument("--data-root", type=Path, default=None, help="data root (default: SEGCONFORM_DATA_ROOT)")
     parser.add_argument("--weights-dir", type=Path, default=None, help="checkpoint folder")
-    parser.add_argument("--max-builds", type=int, default=8, help="most rebuilds to spend (default: %(default)s)")
-    parser.add_argument("--images", type=int, default=3, help="worst-conforming images to score on")
-    parser.add_argument("--eval-limit", type=int, default=20, help="images of the dataset to pick the worst from")
-    parser.add_argument("--calibration-samples", type=int, default=50, help="static int8 calibration images")
+    parser.add_argument("--eval-limit", type=_positive, default=images, help="images of the dataset (default: "
+                                                                            "%(default)s)")
+    parser.add_argument("--calibration-samples", type=_positive, default=50, help="static int8 calibration images")
+
+
+def _localise_arguments(parser: argparse.ArgumentParser) -> None:
+    _item_arguments(parser, "synthetic", 20, "fp16 or static int8")
+    parser.add_argument("--max-builds", type=_positive, default=8, help="most rebuilds to spend (default: %(default)s)")
+    parser.add_argument("--images", type=_positive, default=3, help="worst-conforming images to score on")
 
 
 def _item_suite(args: argparse.Namespace, int8_scheme: str = "case") -> tuple[Any, Any, Any]:
@@ -256,23 +273,11 @@ def _emulate_int8_arguments(parser: argparse.ArgumentParser) -> None:
     from .data.case_inputs import INT8_SCHEME_CHOICES
     from .diagnose.emulated_int8 import EMULATED_CPU
 
-    parser.add_argument("item", help="static int8 item id, e.g. u2netp-int8-percentile-onnxruntime")
-    parser.add_argument("--dataset", default="ecssd", help="dataset to measure on (default: %(default)s)")
-    parser.add_argument("--data-root", type=Path, default=None, help="data root (default: SEGCONFORM_DATA_ROOT)")
-    parser.add_argument("--weights-dir", type=Path, default=None, help="checkpoint folder")
-    parser.add_argument("--eval-limit", type=_positive, default=8, help="images of the dataset (default: %(default)s)")
-    parser.add_argument("--calibration-samples", type=_positive, default=50, help="static int8 calibration images")
+    _item_arguments(parser, "ecssd", 8, "static int8")
     parser.add_argument("--int8-scheme", default="case", choices=INT8_SCHEME_CHOICES,
                         help="static int8 build: the case's scheme or a remedy (default: %(default)s)")
     parser.add_argument("--cpu", default=EMULATED_CPU, help="the CPU qemu-user emulates (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=None, help="write every per-image figure to this JSON file")
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a count of at least 1")
-    return value
 
 
 def emulate_int8_command(args: argparse.Namespace) -> int:

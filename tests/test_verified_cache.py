@@ -15,21 +15,12 @@ import pytest
 
 from harness.build.artifacts import ArtifactStore, calibration_images_hash
 from harness.build.verified import CacheWarning, sha256_of
+from test_artifact_store import Builder
 
 MATERIAL = {"model": "u2netp", "variant": "fp32", "weights_fingerprint": "abc", "onnx": "1.16"}
 
 
-class Builder:
-    """A build function that writes a small file and counts its calls."""
-
-    def __init__(self, payload: bytes = b"model bytes " * 100) -> None:
-        self.calls = 0
-        self.payload = payload
-
-    def __call__(self, target: Path) -> dict[str, str]:
-        self.calls += 1
-        target.write_bytes(self.payload)
-        return {"fact": "built"}
+PAYLOAD = b"model bytes " * 100  # long enough to truncate and to flip a byte in the middle of
 
 
 def _truncate(path: Path) -> None:
@@ -50,7 +41,7 @@ def _flip_keeping_size_and_mtime(path: Path) -> None:
 
 @pytest.mark.parametrize("damage", [_truncate, _flip_keeping_size_and_mtime])
 def test_a_corrupted_cached_artifact_is_rebuilt_with_a_warning_naming_it(tmp_path, damage):
-    build = Builder()
+    build = Builder(PAYLOAD)
     artifact = ArtifactStore(tmp_path).get(MATERIAL, "model.onnx", build)
     assert artifact.manifest["files"]["model.onnx"]["size"] == len(build.payload)
     damage(artifact.path)
@@ -63,7 +54,7 @@ def test_a_corrupted_cached_artifact_is_rebuilt_with_a_warning_naming_it(tmp_pat
 
 
 def test_a_corrupt_manifest_is_rebuilt_naming_it_not_a_json_traceback(tmp_path):
-    build = Builder()
+    build = Builder(PAYLOAD)
     artifact = ArtifactStore(tmp_path).get(MATERIAL, "model.onnx", build)
     (artifact.path.parent / "manifest.json").write_text('{"model": "u2n', encoding="utf-8")
     with pytest.warns(CacheWarning, match=r"manifest\.json is unreadable"):
@@ -72,7 +63,7 @@ def test_a_corrupt_manifest_is_rebuilt_naming_it_not_a_json_traceback(tmp_path):
 
 
 def test_an_intact_artifact_is_not_rebuilt_and_warns_nothing(tmp_path, recwarn):
-    build = Builder()
+    build = Builder(PAYLOAD)
     ArtifactStore(tmp_path).get(MATERIAL, "model.onnx", build)
     ArtifactStore(tmp_path).get(MATERIAL, "model.onnx", build)
     assert build.calls == 1 and not [w for w in recwarn if issubclass(w.category, CacheWarning)]
@@ -150,12 +141,12 @@ def test_a_tampered_torchscript_in_a_read_only_shared_cache_is_refused_naming_it
 
 def test_a_corrupt_artifact_in_a_shared_archive_is_refused(tmp_path):
     shared = ArtifactStore(tmp_path / "shard1" / "artifacts")
-    original = shared.get(MATERIAL, "model.onnx", Builder())
+    original = shared.get(MATERIAL, "model.onnx", Builder(PAYLOAD))
     _truncate(original.path)
     archive = tmp_path / "artifacts.tar"
     with tarfile.open(archive, "w") as tar:
         tar.add(original.path.parent, arcname=original.path.parent.name)
-    store, build = ArtifactStore(tmp_path / "shard2" / "artifacts", shared=[archive]), Builder()
+    store, build = ArtifactStore(tmp_path / "shard2" / "artifacts", shared=[archive]), Builder(PAYLOAD)
     with pytest.warns(CacheWarning, match=rf"{archive}:{original.path.parent.name}: artifact in the read-only "
                                           r"shared cache .* refused: model\.onnx has \d+ bytes"):
         taken = store.get(MATERIAL, "model.onnx", build)
