@@ -55,10 +55,11 @@ def test_sensitivity_catches_every_fault_that_matters_and_no_false_alarm(model, 
         assert set(rows) == {"identity", *COLLAPSE_FAULTS}, table
         # The slow fault (int8 2.5x slower) falls below the case's speed-up floor only where the healthy speed-up is
         # under 2.5x the floor: 1.81x on an Intel VNNI CPU (caught), 2.26-2.39x on an AMD EPYC VNNI CPU, where it lands
-        # at 0.90-0.96x against the 0.9 floor. Caught exactly where its effect exceeds the floor, by the speed-up gate.
+        # at 0.90-0.98x against the 0.9 floor, where timing noise decides either way (both seen in CI). Caught where
+        # its effect exceeds the floor, and only ever by the speed-up gate.
         slow = rows["slow"]
-        assert (slow["verdict"] == "caught" and slow["caught_by"] == ["speedup"]) if slow["exceeds"] else \
-            slow["verdict"] == "missed", table
+        assert slow["verdict"] == "caught" or not slow["exceeds"], table
+        assert slow["caught_by"] in ([], ["speedup"]), table
         # NaN outputs fail every check that runs the item, the accuracy verdict included, never an expected failure.
         assert {"conformance", "accuracy", "regression", "deployment"} <= set(rows["nan"]["caught_by"]), table
         return
