@@ -22,6 +22,7 @@ from .build import vamc, vdsp, vdsp_compare
 from .data.case_base import CALIBRATIONS, CaseError
 from .data.cases import Family, Model, Variant, load_all
 from .data.recipes import RecipeError
+from .option_types import at_least
 from .runtimes.vamp import DATALIST, VampError, image_files, write_inputs
 
 #: The case folder of the repository the command runs in, as the plugin resolves it from the rootdir.
@@ -198,15 +199,8 @@ def fetch(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _positive(text: str) -> int:
-    """argparse type of a count: a whole number of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a count of at least 1")
-    return value
+#: argparse type of the command line's counts (images, builds): a whole number of at least 1.
+_COUNT = at_least(1, "a count")
 
 
 def _item_arguments(parser: argparse.ArgumentParser, dataset: str, images: int, what: str) -> None:
@@ -215,15 +209,15 @@ def _item_arguments(parser: argparse.ArgumentParser, dataset: str, images: int, 
     parser.add_argument("--dataset", default=dataset, help="dataset to run on (default: %(default)s)")
     parser.add_argument("--data-root", type=Path, default=None, help="data root (default: SEGCONFORM_DATA_ROOT)")
     parser.add_argument("--weights-dir", type=Path, default=None, help="checkpoint folder")
-    parser.add_argument("--eval-limit", type=_positive, default=images, help="images of the dataset (default: "
+    parser.add_argument("--eval-limit", type=_COUNT, default=images, help="images of the dataset (default: "
                                                                             "%(default)s)")
-    parser.add_argument("--calibration-samples", type=_positive, default=50, help="static int8 calibration images")
+    parser.add_argument("--calibration-samples", type=_COUNT, default=50, help="static int8 calibration images")
 
 
 def _localise_arguments(parser: argparse.ArgumentParser) -> None:
     _item_arguments(parser, "synthetic", 20, "fp16 or static int8")
-    parser.add_argument("--max-builds", type=_positive, default=8, help="most rebuilds to spend (default: %(default)s)")
-    parser.add_argument("--images", type=_positive, default=3, help="worst-conforming images to score on")
+    parser.add_argument("--max-builds", type=_COUNT, default=8, help="most rebuilds to spend (default: %(default)s)")
+    parser.add_argument("--images", type=_COUNT, default=3, help="worst-conforming images to score on")
 
 
 def _item_suite(args: argparse.Namespace, int8_scheme: str = "case") -> tuple[Any, Any, Any]:

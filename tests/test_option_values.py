@@ -1,4 +1,4 @@
-"""Options are validated where they are parsed (argparse types of :mod:`harness.plugin.options`): a count below its
+"""Options are validated where they are parsed (argparse types of :mod:`harness.option_types`): a count below its
 least, a level outside (0, 1) or a bound that is not above 0 is a usage error naming the option, never accepted nor
 silently replaced by its default; an ini value is checked the same way, naming the ini file and key."""
 
@@ -54,3 +54,16 @@ def test_good_values_are_taken_as_given(pytester: pytest.Pytester):
     settings = settings_from(config, pytester.path)
     assert (settings.eval_limit, settings.calibration_samples) == (7, 3)
     assert (settings.bootstrap.confidence, settings.bootstrap.resamples) == (0.9, 200)
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["localise", "u2netp-int8-percentile-onnxruntime", "--max-builds", "0"], "0: must be at least 1 (a count)"),
+    (["emulate-int8", "u2netp-int8-percentile-onnxruntime", "--eval-limit", "two"], "'two' is not a whole number"),
+])
+def test_the_command_line_s_counts_are_checked_by_the_same_types(argv, says, capsys):
+    from harness.cli import main
+
+    with pytest.raises(SystemExit) as refused:
+        main(argv)
+    error = capsys.readouterr().err
+    assert refused.value.code == 2 and says in error and argv[2] in error

@@ -24,7 +24,7 @@ from ..run.isolation import Isolation
 from ..run.watchdog import HUNG_EXIT, end_run
 from ..runtimes import RuntimeConfig, threads_from_environment
 from .journaling import JOURNAL
-from .option_types import LEAST_RESAMPLES, at_least, confidence_level, positive_seconds
+from ..option_types import LEAST_RESAMPLES, at_least, confidence_level, positive_seconds
 
 
 def _env_path(name: str) -> Path | None:
