@@ -268,6 +268,24 @@ def _structure_why_without_an_image_count(case):
     case["models"][0]["structure"] = {"variants": {"fp16": {"spurious_ceiling": 2.0, "why": "adds 0.92"}}}
 
 
+def _floors_of_a_precision_the_model_lacks(case):
+    case["models"][0]["floors"] = {"int8_dynamic": {"keeps": {"sm": 0.9}, "why": "keeps 95% on 22 ECSSD images"}}
+
+
+def _floors_without_an_image_count(case):
+    case["models"][0]["floors"] = {"int8": {"keeps": {"sm": 0.9}, "why": "keeps 95%"}}
+
+
+def _sustained_of_an_unknown_variant(case):
+    case["models"][0]["sustained"] = {"max_trend": 1.3, "max_rss_growth_mb_per_1000": 50, "why": "measured",
+                                      "variants": {"int8-kl_divergence": {"seconds": 300, "why": "measured"}}}
+
+
+def _family_sustained_of_an_unknown_variant(case):
+    case["sustained"] = {"max_trend": 1.3, "max_rss_growth_mb_per_1000": 50, "why": "measured",
+                         "variants": {"int8_dynamic": {"seconds": 300, "why": "measured"}}}
+
+
 def _structure_bound_misspelt(case):
     case["models"][0]["structure"] = {"variants": {"fp16": {"spurious_ceil": 2.0, "why": STRUCTURE_WHY}}}
 
@@ -332,6 +350,14 @@ def _misspelt_timeout(case):
          "structure.variants.<variant label>"),
         (_structure_relaxation_without_why, "models.0.structure.variants.fp16.why", "Field required"),
         (_structure_why_without_an_image_count, "models.0.structure.variants.fp16.why",
+         "does not say on how many images its figures were measured"),
+        (_floors_of_a_precision_the_model_lacks, "models.0",
+         "floors names 'int8_dynamic', which is not a non-fp32 precision of model 'demo'"),
+        (_sustained_of_an_unknown_variant, "models.0",
+         "sustained.variants names 'int8-kl_divergence', which is not a variant of model 'demo'"),
+        (_family_sustained_of_an_unknown_variant, "",
+         "sustained.variants names 'int8_dynamic', which is not a variant of any model held to the family's"),
+        (_floors_without_an_image_count, "models.0.floors.int8.why",
          "does not say on how many images its figures were measured"),
         (_structure_bound_misspelt, "models.0.structure.variants.fp16.spurious_ceil", "Extra inputs are not permitted"),
         (_structure_unknown_check_not_judged, "models.0.structure.variants.int8-max.not_judged.0",
@@ -416,3 +442,12 @@ def test_int8_scheme_choices_and_which_can_saturate():
     assert not Int8Scheme(activations="s8").saturates_u8s8  # S8S8 has no saturating U8S8 product
     with pytest.raises(ValueError, match="--int8-scheme 'u4': one of case, reduce_range, u8u8"):
         case.chosen("u4")
+
+
+def test_a_model_s_own_floors_replace_its_family_s_for_that_model_alone():
+    family = next(f for f in load_all(ROOT / "cases") if any(m.name == "isnet_1024" for m in f.models))
+    models = {m.name: m for m in family.models}
+    shipped = models["isnet_1024"].floors_for(family.acceptance, "int8_dynamic")
+    built = models["isnet"].floors_for(family.acceptance, "int8_dynamic")
+    assert shipped == {"avg_f": 0.85, "sm": 0.89} and built == {"avg_f": 0.99, "sm": 0.99}
+    assert models["isnet_1024"].floors_for(family.acceptance, "fp16") == family.acceptance.floors_for("fp16", "saliency")

@@ -239,6 +239,16 @@ def test_floors_fail_only_a_share_confidently_below_them():
     assert not lossy.floors["avg_f"].passed and "floor 99%" in lossy.failures[0]
 
 
+def test_a_model_s_measured_floor_passes_its_shipped_loss_and_fails_twice_it():
+    """isnet_1024's shipped dynamic-int8 graph keeps 92-95% of fp32 (cases/isnet.yaml): its own floors (S 0.89) pass
+    that loss, which the family's 0.99 fails, and fail the graph losing three times as much."""
+    shipped = _paired(0.0, -0.04, n=22, floors={"sm": 0.89}, documented={})
+    assert 0.92 < shipped.floors["sm"].value < 0.97 and shipped.failures == []
+    assert _paired(0.0, -0.04, n=22, floors={"sm": 0.99}, documented={}).failures
+    worse = _paired(0.0, -0.14, n=22, floors={"sm": 0.89}, documented={})
+    assert worse.floors["sm"].value < 0.85 and "floor 89%" in " ".join(worse.failures)
+
+
 def test_runs_on_different_images_pair_only_their_common_images():
     fp32 = _population(10, seed=1)
     candidate = fp32.subset(list(fp32.stems[3:]))

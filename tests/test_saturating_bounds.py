@@ -24,7 +24,7 @@ import pytest
 from emulated_cpu import needs_qemu
 
 from harness.build.weights import default_cache_dir
-from harness.checks.verdicts import violations
+from harness.checks.verdicts import deployed_vs_fp32, violations
 from harness.data.cases import Item, expand, load_all
 from harness.diagnose.emulated_int8 import deployed_on_emulated_cpu
 from harness.items.settings import Settings
@@ -92,9 +92,7 @@ def test_a_stated_bound_holds_on_an_emulated_avx2_cpu_and_still_fails_the_kernel
         assert kernels.images == IMAGES and kernels.passed, f"{item.id}: {kernels.violations}"
         # Not a vacuous pass: the emulated kernels really compute apart from the exact arithmetic.
         assert kernels.stats["mae_worst"] > 0, f"{item.id}: deployed maps identical to exact on an AVX2 CPU"
-        against_fp32 = Comparison.of(deployed, fp32, bounds.vs_fp32 or bounds.own,
-                                     mean_interval=bounds.interval if bounds.vs_fp32 is not None else None)
-        failed = against_fp32.violations if bounds.vs_fp32 is not None else violations(item, against_fp32)
+        _, failed, _ = deployed_vs_fp32(item, bounds, deployed, fp32)
         assert not failed, f"{item.id} against fp32: {failed}"
         faulty = Comparison.of(run.maps(output_fault("kernels", "int8")), exact, bounds.kernels,
                                mean_interval=bounds.interval)

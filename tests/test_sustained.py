@@ -85,9 +85,10 @@ def clock(monkeypatch) -> FakeClock:
     return fake
 
 
-def _bounds() -> Sustained:
-    family = next(f for f in load_all(ROOT / "cases") if any(m.name == "u2netp" for m in f.models))
-    bounds = family.sustained_of(next(m for m in family.models if m.name == "u2netp"))
+def _bounds(model: str = "u2netp", variant: str = "fp32") -> Sustained:
+    family = next(f for f in load_all(ROOT / "cases") if any(m.name == model for m in f.models))
+    found = next(m for m in family.models if m.name == model)
+    bounds = family.sustained_of(found, next(v for v in found.variants() if v.label == variant))
     assert bounds is not None
     return bounds
 
@@ -102,10 +103,10 @@ def _session(clock: FakeClock, fault: str | None, seed: int = 1) -> Session:
 
 
 def _sustained(clock: FakeClock, fault: str | None, seconds: float = SECONDS,
-               guard_mb: int = 512) -> dict[str, judged.GateVerdict]:
+               guard_mb: int = 512, bounds: Sustained | None = None) -> dict[str, judged.GateVerdict]:
     item, reference = _session(clock, fault, seed=1), _session(clock, None, seed=2)
     batches = [_batch(seed) for seed in range(4)]
-    bounds = _bounds()
+    bounds = bounds or _bounds()
     run = run_sustained(lambda i: item.run(batches[i % 4]), lambda i: reference.run(batches[i % 4]),
                         lambda: item.run(batches[0])[0], item.memory, seconds, bounds.probe_every, guard_mb * 2**20)
     verdicts = judged.judge(run, bounds.tail, bounds.max_trend, bounds.max_rss_growth_mb_per_1000,
@@ -127,6 +128,21 @@ def test_tail_every_10th_call_3x_fails_the_tail_gate_only(clock):
     verdicts = _sustained(clock, "tail")
     assert _failed(verdicts) == ["tail"], [v.text for v in verdicts.values()]
     assert "p90/p50" in verdicts["tail"].text and verdicts["tail"].value > 2.0
+
+
+def test_p99_is_gated_where_a_case_declares_it_and_catches_a_tail_p90_cannot_see(clock, monkeypatch):
+    """ISNet's int8 declares p99 (cases/isnet.yaml). Every 100th call 3x: 1% of calls, under p90's bound, over
+    p99's."""
+    int8 = _bounds("isnet", "int8-kl_divergence")
+    assert "p99" in int8.tail and "p99" not in _bounds("u2netp", "int8-percentile").tail
+    healthy = _sustained(clock, "identity", bounds=int8)
+    assert _failed(healthy) == [] and "p99/p50" in healthy["tail"].text, healthy["tail"].text
+    monkeypatch.setattr(fault_module, "TAIL_EVERY", 100)
+    rare = _sustained(clock, "tail", bounds=int8)
+    assert _failed(rare) == ["tail"], [v.text for v in rare.values()]
+    assert rare["tail"].value > 2.5 and rare["tail"].bound == int8.tail["p99"]
+    p90 = rare["tail"].text.split("; p99")[0]
+    assert "p90/p50" in p90 and "x1.0" in p90  # p90 alone passed it: its bound lies among the fast calls
 
 
 def test_throttle_fails_the_trend_gate_only(clock):
@@ -189,6 +205,18 @@ def test_samples_a_percentile_needs_follow_the_binomial_rule():
     assert percentile_bound(list(np.linspace(0, 1, 1001)), 90, 0.95) == pytest.approx(0.915, abs=0.01)
     with pytest.raises(ValueError, match="29 are needed"):
         percentile_bound([1.0] * 28, 90, 0.95)
+
+
+def test_a_variant_s_own_length_and_tail_replace_its_model_s_for_it_alone():
+    """ISNet: p99 where its pairs are short enough for 628 in a night (int8), p90 alone elsewhere, and its dynamic
+    int8 (3x fp32's call) a longer run for p90's 61 pairs."""
+    int8, fp32, dynamic = (_bounds("isnet", v) for v in ("int8-kl_divergence", "fp32", "int8_dynamic"))
+    assert set(int8.tail) == {"p90", "p99"} and int8.seconds == 300 and "int8-kl_divergence:" in int8.why
+    assert set(fp32.tail) == {"p90"} and fp32.seconds == 60 and set(dynamic.tail) == {"p90"} and dynamic.seconds == 120
+    assert int8.max_trend == fp32.max_trend and int8.variants == {} and int8.drift_max_abs == fp32.drift_max_abs
+    base = {"max_trend": 1.3, "max_rss_growth_mb_per_1000": 50, "why": "measured"}
+    with pytest.raises(ValidationError, match="gated percentile"):
+        Sustained(**base, variants={"int8-max": {"tail": {"p95": 2.0}, "why": "measured"}})
 
 
 def test_the_case_s_sustained_bounds_refuse_a_misspelt_percentile_and_a_ceiling_that_passes_nothing():
@@ -278,16 +306,74 @@ def test_sensitivity_names_the_gate_that_caught_a_sustained_fault_and_no_gate_th
 
 def test_a_run_slowing_as_a_whole_is_a_trend_not_a_tail():
     """A throttle of 1% per second over 300 s (half of MLPerf's 600 s) takes each call to 4x: against the run's
-    median its p90 bound would be 1.54x; each call against its own tenth's median is the tail the gate judges."""
+    median its p90 bound would be 1.54x; each call against its neighbours' median is the tail the gate judges."""
     calls = 200
     slowing = [1.0 + 3.0 * i / (calls - 1) for i in range(calls)]
     run = judged.SustainedRun(300.0, item_s=slowing, reference_s=[1.0] * calls, elapsed=300.0)
     verdicts = {v.gate: v for v in judged.judge(run, {"p90": 1.5}, 1.3, 50, 0.0, 0.95) if v.gate in ("tail", "trend")}
     assert verdicts["trend"].status == "failed" and verdicts["tail"].status == "passed", verdicts
-    assert verdicts["tail"].value < 1.1
+    assert verdicts["tail"].value < 1.01
     spiky = [3.0 * s if i % 10 == 0 else s for i, s in enumerate(slowing)]  # and every 10th call 3x
     run = judged.SustainedRun(300.0, item_s=spiky, reference_s=[1.0] * calls, elapsed=300.0)
     assert {v.gate: v for v in judged.judge(run, {"p90": 1.5}, 1.3, 50, 0.0, 0.95)}["tail"].status == "failed"
+
+
+def _recorded(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Raw per-call seconds of a real interleaved run (its ``measured`` field says what, where and under what load)."""
+    import json
+
+    recorded = json.loads((ROOT / "tests" / "data" / "sustained" / name).read_text(encoding="utf-8"))
+    return np.asarray(recorded["item"]), np.asarray(recorded["reference"])
+
+
+def _tail_of(item: np.ndarray, reference: np.ndarray, tail: dict[str, float]) -> judged.GateVerdict:
+    run = judged.SustainedRun(60.0, item_s=list(item), reference_s=list(reference), elapsed=60.0)
+    return {v.gate: v for v in judged.judge(run, tail, 1.4, 50, 0.0, 0.95)}["tail"]
+
+
+def _every(times: np.ndarray, k: int) -> np.ndarray:
+    slowed = times.copy()
+    slowed[::k] *= 3.0  # what the tail fault's wrapper adds, on the recorded host's noise
+    return slowed
+
+
+@pytest.mark.parametrize("name", ["u2netp_int8_vs_fp32.json", "isnet_int8_vs_fp32.json"])
+def test_real_host_noise_passes_the_case_s_p90_in_every_window_and_a_3x_tail_fails_it_in_every_window(name):
+    """Replayed on raw interleaved times of a real run (the gate's own functions): every window of 61 calls, p90's
+    least, against the case's ceiling. u2netp's was recorded with 2-3 other jobs on the 2-core machine."""
+    item, reference = _recorded(name)
+    ceiling = _bounds("u2netp", "int8-percentile").tail
+    windows = range(0, len(item) - 61 + 1, 15)
+    healthy = [_tail_of(item[s:s + 61], reference[s:s + 61], ceiling) for s in windows]
+    assert all(v.status == "passed" for v in healthy), max(v.value for v in healthy)
+    slowed = [_tail_of(_every(item[s:s + 61], 10), reference[s:s + 61], ceiling) for s in windows]
+    assert all(v.status == "failed" for v in slowed), min(v.value for v in slowed)
+
+
+def test_real_host_noise_passes_isnet_s_p99_and_a_tail_of_one_call_in_100_fails_p99_alone():
+    item, reference = _recorded("isnet_int8_vs_fp32.json")
+    tail = _bounds("isnet", "int8-kl_divergence").tail
+    assert set(tail) == {"p90", "p99"} and len(item) >= 628
+    assert _tail_of(item[:628], reference[:628], tail).status == "passed"
+    rare = _tail_of(_every(item[:628], 100), reference[:628], tail)
+    assert rare.status == "failed" and rare.value > tail["p99"], rare.text
+    assert _tail_of(_every(item[:628], 100), reference[:628], {"p90": tail["p90"]}).status == "passed"
+
+
+def test_a_large_model_s_allocator_step_is_forgiven_and_its_leak_is_not():
+    """ISNet at 1024 (dynamic int8), healthy: 365 MB at rest, 1335 MB at its peak, +25 MB over the second half of 43
+    calls (a 1381 MB-per-1000 slope), which the fixed 16 MB step failed; 8 MB kept per call on top fails."""
+    mb = 2**20
+    calls = list(range(0, 44, 5)) + [43]
+    healthy = [int((365 + (25.0 * (c - 20) / 23 if c > 20 else 0)) * mb) for c in calls]
+    run = judged.SustainedRun(150.0, rss=list(zip(calls, healthy)), peak_rss=1335 * mb, elapsed=150.0,
+                              item_s=[1.0] * 43)
+    memory = judged._memory_gate(run, 50)
+    assert memory.status == "passed" and memory.value > 1000 and "67 MB" in memory.text, memory.text
+    leaking = [rss + 8 * mb * c for c, rss in zip(calls, healthy)]
+    run = judged.SustainedRun(150.0, rss=list(zip(calls, leaking)), peak_rss=1335 * mb, elapsed=150.0,
+                              item_s=[1.0] * 43)
+    assert judged._memory_gate(run, 50).status == "failed"
 
 
 def test_no_memory_figure_is_no_pass(clock):

@@ -20,7 +20,7 @@ from ..judge.deployed import REMEDY, deployed_bounds
 from ..judge.judgement import Comparison
 from ..record.report import Recorder
 from .rows import Property, figure
-from .verdicts import comparison_failures, judged_by, judged_datasets, violations, vs_fp32
+from .verdicts import comparison_failures, deployed_vs_fp32, judged_datasets, vs_fp32
 
 
 def test_deployment(handle: ItemHandle, recorder: Recorder, figures: Property) -> None:
@@ -53,15 +53,10 @@ def test_deployment(handle: ItemHandle, recorder: Recorder, figures: Property) -
     stated = bounds.stated
     if stated is not None:
         label += f", judged by the loss the case states for such CPUs ({stated.why})"
-    vs_fp32_budget = bounds.vs_fp32 or bounds.own
-    held_to = f"the stated budget ({vs_fp32_budget.why})" if bounds.vs_fp32 is not None else \
-        judged_by(item, vs_fp32_budget)
     failures = []
     for dataset in judged_datasets(handle):
         deployed, reference = handle.run_deployed(dataset), handle.reference.run(dataset)
-        comparison = Comparison.of(deployed.maps, reference.maps, vs_fp32_budget,
-                                   mean_interval=bounds.interval if bounds.vs_fp32 is not None else None)
-        failed = comparison.violations if bounds.vs_fp32 is not None else violations(item, comparison)
+        comparison, failed, held_to = deployed_vs_fp32(item, bounds, deployed.maps, reference.maps)
         row = recorder.row(item, dataset.name)
         verdict: dict[str, Any] = {"int8_path": path.name, "saturating_u8s8": path.saturates_u8s8,
                                    "scheme": scheme.label, "stated_loss": stated is not None,

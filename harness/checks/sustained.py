@@ -41,7 +41,7 @@ def _batches(handle: ItemHandle, takes_images: bool) -> list[RunInput]:
 
 def sustain_seconds(handle: ItemHandle) -> float:
     """The run's length: ``--sustain-seconds`` or the ini's, else the case's ``sustained.seconds``."""
-    bounds = handle.item.family.sustained_of(handle.item.model)
+    bounds = handle.item.family.sustained_of(handle.item.model, handle.item.variant)
     assert bounds is not None, "collected only where the case declares sustained bounds"
     return handle.settings.sustain_seconds or bounds.seconds
 
@@ -50,7 +50,7 @@ def test_sustained(handle: ItemHandle, recorder: Recorder, benchmark: Any, figur
     """The deployed session over a stated time: tail, trend, memory growth and output drift (module docstring)."""
     item = handle.item
     _ratio_skip(benchmark)
-    bounds = item.family.sustained_of(item.model)
+    bounds = item.family.sustained_of(item.model, item.variant)
     assert bounds is not None
     session = _live_session(handle).deployed
     ours = _batches(handle, handle.takes_images)

@@ -10,8 +10,9 @@ item.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
+import numpy as np
 import pytest
 
 from ..data import datasets as ds
@@ -19,6 +20,7 @@ from ..data.case_base import LOWER_IS_BETTER
 from ..data.case_bounds import Budget, IsaLoss
 from ..data.cases import Item
 from ..items.handle import ItemHandle
+from ..judge.deployed import DeployedBounds
 from ..judge.judgement import Comparison, loss_violations
 from ..judge.paired import PairedResult, documented_delta, judge_paired
 
@@ -30,6 +32,18 @@ def violations(item: Item, comparison: Comparison, slack: float = 0.0) -> list[s
     if collapse is None or collapse.expected_loss is None:
         return comparison.violations
     return loss_violations(comparison, collapse.expected_loss.conformance_mae, slack)
+
+
+def deployed_vs_fp32(item: Item, bounds: DeployedBounds, deployed: Mapping[str, np.ndarray],
+                     reference: Mapping[str, np.ndarray]) -> tuple[Comparison, list[str], str]:
+    """The deployed maps of ``item`` against fp32's: the comparison, what fails it and what it is held to. Where the
+    case states a budget for this CPU it is that budget, its mean judged by its interval; else the variant's own rule
+    (:func:`violations`: its budget, or a documented collapse's stated loss)."""
+    if bounds.vs_fp32 is not None:
+        comparison = Comparison.of(deployed, reference, bounds.vs_fp32, mean_interval=bounds.interval)
+        return comparison, comparison.violations, f"the stated budget ({bounds.vs_fp32.why})"
+    comparison = Comparison.of(deployed, reference, bounds.own)
+    return comparison, violations(item, comparison), judged_by(item, bounds.own)
 
 
 def judged_by(item: Item, budget: Budget) -> str:
@@ -71,7 +85,7 @@ def judge_vs_fp32(handle: ItemHandle, dataset: ds.Dataset, key: str, deployed: b
     case's tolerance and floors (equivalence for fp32 on another runtime)."""
     item = handle.item
     tolerance = item.family.acceptance.reproduction
-    floors = item.family.acceptance.floors_for(item.variant.precision, item.model.task)
+    floors = item.model.floors_for(item.family.acceptance, item.variant.precision)
     documented, expected = documented_delta(item.model, item, dataset.name), None
     equivalence = item.variant.precision == item.reference.variant.precision
     model = item.model

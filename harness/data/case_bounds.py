@@ -179,6 +179,30 @@ class Performance(Strict):
 
 
 
+def _percentile_ceilings(ceilings: dict[str, float]) -> dict[str, float]:
+    """A misspelt percentile would silently drop its gate: refuse it, and a ceiling that passes nothing."""
+    known_keys(ceilings, ("p90", "p99"), "a gated percentile")
+    for name, ceiling in ceilings.items():
+        if not ceiling > 1:
+            raise ValueError(f"tail.{name}: {ceiling} is not a ceiling above 1 (a ratio of ratios)")
+    return ceilings
+
+
+class SustainedVariant(Strict):
+    """One variant's own length and tail ceilings, replacing its model's: where its calls are so much slower than
+    its model's others that the percentiles they gate would need a run of another length (ISNet's dynamic int8 at
+    1.6 s a call cannot give p99's 628 pairs in a night's stated time). ``why``: what was measured."""
+
+    seconds: float | None = Field(None, gt=0)
+    tail: dict[str, float] | None = None
+    why: str
+
+    @field_validator("tail")
+    @classmethod
+    def _percentiles(cls, ceilings: dict[str, float] | None) -> dict[str, float] | None:
+        return None if ceilings is None else _percentile_ceilings(ceilings)
+
+
 class Sustained(Strict):
     """Bounds of the sustained check (``test_sustained``, :mod:`harness.judge.sustained`): the deployed session run
     for ``seconds`` over the item's images at batch 1, interleaved call by call with the fp32 reference.
@@ -191,6 +215,7 @@ class Sustained(Strict):
     fill in the first). ``drift_max_abs``: the most a fixed image's output may move between its first run and any
     later one, every ``probe_every`` calls and at the end (0: bit-identical, for deterministic runtimes).
     ``seconds``: the run's length unless ``--sustain-seconds`` says otherwise; ``why``: what was measured, on what.
+    ``variants``: variant label -> its own length and tail ceilings (:class:`SustainedVariant`).
     """
 
     seconds: float = Field(60.0, gt=0)
@@ -200,16 +225,21 @@ class Sustained(Strict):
     drift_max_abs: float = Field(0.0, ge=0)
     probe_every: int = Field(50, gt=0)
     why: str
+    variants: dict[str, SustainedVariant] = Field(default_factory=dict)
 
     @field_validator("tail")
     @classmethod
     def _percentiles(cls, ceilings: dict[str, float]) -> dict[str, float]:
-        # A misspelt percentile would silently drop its gate: refuse it, and a ceiling that passes nothing.
-        known_keys(ceilings, ("p90", "p99"), "a gated percentile")
-        for name, ceiling in ceilings.items():
-            if not ceiling > 1:
-                raise ValueError(f"tail.{name}: {ceiling} is not a ceiling above 1 (a ratio of ratios)")
-        return ceilings
+        return _percentile_ceilings(ceilings)
+
+    def of_variant(self, label: str) -> "Sustained":
+        """These bounds as ``label`` is held to them: its own length and tail where it states them."""
+        own = self.variants.get(label)
+        if own is None:
+            return self
+        return self.model_copy(update={"seconds": own.seconds or self.seconds,
+                                       "tail": self.tail if own.tail is None else own.tail,
+                                       "why": f"{self.why}; {label}: {own.why}", "variants": {}})
 
 
 #: Structural checks a variant may state its outputs cannot be judged by (``structure.variants.<label>.not_judged``).
@@ -218,6 +248,40 @@ StructureCheck = Literal["alignment", "channel_order"]
 
 #: What a relaxation's ``why`` must name: how many images its figures were measured on ("on 22 ECSSD images").
 _IMAGE_COUNT = re.compile(r"\b\d+ (?:[\w-]+ ){0,2}images?\b")
+
+
+class MeasuredOnImages(Strict):
+    """A relaxation with its reason: ``why`` must say on how many images its figures were measured, since a bound
+    measured on 4 images is not one measured on 100 (:data:`_IMAGE_COUNT`)."""
+
+    why: str
+
+    @field_validator("why")
+    @classmethod
+    def _measured(cls, why: str) -> str:
+        if not _IMAGE_COUNT.search(why):
+            raise ValueError(f"why {why!r} does not say on how many images its figures were measured "
+                             "(e.g. 'keeps 92.5% on 22 ECSSD images')")
+        return why
+
+
+class ModelFloors(MeasuredOnImages):
+    """One model's own floors for one precision, replacing the family's (``acceptance.floors``) for that model alone:
+    where its graph is not one the harness builds (a shipped dynamic-int8 graph) and keeps measurably less of fp32's
+    value than the family's floor. ``keeps``: metric -> the share of fp32's value the item must keep on the same
+    images (judged, as every floor, by its interval); ``why``: what was measured, on how many images."""
+
+    keeps: dict[str, float]
+
+    @field_validator("keeps")
+    @classmethod
+    def _fractions(cls, keeps: dict[str, float]) -> dict[str, float]:
+        if not keeps:
+            raise ValueError("keeps: no metric: a floor that judges nothing")
+        for metric, fraction in keeps.items():
+            if not 0 < fraction <= 1:
+                raise ValueError(f"keeps.{metric}: {fraction} is not a fraction in (0, 1]")
+        return keeps
 
 
 class StructureBounds(Strict):
@@ -263,7 +327,7 @@ class StructureBounds(Strict):
         return loose + [f"not_judged: {check}" for check in self.not_judged if check not in other.not_judged]
 
 
-class VariantStructure(Strict):
+class VariantStructure(MeasuredOnImages):
     """One variant's own structural bounds, where its healthy build measures beyond its model's (a shipped graph
     quantised at another resolution, near-binary maps whose int8 edges flip, a documented collapse).
 
@@ -276,15 +340,6 @@ class VariantStructure(Strict):
     detail_floor: float | None = Field(None, gt=0, le=1)
     spurious_ceiling: float | None = Field(None, gt=0)
     not_judged: tuple[StructureCheck, ...] = ()
-    why: str
-
-    @field_validator("why")
-    @classmethod
-    def _measured(cls, why: str) -> str:
-        if not _IMAGE_COUNT.search(why):
-            raise ValueError(f"why {why!r} does not say on how many images its figures were measured "
-                             "(e.g. '0.92 on 4 ECSSD images')")
-        return why
 
 
 class Structure(StructureBounds):

@@ -20,6 +20,7 @@ from .case_bounds import (
     Budget,
     DeployedInt8,
     Documented,
+    ModelFloors,
     Performance,
     ResultRow,
     Structure,
@@ -70,6 +71,9 @@ class Model(Strict):
         default_factory=dict,
         description="budgets for seeded (untrained) weights, measured with exact int8 arithmetic (same on every CPU)")
     performance: Performance | None = Field(None, description="overrides the family's performance floors")
+    floors: dict[str, ModelFloors] = Field(
+        default_factory=dict, description="precision -> this model's own accuracy floors against fp32, replacing the "
+                                          "family's acceptance.floors for it, with what they were measured on")
     sustained: Sustained | None = Field(None, description="overrides the family's sustained-load bounds")
     int8: Int8Scheme | None = Field(None, description="overrides the family's static int8 scheme")
     structure: Structure = Field(Structure(), description="bounds of the structural checks against fp32, per variant")
@@ -111,6 +115,14 @@ class Model(Strict):
             if label not in labels:
                 raise ValueError(f"structure.variants names {label!r}, which is not a variant of model "
                                  f"{self.name!r} (its variants: {sorted(labels)})")
+        for label in (self.sustained.variants if self.sustained else {}):
+            if label not in labels:
+                raise ValueError(f"sustained.variants names {label!r}, which is not a variant of model {self.name!r} "
+                                 f"(its variants: {sorted(labels)})")
+        for precision in self.floors:
+            if precision not in {v.precision for v in self.variants()} - {"fp32"}:
+                raise ValueError(f"floors names {precision!r}, which is not a non-fp32 precision of model "
+                                 f"{self.name!r}")
         for label in self.deployed_int8.saturating_u8s8:
             if label not in {v.label for v in self.variants() if v.precision == "int8"}:
                 raise ValueError(f"deployed_int8.saturating_u8s8 names {label!r}, which is not one of this model's "
@@ -125,6 +137,12 @@ class Model(Strict):
         for precision in self.extra_precisions:
             seen[(precision, None)] = None
         return [Variant(p, c) for p, c in seen]
+
+    def floors_for(self, acceptance: Acceptance, precision: str) -> dict[str, float]:
+        """The accuracy floors this model's ``precision`` is held to against fp32: its own where it states them,
+        else its family's (:meth:`Acceptance.floors_for`)."""
+        own = self.floors.get(precision)
+        return dict(own.keeps) if own is not None else acceptance.floors_for(precision, self.task)
 
     def expected_loss(self, variant: "Variant") -> ResultRow | None:
         """The documented collapse of ``variant`` (its row carries the bounds it is judged by), None for a healthy
@@ -157,6 +175,11 @@ class Family(Strict):
         duplicates = {n for n in names if names.count(n) > 1}
         if duplicates:
             raise ValueError(f"model names repeated: {sorted(duplicates)}")
+        inheriting = {v.label for m in self.models if m.sustained is None for v in m.variants()}
+        for label in (self.sustained.variants if self.sustained else {}):
+            if label not in inheriting:
+                raise ValueError(f"sustained.variants names {label!r}, which is not a variant of any model held to "
+                                 f"the family's sustained bounds ({sorted(inheriting)})")
         for model_index, model in enumerate(self.models):
             for row_index, row in enumerate(model.results):
                 untolerated = set(row.metrics) - set(self.acceptance.reproduction)
@@ -192,9 +215,11 @@ class Family(Strict):
         """The model's own performance floors, else the family's."""
         return model.performance or self.performance
 
-    def sustained_of(self, model: "Model") -> Sustained | None:
-        """The model's own sustained-load bounds, else the family's; None where neither declares any."""
-        return model.sustained or self.sustained
+    def sustained_of(self, model: "Model", variant: "Variant") -> Sustained | None:
+        """The sustained-load bounds of ``model`` at ``variant``: the model's own, else the family's, with the
+        variant's own length and tail where they state them; None where neither declares any."""
+        bounds = model.sustained or self.sustained
+        return None if bounds is None else bounds.of_variant(variant.label)
 
     def int8_of(self, model: "Model") -> Int8Scheme:
         """The model's own static int8 scheme, else the family's."""

@@ -8,12 +8,14 @@ session for a stated time over its images, interleaved call by call with the fp3
 session's process every :data:`MEMORY_EVERY` calls and runs one fixed image (the drift probe) at the start, every
 ``probe_every`` calls and at the end. :func:`judge` then gives one verdict per gate:
 
-* ``tail``: each declared percentile over the median of the item's time over the reference's, call by call (the two
-  calls of a pair run back to back, so load lasting longer than a pair falls on both and cancels), each ratio taken
-  against the median of its tenth of the run, so that a run slowing as a whole is the trend gate's alone;
+* ``tail``: each declared percentile of the item's calls, each against the median of the :data:`NEIGHBOURHOOD` calls
+  around it (so that a run slowing as a whole is the trend gate's alone), over the reference's same figure in the
+  same run: host bursts fall on both sides' tails alike, since their calls alternate. Not the percentile of the
+  call-by-call ratio: a burst that hits one call of a pair and not the other puts both sides' noise into that ratio
+  (a healthy u2netp int8 run's p90 ratio measured 1.93 where its own p90/p50 was 1.28 and the reference's 1.37);
 * ``trend``: the median of the last tenth of those ratios over the first tenth's;
 * ``memory``: resident-memory growth per 1000 calls (least-squares slope over the run's second half), beyond one
-  allocator step (:data:`RSS_STEP_MB`) there;
+  allocator step (:data:`RSS_STEP_MB`, or :data:`RSS_STEP_SHARE` of the peak) there;
 * ``drift``: the probe's outputs against its first run: bit-identical, or within the case's stated noise.
 
 **How many samples a percentile needs.** As MLPerf's early stopping does, a percentile is only judged when the run
@@ -47,8 +49,12 @@ GUARD_BYTES = 512 * 2**20
 #: Calls per tenth the trend gate needs (a median of fewer is one slow call away from anything): 30 calls a run.
 LEAST_PER_TENTH = 3
 #: Growth of the session's process over the judged half of a run that the memory gate forgives whatever its slope:
-#: one step of an allocator (a healthy u2netp session grew 2.8 MB over 19 calls once, 70 MB per 1000 as a slope).
+#: one step of an allocator (a healthy u2netp session grew 2.8 MB over 19 calls once, 70 MB per 1000 as a slope), or
+#: :data:`RSS_STEP_SHARE` of the process's peak where that is larger: an allocator keeps back part of what a call
+#: allocated and freed, and a large model allocates more (ISNet at 1024, dynamic int8: 365 MB at rest, 1335 MB at its
+#: peak, grew 24.9 MB over the second half of 43 healthy calls, 1.9% of its peak).
 RSS_STEP_MB = 16.0
+RSS_STEP_SHARE = 0.05
 #: RSS samples in the judged half of the run the memory slope needs.
 LEAST_MEMORY_SAMPLES = 3
 #: Samples the tail gate's percentile bound leaves above it: with the fewest samples a percentile needs, the bound is
@@ -60,6 +66,9 @@ WARM_UP_CALLS = 2
 #: A run lasts its stated time and until it holds the calls its gates need (:func:`calls_needed`), but at most this
 #: many times its stated time: a run still short then fails saying how long a run it needs.
 STRETCH = 3.0
+#: Calls around each ratio whose median the tail gate holds it against (:func:`_detrended`): an every-10th-call tail
+#: puts at most two slow calls among eleven, which cannot move their median.
+NEIGHBOURHOOD = 11
 GATES = ("tail", "trend", "memory", "drift")
 
 Call = Callable[[int], object]
@@ -289,17 +298,15 @@ def _tail_gate(run: SustainedRun, tail: dict[str, float], confidence: float) -> 
         needed = samples_needed(q, confidence, SPARE)
         if run.calls < needed:
             return GateVerdict("tail", "failed", f"{name} at {confidence:.0%} confidence {_longer(run, needed)}")
-        pairs = _detrended(_pair_ratios(run))
-        excess = percentile_bound(pairs, q, confidence) / statistics.median(pairs)
-        ours = percentile_bound(run.item_s, q, confidence) / statistics.median(run.item_s)
-        theirs = percentile_bound(run.reference_s, q, confidence) / statistics.median(run.reference_s)
+        ours = percentile_bound(_detrended(run.item_s), q, confidence)
+        theirs = percentile_bound(_detrended(run.reference_s), q, confidence)
+        excess = ours / theirs
         failed |= excess > ceiling
         if excess / ceiling > worst / max(worst_bound, 1e-9):
             worst, worst_bound = excess, ceiling
-        parts.append(f"{name}/p50 of the item's time over the reference's, call by call and against its tenth's "
-                     f"median, x{excess:.2f} (ceiling "
-                     f"x{ceiling:g}; the item's own {name}/p50 {ours:.2f}, the reference's {theirs:.2f}; {name} "
-                     f"bounded at {confidence:.0%} confidence)")
+        parts.append(f"{name}/p50 of the item's calls x{ours:.2f} over the reference's x{theirs:.2f}: x{excess:.2f} "
+                     f"(ceiling x{ceiling:g}; each call against its {NEIGHBOURHOOD} neighbours' median, {name} bounded "
+                     f"at {confidence:.0%} confidence)")
     text = f"tail over {run.calls} interleaved calls: " + "; ".join(parts)
     return GateVerdict("tail", "failed" if failed else "passed", text, worst, worst_bound)
 
@@ -310,12 +317,17 @@ def _pair_ratios(run: SustainedRun) -> list[float]:
     return [ours / theirs for ours, theirs in zip(run.item_s, run.reference_s)]
 
 
-def _detrended(ratios: list[float]) -> list[float]:
-    """Each ratio over the median of its tenth of the run: what the tail gate judges, so that a run that slows as a
-    whole (the trend gate's business: a throttle took u2netp's ratio from 1.0 to 2.2 over 128 s, a p90 bound of 1.65
-    over the run's median) is not also a tail, while one slow call in ten stays as slow against its tenth's median."""
-    return [float(r) for chunk in np.array_split(np.asarray(ratios), 10) if chunk.size
-            for r in chunk / np.median(chunk)]
+def _detrended(times: list[float]) -> list[float]:
+    """Each call's time over the median of the :data:`NEIGHBOURHOOD` calls centred on it: what the tail gate judges,
+    so that a run that slows as a whole (the trend gate's business) is not also a tail, while one slow call in ten
+    stays as slow against its neighbours (at most two of the eleven are slow, and a median shrugs off five). Against
+    the run's median a throttle's times spread to a p90 bound of 1.65 (u2netp, 1.0 to 2.2 over 128 s); against the
+    median of its tenth of the run, the last tenth of a compounding slowdown still spread (ISNet's throttle 1.45): the
+    calls of a tenth span more and more of the run's time as each call slows. Eleven neighbours span a few seconds
+    wherever they are."""
+    values = np.asarray(times, dtype=float)
+    half = NEIGHBOURHOOD // 2
+    return [float(value / np.median(values[max(0, i - half):i + half + 1])) for i, value in enumerate(values)]
 
 
 def _trend_gate(run: SustainedRun, max_trend: float) -> GateVerdict:
@@ -341,10 +353,12 @@ def _memory_gate(run: SustainedRun, max_growth_mb: float) -> GateVerdict:
     start, end = run.rss[0][1] / 2**20, run.rss[-1][1] / 2**20
     judged = _judged_memory(run)
     grown = growth * (judged[-1][0] - judged[0][0]) / 1000
-    text = (f"resident memory {start:.0f} -> {end:.0f} MB (peak {(run.peak_rss or 0) / 2**20:.0f}) over {run.calls} "
-            f"calls: {growth:+.1f} MB per 1000 calls over the second half, {grown:+.1f} MB there (ceiling "
-            f"{max_growth_mb:g} MB per 1000 calls beyond one allocator step of {RSS_STEP_MB:g} MB)")
-    failed = growth > max_growth_mb and grown > RSS_STEP_MB
+    peak = max((run.peak_rss or 0), *(rss for _, rss in run.rss)) / 2**20
+    step = max(RSS_STEP_MB, RSS_STEP_SHARE * peak)
+    text = (f"resident memory {start:.0f} -> {end:.0f} MB (peak {peak:.0f}) over {run.calls} calls: {growth:+.1f} MB "
+            f"per 1000 calls over the second half, {grown:+.1f} MB there (ceiling {max_growth_mb:g} MB per 1000 calls "
+            f"beyond one allocator step of {step:.0f} MB: {RSS_STEP_MB:g} MB or {RSS_STEP_SHARE:.0%} of the peak)")
+    failed = growth > max_growth_mb and grown > step
     return GateVerdict("memory", "failed" if failed else "passed", text, growth, max_growth_mb)
 
 

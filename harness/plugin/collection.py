@@ -47,7 +47,7 @@ def _gated(item: Item, check: str) -> bool:
     if check == "test_pipeline_overhead":
         return performance.max_pipeline_overhead is not None
     if check == "test_sustained":
-        return item.family.sustained_of(item.model) is not None
+        return item.family.sustained_of(item.model, item.variant) is not None
     if check == "test_deployment":  # only static int8 has an exact-arithmetic build verdict beside the deployed one
         return item.variant.precision == "int8"
     return True

@@ -185,7 +185,7 @@ SUSTAINED = "test_sustained"
 def _sustain_seconds(state: State, node: pytest.Item) -> float:
     """A sustained check's stated time: ``--sustain-seconds`` (or the ini's), else its case's."""
     item = case_item_of(node)
-    bounds = item.family.sustained_of(item.model) if item is not None else None
+    bounds = item.family.sustained_of(item.model, item.variant) if item is not None else None
     return state.suite.settings.sustain_seconds or (bounds.seconds if bounds is not None else 0.0)
 
 
