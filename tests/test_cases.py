@@ -272,6 +272,10 @@ def _floors_of_a_precision_the_model_lacks(case):
     case["models"][0]["floors"] = {"int8_dynamic": {"keeps": {"sm": 0.9}, "why": "keeps 95% on 22 ECSSD images"}}
 
 
+def _floors_of_a_misspelt_metric(case):
+    case["models"][0]["floors"] = {"int8": {"keeps": {"avgf": 0.9}, "why": "keeps 95% on 22 ECSSD images"}}
+
+
 def _floors_without_an_image_count(case):
     case["models"][0]["floors"] = {"int8": {"keeps": {"sm": 0.9}, "why": "keeps 95%"}}
 
@@ -355,8 +359,9 @@ def _misspelt_timeout(case):
          "floors names 'int8_dynamic', which is not a non-fp32 precision of model 'demo'"),
         (_sustained_of_an_unknown_variant, "models.0",
          "sustained.variants names 'int8-kl_divergence', which is not a variant of model 'demo'"),
-        (_family_sustained_of_an_unknown_variant, "",
+        (_family_sustained_of_an_unknown_variant, "<top level>",
          "sustained.variants names 'int8_dynamic', which is not a variant of any model held to the family's"),
+        (_floors_of_a_misspelt_metric, "models.0.floors.int8.keeps", "metrics ['avgf'] are not among the family's"),
         (_floors_without_an_image_count, "models.0.floors.int8.why",
          "does not say on how many images its figures were measured"),
         (_structure_bound_misspelt, "models.0.structure.variants.fp16.spurious_ceil", "Extra inputs are not permitted"),

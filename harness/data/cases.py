@@ -181,6 +181,13 @@ class Family(Strict):
                 raise ValueError(f"sustained.variants names {label!r}, which is not a variant of any model held to "
                                  f"the family's sustained bounds ({sorted(inheriting)})")
         for model_index, model in enumerate(self.models):
+            for precision, own in model.floors.items():
+                # A misspelt metric would be silently skipped by the paired rule: refuse it.
+                unknown = set(own.keeps) - set(self.acceptance.reproduction)
+                if unknown:
+                    raise ValueError(f"models.{model_index}.floors.{precision}.keeps ({model.name}): metrics "
+                                     f"{sorted(unknown)} are not among the family's judged metrics "
+                                     f"{sorted(self.acceptance.reproduction)} (acceptance.reproduction)")
             for row_index, row in enumerate(model.results):
                 untolerated = set(row.metrics) - set(self.acceptance.reproduction)
                 if untolerated:

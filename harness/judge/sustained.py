@@ -66,7 +66,7 @@ WARM_UP_CALLS = 2
 #: A run lasts its stated time and until it holds the calls its gates need (:func:`calls_needed`), but at most this
 #: many times its stated time: a run still short then fails saying how long a run it needs.
 STRETCH = 3.0
-#: Calls around each ratio whose median the tail gate holds it against (:func:`_detrended`): an every-10th-call tail
+#: Calls around each call whose median the tail gate holds it against (:func:`_detrended`): an every-10th-call tail
 #: puts at most two slow calls among eleven, which cannot move their median.
 NEIGHBOURHOOD = 11
 GATES = ("tail", "trend", "memory", "drift")
