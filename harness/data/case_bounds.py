@@ -121,6 +121,14 @@ DEFAULT_FLOORS = {"fp16": 0.995, "int8": 0.99}
 HEADLINE_METRICS = {"saliency": ("avg_f", "sm"), "segmentation": ("miou",), "matting": ("miou",)}
 
 
+def _shares(metrics: dict[str, float], where: str) -> dict[str, float]:
+    """Floors are shares of fp32's value: each in (0, 1], or the floor judges nothing (0) or fails every run (> 1)."""
+    for metric, fraction in metrics.items():
+        if not 0 < fraction <= 1:
+            raise ValueError(f"{where}.{metric}: {fraction} is not a fraction in (0, 1]")
+    return metrics
+
+
 class Acceptance(Strict):
     """How accuracy rows are judged against the seed's values and against fp32 (see :mod:`harness.judge.judgement`).
 
@@ -152,9 +160,7 @@ class Acceptance(Strict):
         for precision, metrics in floors.items():
             if precision not in PRECISIONS or precision == "fp32":
                 raise ValueError(f"floors: {precision!r} is not a non-fp32 precision ({', '.join(PRECISIONS[1:])})")
-            for metric, fraction in metrics.items():
-                if not 0 < fraction <= 1:
-                    raise ValueError(f"floors.{precision}.{metric}: {fraction} is not a fraction in (0, 1]")
+            _shares(metrics, f"floors.{precision}")
         return floors
 
 
@@ -278,10 +284,7 @@ class ModelFloors(MeasuredOnImages):
     def _fractions(cls, keeps: dict[str, float]) -> dict[str, float]:
         if not keeps:
             raise ValueError("keeps: no metric: a floor that judges nothing")
-        for metric, fraction in keeps.items():
-            if not 0 < fraction <= 1:
-                raise ValueError(f"keeps.{metric}: {fraction} is not a fraction in (0, 1]")
-        return keeps
+        return _shares(keeps, "keeps")
 
 
 class StructureBounds(Strict):

@@ -111,14 +111,12 @@ class Model(Strict):
             if label not in labels:
                 raise ValueError(f"skip_variants names {label!r}, which is not one of this model's variants "
                                  f"{sorted(labels)}")
-        for label in self.structure.variants:
-            if label not in labels:
-                raise ValueError(f"structure.variants names {label!r}, which is not a variant of model "
-                                 f"{self.name!r} (its variants: {sorted(labels)})")
-        for label in (self.sustained.variants if self.sustained else {}):
-            if label not in labels:
-                raise ValueError(f"sustained.variants names {label!r}, which is not a variant of model {self.name!r} "
-                                 f"(its variants: {sorted(labels)})")
+        for where, named in (("structure.variants", self.structure.variants),
+                             ("sustained.variants", self.sustained.variants if self.sustained else {})):
+            for label in named:
+                if label not in labels:
+                    raise ValueError(f"{where} names {label!r}, which is not a variant of model {self.name!r} (its "
+                                     f"variants: {sorted(labels)})")
         for precision in self.floors:
             if precision not in {v.precision for v in self.variants()} - {"fp32"}:
                 raise ValueError(f"floors names {precision!r}, which is not a non-fp32 precision of model "

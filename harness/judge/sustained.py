@@ -293,13 +293,13 @@ def _tail_gate(run: SustainedRun, tail: dict[str, float], confidence: float) -> 
     if not tail:
         return GateVerdict("tail", "not judged", "not judged: the case declares no percentile ceiling")
     parts, failed, worst, worst_bound = [], False, 0.0, 0.0
+    item, reference = _detrended(run.item_s), _detrended(run.reference_s)
     for name, ceiling in sorted(tail.items()):
         q = float(name[1:])
         needed = samples_needed(q, confidence, SPARE)
         if run.calls < needed:
             return GateVerdict("tail", "failed", f"{name} at {confidence:.0%} confidence {_longer(run, needed)}")
-        ours = percentile_bound(_detrended(run.item_s), q, confidence)
-        theirs = percentile_bound(_detrended(run.reference_s), q, confidence)
+        ours, theirs = percentile_bound(item, q, confidence), percentile_bound(reference, q, confidence)
         excess = ours / theirs
         failed |= excess > ceiling
         if excess / ceiling > worst / max(worst_bound, 1e-9):
